@@ -1,0 +1,160 @@
+"""Read every setting from the environment and `.env`, in exactly one place."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_BASE_URL = "http://localhost:8000/v1"
+DEFAULT_DB = Path.home() / ".local" / "share" / "work-agent" / "threads.sqlite"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message is one line naming the variable."""
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    """Static settings: where the model server is, keys, and the agent's default knobs."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    openai_api_base: str = Field(
+        DEFAULT_BASE_URL,
+        validation_alias=_env("OPENAI_API_BASE", "OPENAI_BASE_URL"),
+        description="OpenAI-compatible endpoint of the vLLM server, ending in /v1.",
+    )
+    openai_api_key: SecretStr = Field(
+        SecretStr("EMPTY"),
+        validation_alias=_env("OPENAI_API_KEY"),
+        description="API key; EMPTY for a vLLM server started without --api-key.",
+    )
+    agent_model: str | None = Field(
+        None,
+        validation_alias=_env("AGENT_MODEL"),
+        description="Served model name; unset means the first model /v1/models lists.",
+    )
+    weather_api_key: SecretStr | None = Field(
+        None,
+        validation_alias=_env("WEATHER_API_KEY"),
+        description="OpenWeatherMap key; unset means Open-Meteo (no key needed).",
+    )
+    agent_temperature: float = Field(
+        0.2, ge=0.0, le=2.0, validation_alias=_env("AGENT_TEMPERATURE"),
+        description="Sampling temperature (pinned, so the server's generation-config does not decide).",
+    )
+    agent_max_tokens: int = Field(
+        1024, ge=1, validation_alias=_env("AGENT_MAX_TOKENS"),
+        description="Most tokens the model may generate per call.",
+    )
+    agent_max_steps: int = Field(
+        8, ge=1, le=100, validation_alias=_env("AGENT_MAX_STEPS"),
+        description="Most tool rounds per question before the agent must answer.",
+    )
+    agent_request_timeout: float = Field(
+        120.0, gt=0, validation_alias=_env("AGENT_REQUEST_TIMEOUT"),
+        description="Seconds to wait for one model request.",
+    )
+    agent_max_retries: int = Field(
+        2, ge=0, le=10, validation_alias=_env("AGENT_MAX_RETRIES"),
+        description="Retries of a model request on connection errors, 429 and 5xx.",
+    )
+    agent_checkpoint_db: Path = Field(
+        DEFAULT_DB, validation_alias=_env("AGENT_CHECKPOINT_DB"),
+        description="SQLite file holding conversation threads (shared by CLI, UI and batch).",
+    )
+    tool_timeout: float = Field(
+        20.0, gt=0, validation_alias=_env("TOOL_TIMEOUT"),
+        description="Seconds a tool's HTTP calls may take.",
+    )
+    weather_geocoding_url: str = Field(
+        "https://geocoding-api.open-meteo.com/v1/search",
+        validation_alias=_env("WEATHER_GEOCODING_URL"),
+        description="Open-Meteo geocoding endpoint.",
+    )
+    weather_forecast_url: str = Field(
+        "https://api.open-meteo.com/v1/forecast",
+        validation_alias=_env("WEATHER_FORECAST_URL"),
+        description="Open-Meteo forecast endpoint.",
+    )
+    openweathermap_url: str = Field(
+        "https://api.openweathermap.org/data/2.5/weather",
+        validation_alias=_env("OPENWEATHERMAP_URL"),
+        description="OpenWeatherMap current-weather endpoint (used when WEATHER_API_KEY is set).",
+    )
+
+    @field_validator(
+        "openai_api_base", "weather_geocoding_url", "weather_forecast_url", "openweathermap_url"
+    )
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip()
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme.lower() not in ("http", "https") or not rest.strip("/"):
+            raise ValueError("must be an http:// or https:// URL, e.g. http://localhost:8000/v1")
+        return value.rstrip("/")
+
+    @field_validator("agent_model")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    @field_validator("openai_api_key")
+    @classmethod
+    def _blank_key_is_empty(cls, value: SecretStr) -> SecretStr:
+        return value if value.get_secret_value().strip() else SecretStr("EMPTY")
+
+    @field_validator("agent_checkpoint_db")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets `field`: the alias that is set, else the first one."""
+    alias = Settings.model_fields[field].validation_alias
+    names = [str(n) for n in alias.choices] if isinstance(alias, AliasChoices) else [field.upper()]
+    return next((n for n in names if n in os.environ), names[0])
+
+
+def _explain(err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = first["loc"][0] if first["loc"] else ""
+    field = str(loc)
+    if field not in Settings.model_fields:
+        field = next((n for n in Settings.model_fields if env_name(n).lower() == field.lower()), field)
+    name = env_name(field) if field in Settings.model_fields else field.upper()
+    msg = first["msg"].removeprefix("Value error, ")
+    secret = "key" in name.lower()
+    shown = "" if secret else f"={first.get('input')!s}"
+    more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"Invalid setting {name}{shown}: {msg}{more}. Fix it in .env or the environment."
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings from env/.env plus explicit overrides (by field name); raise ConfigError."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**clean)
+    except ValidationError as err:
+        raise ConfigError(_explain(err)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide Settings from env/.env (cached)."""
+    return load_settings()
