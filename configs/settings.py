@@ -135,8 +135,10 @@ def _explain(err: ValidationError) -> str:
     first = err.errors()[0]
     loc = first["loc"][0] if first["loc"] else ""
     field = str(loc)
-    if field not in Settings.model_fields:
-        field = next((n for n in Settings.model_fields if env_name(n).lower() == field.lower()), field)
+    if field not in Settings.model_fields:  # pydantic reports the alias; map it back to the field
+        field = next((n for n, f in Settings.model_fields.items()
+                      if isinstance(f.validation_alias, AliasChoices)
+                      and field.lower() in (str(c).lower() for c in f.validation_alias.choices)), field)
     name = env_name(field) if field in Settings.model_fields else field.upper()
     msg = first["msg"].removeprefix("Value error, ")
     secret = "key" in name.lower()
