@@ -118,6 +118,11 @@ class Settings(BaseSettings):
     def _blank_key_is_empty(cls, value: SecretStr) -> SecretStr:
         return value if value.get_secret_value().strip() else SecretStr("EMPTY")
 
+    @field_validator("weather_api_key")
+    @classmethod
+    def _blank_weather_key_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value().strip() else None
+
     @field_validator("agent_checkpoint_db")
     @classmethod
     def _expand(cls, value: Path) -> Path:

@@ -1,0 +1,336 @@
+"""The `work-agent` command line: run, repl, list-tools, doctor (`python -m graph.cli --help`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import click
+
+from configs.settings import ConfigError, Settings, load_settings
+
+# Heavy modules (langchain, langgraph, the demo server) are imported inside commands, so that
+# `--help`, `list-tools` and mistakes in the command line answer fast.
+
+EXIT_USAGE, EXIT_ENDPOINT = 2, 3
+
+
+class CliError(click.ClickException):
+    """An expected failure: one line on stderr, then exit with `exit_code`."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file: Any = None) -> None:
+        """Print `Error: <one line>` on stderr."""
+        click.secho(f"Error: {self.message}", err=True, fg="red")
+
+
+def endpoint_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --base-url and --model (they override OPENAI_API_BASE and AGENT_MODEL)."""
+    fn = click.option("--model", "-m", help="Served model name (default: AGENT_MODEL, else the server's first).")(fn)
+    fn = click.option("--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.")(fn)
+    return fn
+
+
+def agent_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the options of commands that run the agent: endpoint, --max-steps, --demo, --thread."""
+    fn = endpoint_options(fn)
+    fn = click.option("--max-steps", type=int, help="Most tool rounds per question (default AGENT_MAX_STEPS).")(fn)
+    fn = click.option("--thread", "thread_id", help="Conversation id: continue it, or start it under this id.")(fn)
+    fn = click.option(
+        "--demo", is_flag=True,
+        help="Start a scripted vLLM-compatible demo server in-process (no GPU needed) and use it.",
+    )(fn)
+    return fn
+
+
+def settings_from(**overrides: Any) -> Settings:
+    """Settings from env/.env with command-line overrides; a bad value exits 2 with one line."""
+    try:
+        return load_settings(**overrides)
+    except ConfigError as err:
+        raise CliError(str(err), EXIT_USAGE) from None
+
+
+@contextlib.contextmanager
+def endpoint(demo: bool, base_url: str | None, model: str | None, max_steps: int | None) -> Iterator[Settings]:
+    """The settings to run with; with `--demo`, a demo server runs for the duration."""
+    if max_steps is not None and max_steps < 1:
+        raise CliError(f"--max-steps must be at least 1 (got {max_steps}).", EXIT_USAGE)
+    if not demo:
+        yield settings_from(openai_api_base=base_url, agent_model=model, agent_max_steps=max_steps)
+        return
+    from graph.demo_server import DemoConfig, DemoServer
+
+    with DemoServer(DemoConfig(token_delay=0.02)) as server:
+        served = server.config.served_model_names[0]
+        click.secho(f"demo model (scripted, no GPU) at {server.base_url}", err=True, fg="yellow")
+        yield settings_from(
+            openai_api_base=server.base_url, openai_api_key="EMPTY", agent_model=model or served,
+            agent_max_steps=max_steps,
+        )
+
+
+def fail_on(settings: Settings, model: str | None) -> Callable[[BaseException], CliError]:
+    """Turn a model-server exception into a CliError with the right exit code."""
+    from configs.profiles import parser_for
+    from graph.errors import explain
+
+    def convert(exc: BaseException) -> CliError:
+        err = explain(exc, base_url=settings.openai_api_base, model=model,
+                      parser=parser_for(model or "") or "hermes")
+        return CliError(str(err), err.exit_code)
+
+    return convert
+
+
+async def pick_model(settings: Settings) -> str:
+    """The model to use; says so on stderr when it was taken from the server's list."""
+    from graph.model import resolve_model_name
+
+    try:
+        name = await resolve_model_name(settings)
+    except Exception as exc:  # noqa: BLE001 - mapped to one line below
+        raise fail_on(settings, settings.agent_model)(exc) from None
+    if not settings.agent_model:
+        click.secho(f"Using model {name} (the first the server lists; set AGENT_MODEL to choose).",
+                    err=True, dim=True)
+    return name
+
+
+class TurnPrinter:
+    """Print a turn as it happens: answer tokens on stdout, tool steps on stderr."""
+
+    def __init__(self, *, stream_answer: bool, verbose: bool = False) -> None:
+        self.stream_answer = stream_answer
+        self.verbose = verbose
+        self.printed = ""
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        if kind == "token" and self.stream_answer:
+            click.echo(event["text"], nl=False)
+            self.printed += event["text"]
+        elif kind == "tool_start":
+            self.break_line()
+            args = json.dumps(event["args"], ensure_ascii=False)
+            click.secho(f"→ {event['name']} {args}", err=True, fg="cyan")
+        elif kind == "step":
+            step = event["step"]
+            if step.kind == "tool":
+                click.secho(f"  {step.summary()}", err=True, fg="red" if step.status == "error" else "green")
+            elif self.verbose or step.recovered:
+                click.secho(f"  {step.summary()}", err=True, dim=True)
+
+    def break_line(self) -> None:
+        """End a partly printed line before stderr output."""
+        if self.printed and not self.printed.endswith("\n"):
+            click.echo()
+            self.printed += "\n"
+
+    def finish(self, answer: str) -> None:
+        """Print the final answer if streaming did not already show it."""
+        if not self.printed.strip() or answer.strip() not in self.printed:
+            self.break_line()
+            click.echo(answer)
+        elif not self.printed.endswith("\n"):
+            click.echo()
+
+
+async def ask(settings: Settings, graph: Any, question: str, thread_id: str, *, model: str, stream: bool,
+              printer: Callable[[dict[str, Any]], None]) -> Any:
+    """Run one turn; model-server errors become CliError."""
+    from graph.context import Context
+    from graph.runner import run_turn
+
+    try:
+        return await run_turn(
+            graph, question, thread_id=thread_id, context=Context(model=model, stream=stream),
+            max_steps=settings.agent_max_steps, on_event=printer,
+        )
+    except (CliError, asyncio.CancelledError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure is reported as one line
+        raise fail_on(settings, model)(exc) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="work-agent")
+def cli() -> None:
+    """Work Agent: a tool-calling assistant on your own vLLM server.
+
+    \b
+    Examples:
+      work-agent run "What time is it in Tokyo, and what's the weather there?"
+      work-agent run "查询北京的天气" --json
+      work-agent repl
+      work-agent doctor
+      work-agent run --demo "北京现在几点？"   # no GPU: scripted demo model
+    """
+
+
+@cli.command("list-tools")
+@click.option("--json", "as_json", is_flag=True, help="Print the tools as JSON.")
+def list_tools(as_json: bool) -> None:
+    """List the tools the agent can call, with their parameters."""
+    from langchain_core.utils.function_calling import convert_to_openai_tool
+
+    from tools import TOOLS
+
+    specs = [convert_to_openai_tool(t)["function"] for t in TOOLS]
+    if as_json:
+        click.echo(json.dumps(specs, ensure_ascii=False, indent=2))
+        return
+    for spec in specs:
+        click.secho(spec["name"], bold=True)
+        click.echo(f"  {spec['description'].splitlines()[0]}")
+        props = spec.get("parameters", {}).get("properties", {})
+        required = set(spec.get("parameters", {}).get("required", []))
+        for name, prop in props.items():
+            kind = prop.get("type") or "/".join(str(v) for v in prop.get("enum", []))
+            flag = "" if name in required else f" (optional, default {prop.get('default')!r})"
+            click.echo(f"    {name}: {kind}{flag}  {prop.get('description', '')}")
+
+
+@cli.command()
+@click.argument("question")
+@agent_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: answer, thread_id, steps, usage, latency_ms.")
+@click.option("--no-stream", is_flag=True, help="Wait for whole replies instead of streaming tokens.")
+@click.option("--verbose", "-v", is_flag=True, help="Also show each model call (tokens, time to first token).")
+def run(question: str, demo: bool, thread_id: str | None, max_steps: int | None, base_url: str | None,
+        model: str | None, as_json: bool, no_stream: bool, verbose: bool) -> None:
+    """Ask one QUESTION ("-" reads it from stdin) and print the answer."""
+    if question == "-":
+        question = sys.stdin.read()
+    if not question.strip():
+        raise CliError("The question is empty: pass it as an argument, or '-' to read stdin.", EXIT_USAGE)
+    with endpoint(demo, base_url, model, max_steps) as settings:
+        asyncio.run(_run(settings, question.strip(), thread_id, as_json, not no_stream, verbose))
+
+
+async def _run(settings: Settings, question: str, thread_id: str | None, as_json: bool, stream: bool,
+               verbose: bool) -> None:
+    from graph.checkpoint import open_checkpointer
+    from graph.graph import build_graph
+    from graph.runner import new_thread_id
+
+    name = await pick_model(settings)
+    thread_id = thread_id or new_thread_id()
+    printer = TurnPrinter(stream_answer=stream and not as_json, verbose=verbose)
+    async with open_checkpointer(settings.agent_checkpoint_db) as saver:
+        graph = build_graph(settings=settings, checkpointer=saver)
+        result = await ask(settings, graph, question, thread_id, model=name, stream=stream, printer=printer)
+    if as_json:
+        click.echo(json.dumps(result.as_json(), ensure_ascii=False))
+        return
+    printer.finish(result.answer)
+    if result.stopped:
+        click.secho(f"(stopped early: {result.stopped.replace('_', ' ')})", err=True, fg="yellow")
+    click.secho(f"thread {thread_id} · {result.latency_ms / 1000:.1f}s · {result.usage['total_tokens']} tokens"
+                f" · continue with --thread {thread_id}", err=True, dim=True)
+
+
+REPL_HELP = "Commands: /new (fresh conversation), /tools, /thread, /help, /exit. Ctrl-C stops an answer."
+
+
+@cli.command()
+@agent_options
+@click.option("--no-stream", is_flag=True, help="Wait for whole replies instead of streaming tokens.")
+def repl(demo: bool, thread_id: str | None, max_steps: int | None, base_url: str | None, model: str | None,
+         no_stream: bool) -> None:
+    """Chat in a loop, with history, on one conversation thread."""
+    with endpoint(demo, base_url, model, max_steps) as settings:
+        _repl(settings, thread_id, not no_stream)
+
+
+def _repl(settings: Settings, thread_id: str | None, stream: bool) -> None:
+    from contextlib import AsyncExitStack
+
+    from graph.checkpoint import open_checkpointer
+    from graph.graph import build_graph
+    from graph.runner import new_thread_id
+    from tools import TOOLS
+
+    with contextlib.suppress(ImportError):
+        import readline  # noqa: F401 - line editing and history for input()
+
+    thread_id = thread_id or new_thread_id()
+    stack = AsyncExitStack()
+    # One event loop for the whole session: Ctrl-C cancels only the running turn (asyncio.Runner).
+    with asyncio.Runner() as runner:
+        name = runner.run(pick_model(settings))
+        saver = runner.run(stack.enter_async_context(open_checkpointer(settings.agent_checkpoint_db)))
+        graph = build_graph(settings=settings, checkpointer=saver)
+        click.secho(f"Work Agent · {name} · thread {thread_id}\n{REPL_HELP}", err=True, dim=True)
+        try:
+            while True:
+                try:
+                    line = input("you> ").strip()
+                except KeyboardInterrupt:
+                    click.echo()
+                    continue
+                except EOFError:
+                    click.echo()
+                    break
+                if not line:
+                    continue
+                if line in ("/exit", "/quit"):
+                    break
+                if line == "/new":
+                    thread_id = new_thread_id()
+                    click.secho(f"New conversation: thread {thread_id}", err=True, dim=True)
+                elif line == "/tools":
+                    click.echo("\n".join(f"{t.name}: {t.description.splitlines()[0]}" for t in TOOLS))
+                elif line == "/thread":
+                    click.echo(thread_id)
+                elif line.startswith("/"):
+                    click.echo(REPL_HELP)
+                else:
+                    _repl_turn(runner, settings, graph, line, thread_id, name, stream)
+        finally:
+            runner.run(stack.aclose())
+
+
+def _repl_turn(runner: asyncio.Runner, settings: Settings, graph: Any, line: str, thread_id: str, name: str,
+               stream: bool) -> None:
+    printer = TurnPrinter(stream_answer=stream)
+    try:
+        result = runner.run(ask(settings, graph, line, thread_id, model=name, stream=stream, printer=printer))
+    except KeyboardInterrupt:
+        printer.break_line()
+        click.secho("(stopped)", err=True, fg="yellow")
+        return
+    except CliError as err:
+        printer.break_line()
+        err.show()
+        return
+    printer.finish(result.answer)
+
+
+@cli.command()
+@endpoint_options
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+def doctor(base_url: str | None, model: str | None, as_json: bool) -> None:
+    """Check the model server: reachable, model served, chat, tool calling, streaming, speed."""
+    from graph.doctor import print_report, run_checks
+
+    settings = settings_from(openai_api_base=base_url, agent_model=model)
+    report = asyncio.run(run_checks(settings))
+    print_report(report, as_json=as_json)
+    sys.exit(0 if report.ok else EXIT_ENDPOINT if report.endpoint_failed else 1)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="work-agent")
+
+
+if __name__ == "__main__":
+    main()

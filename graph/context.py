@@ -1,0 +1,41 @@
+"""Per-run knobs (LangGraph `context_schema`): Studio shows them as a form; the CLI and UI fill them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from configs.prompts import SYSTEM_PROMPT
+
+
+@dataclass(kw_only=True)
+class Context:
+    """Run-time settings for one turn. Empty values fall back to the Settings (env/.env)."""
+
+    model: str = field(
+        default="",
+        metadata={"description": "Served model name. Empty: AGENT_MODEL, else the server's first model."},
+    )
+    max_steps: int = field(
+        default=0,
+        metadata={"description": "Most tool rounds before the agent must answer. 0: AGENT_MAX_STEPS."},
+    )
+    temperature: float = field(
+        default=-1.0,
+        metadata={"description": "Sampling temperature. Negative: AGENT_TEMPERATURE."},
+    )
+    max_tokens: int = field(
+        default=0,
+        metadata={"description": "Most tokens per model call. 0: AGENT_MAX_TOKENS."},
+    )
+    tools: list[str] | None = field(
+        default=None,
+        metadata={"description": "Names of the enabled tools. Empty: all tools."},
+    )
+    system_prompt: str = field(
+        default=SYSTEM_PROMPT,
+        metadata={"description": "The system prompt."},
+    )
+    stream: bool = field(
+        default=True,
+        metadata={"description": "Stream the model's reply token by token."},
+    )

@@ -1,0 +1,96 @@
+"""Turn model-server failures into one clear line that says what to do, with an exit code."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import openai
+
+from graph.model import ModelNotFoundError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_ENDPOINT = 0, 1, 2, 3
+
+UNREACHABLE = (
+    "Cannot reach the model server at {base_url}. Start it with ./run_vllm.sh, "
+    "or set OPENAI_API_BASE (or --base-url) to your OpenAI-compatible endpoint."
+)
+TIMEOUT = (
+    "The model server at {base_url} did not answer in time. Check its log, or raise "
+    "AGENT_REQUEST_TIMEOUT."
+)
+UNAUTHORIZED = (
+    "The model server at {base_url} refused the API key (401 Unauthorized). Set OPENAI_API_KEY to the "
+    "key vLLM was started with (--api-key / VLLM_API_KEY)."
+)
+MODEL_NOT_SERVED = (
+    "The model '{model}' is not served at {base_url}; it serves: {served}. Set AGENT_MODEL or pass "
+    "--model with one of those."
+)
+NO_TOOL_PARSER = (
+    "The server at {base_url} was started without tool calling. Restart vLLM with "
+    "--enable-auto-tool-choice --tool-call-parser {parser} (./run_vllm.sh adds both)."
+)
+CONTEXT_TOO_LONG = (
+    "The conversation no longer fits the model's context window ({detail}). Start a new thread "
+    "(/new in the REPL, or a new --thread), or restart vLLM with a larger --max-model-len."
+)
+BAD_REQUEST = "The model server rejected the request (400): {detail}"
+SERVER_FAILED = "The model server failed while answering: {detail}. Try again; if it repeats, check the vLLM log."
+
+
+class AgentError(Exception):
+    """An expected failure: `str(e)` is the one line to show, `exit_code` the CLI status."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _detail(err: openai.APIStatusError | openai.APIError) -> str:
+    body = getattr(err, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        message = inner.get("message") if isinstance(inner, dict) else inner
+        if isinstance(message, str) and message:
+            return message
+    return err.message
+
+
+def explain(exc: BaseException, *, base_url: str, model: str | None, parser: str = "hermes") -> AgentError:
+    """Map an exception from a model call to an AgentError (unknown errors keep their type name)."""
+    if isinstance(exc, AgentError):
+        return exc
+    if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException)):
+        return AgentError(TIMEOUT.format(base_url=base_url), EXIT_ENDPOINT)
+    if isinstance(exc, (openai.APIConnectionError, httpx.TransportError)):
+        return AgentError(UNREACHABLE.format(base_url=base_url), EXIT_ENDPOINT)
+    status = getattr(exc, "status_code", None)
+    if isinstance(exc, httpx.HTTPStatusError):
+        status = exc.response.status_code
+    if status == 401:
+        return AgentError(UNAUTHORIZED.format(base_url=base_url), EXIT_ENDPOINT)
+    if isinstance(exc, ModelNotFoundError):
+        return AgentError(str(exc), EXIT_ENDPOINT)
+    if isinstance(exc, openai.APIError):
+        detail = _detail(exc)
+        if status == 404:
+            served = re.search(r"Valid aliases: (.*?)\.?$", detail)
+            return AgentError(
+                MODEL_NOT_SERVED.format(
+                    model=model, base_url=base_url, served=served.group(1) if served else "(unknown)"
+                ),
+                EXIT_ENDPOINT,
+            )
+        if status == 400:
+            if "--enable-auto-tool-choice" in detail or "requires --tool-call-parser" in detail:
+                return AgentError(NO_TOOL_PARSER.format(base_url=base_url, parser=parser), EXIT_ENDPOINT)
+            if "maximum context length" in detail or "max_model_len" in detail:
+                limit = re.search(r"maximum context length is (\d+)", detail)
+                info = f"max {limit.group(1)} tokens" if limit else detail.split(". ")[0]
+                return AgentError(CONTEXT_TOO_LONG.format(detail=info), EXIT_ENDPOINT)
+            return AgentError(BAD_REQUEST.format(detail=detail), EXIT_ENDPOINT)
+        if status is not None and status >= 400 and status < 500:
+            return AgentError(BAD_REQUEST.format(detail=f"HTTP {status}: {detail}"), EXIT_ENDPOINT)
+        return AgentError(SERVER_FAILED.format(detail=detail), EXIT_FAILURE)
+    return AgentError(f"{type(exc).__name__}: {exc}", EXIT_FAILURE)

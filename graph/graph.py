@@ -1,0 +1,77 @@
+"""Wire plan → call_tool → observe → answer into one StateGraph; `graph` is the LangGraph Studio entry."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from langchain_core.messages import AIMessage
+from langchain_core.tools import BaseTool
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import Runtime
+
+from configs.settings import Settings, get_settings
+from graph.context import Context
+from graph.nodes import (
+    ModelFactory,
+    default_model_factory,
+    knobs,
+    make_answer,
+    make_call_tool,
+    make_plan,
+    observe,
+    stop_reason,
+)
+from graph.state import InputState, State
+from tools import TOOLS
+
+
+def recursion_limit(max_steps: int) -> int:
+    """Supersteps a turn of `max_steps` tool rounds needs (3 per round, plus plan and answer), with room."""
+    return 3 * max_steps + 10
+
+
+def wants_tools(state: State) -> Literal["call_tool", "answer"]:
+    """After `plan`: run the tools it asked for, or finish."""
+    last = state.messages[-1]
+    return "call_tool" if isinstance(last, AIMessage) and last.tool_calls else "answer"
+
+
+def build_graph(
+    *,
+    settings: Settings | None = None,
+    tools: Sequence[BaseTool] = TOOLS,
+    model_factory: ModelFactory | None = None,
+    checkpointer: Any = None,
+) -> CompiledStateGraph:
+    """Build the agent graph. Studio compiles it without a checkpointer; the CLI and UI pass one."""
+    settings = settings or get_settings()
+    factory = model_factory or default_model_factory(settings)
+
+    def should_continue(state: State, runtime: Runtime[Context]) -> Literal["plan", "answer"]:
+        """After `observe`: plan again, unless the step budget is spent or a failing call repeats."""
+        max_steps = knobs(runtime.context, settings).max_steps
+        return "answer" if stop_reason(state.messages, max_steps) else "plan"
+
+    builder = StateGraph(State, input_schema=InputState, context_schema=Context)
+    builder.add_node("plan", make_plan(settings, tools, factory))
+    builder.add_node("call_tool", make_call_tool(settings, tools))
+    builder.add_node("observe", observe)
+    builder.add_node("answer", make_answer(settings, factory))
+    builder.add_edge(START, "plan")
+    builder.add_conditional_edges("plan", wants_tools)
+    builder.add_edge("call_tool", "observe")
+    builder.add_conditional_edges("observe", should_continue)
+    builder.add_edge("answer", END)
+    compiled = builder.compile(checkpointer=checkpointer, name="Work Agent")
+    return compiled.with_config(recursion_limit=recursion_limit(settings.agent_max_steps))
+
+
+def __getattr__(name: str) -> Any:
+    """`graph`: the Studio graph (`langgraph.json`), built on first access from env/.env settings."""
+    if name == "graph":
+        built = build_graph()
+        globals()["graph"] = built
+        return built
+    raise AttributeError(name)

@@ -1,0 +1,307 @@
+"""The graph's nodes: plan (model decides), call_tool (ToolNode), observe (trace, budget), answer."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from json_repair import repair_json
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    AnyMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
+from langchain_core.tools import BaseTool
+from langgraph.prebuilt import ToolNode
+from langgraph.prebuilt.tool_node import ToolCallRequest
+from langgraph.runtime import Runtime
+
+from configs.prompts import (
+    OUT_OF_STEPS_FALLBACK,
+    OUT_OF_STEPS_PROMPT,
+    REPEATED_FAILURE_PROMPT,
+    UNREADABLE_CALL_FALLBACK,
+)
+from configs.settings import Settings
+from graph.context import Context
+from graph.model import make_chat_model, resolve_model_name
+from graph.recovery import MarkupGuard, has_tool_markup, recover_tool_calls, strip_tool_markup
+from graph.state import State, current_turn, tool_rounds, turn_number
+from graph.trace import Step
+from tools.errors import handle_tool_error
+
+INVALID_ARGS_TEMPLATE = (
+    "Error: the arguments for {name} were not valid JSON ({error}). Call {name} again with a JSON object "
+    "that matches its parameters."
+)
+DISABLED_TOOL_TEMPLATE = "Error: {name} is not a valid tool, try one of [{available}]."
+
+Writer = Callable[[Any], None]
+ModelFactory = Callable[[Context, bool], Awaitable[tuple[BaseChatModel, str]]]
+
+
+def knobs(ctx: Context | None, settings: Settings) -> Context:
+    """The run's Context with every empty value filled from Settings."""
+    ctx = ctx or Context()
+    return Context(
+        model=ctx.model or (settings.agent_model or ""),
+        max_steps=ctx.max_steps or settings.agent_max_steps,
+        temperature=settings.agent_temperature if ctx.temperature < 0 else ctx.temperature,
+        max_tokens=ctx.max_tokens or settings.agent_max_tokens,
+        tools=ctx.tools,
+        system_prompt=ctx.system_prompt,
+        stream=ctx.stream,
+    )
+
+
+def enabled_tools(tools: Sequence[BaseTool], ctx: Context) -> list[BaseTool]:
+    """The tools this run may use (all when the context names none)."""
+    if not ctx.tools:
+        return list(tools)
+    return [t for t in tools if t.name in set(ctx.tools)]
+
+
+def default_model_factory(settings: Settings) -> ModelFactory:
+    """Build the run's chat model from Settings and the (filled) Context."""
+
+    async def factory(ctx: Context, streaming: bool) -> tuple[BaseChatModel, str]:
+        name = await resolve_model_name(settings, ctx.model or None)
+        model = make_chat_model(
+            settings, name, temperature=ctx.temperature, max_tokens=ctx.max_tokens, streaming=streaming
+        )
+        return model, name
+
+    return factory
+
+
+def stop_reason(messages: list[AnyMessage], max_steps: int) -> str | None:
+    """Why the turn must stop calling tools now: 'max_steps', 'repeated_failure', or None."""
+    if tool_rounds(messages) >= max_steps:
+        return "max_steps"
+    if repeated_failure(messages):
+        return "repeated_failure"
+    return None
+
+
+def _call_key(name: str, args: dict[str, Any]) -> str:
+    return f"{name}({json.dumps(args, sort_keys=True, ensure_ascii=False)})"
+
+
+def repeated_failure(messages: list[AnyMessage]) -> str | None:
+    """The call (name and arguments) that failed at least twice with the same error in this turn."""
+    calls = {
+        tc["id"]: _call_key(tc["name"], tc["args"])
+        for m in current_turn(messages)
+        if isinstance(m, AIMessage)
+        for tc in m.tool_calls
+    }
+    failures = Counter(
+        (calls.get(m.tool_call_id), str(m.content))
+        for m in current_turn(messages)
+        if isinstance(m, ToolMessage) and m.status == "error"
+    )
+    return next((call for (call, _), n in failures.items() if n >= 2 and call), None)
+
+
+async def stream_model(
+    model: BaseChatModel, messages: list[AnyMessage], *, stream: bool, writer: Writer, node: str
+) -> tuple[AIMessage, float | None]:
+    """Call the model, streaming display-safe tokens to the writer; return the message and TTFT (ms)."""
+    started = time.perf_counter()
+    if not stream:
+        return await model.ainvoke(messages), None
+    guard = MarkupGuard()
+    full = AIMessageChunk(content="")  # starting from an empty chunk merges same-index tool deltas
+    ttft: float | None = None
+    async for chunk in model.astream(messages):
+        if ttft is None:
+            ttft = (time.perf_counter() - started) * 1000
+        full = full + chunk
+        if isinstance(chunk.content, str) and chunk.content and (text := guard.feed(chunk.content)):
+            writer({"type": "token", "node": node, "text": text})
+    if tail := guard.flush():
+        writer({"type": "token", "node": node, "text": tail})
+    msg = AIMessage(
+        content=full.content,
+        tool_calls=full.tool_calls,
+        invalid_tool_calls=full.invalid_tool_calls,
+        usage_metadata=full.usage_metadata,
+        response_metadata=full.response_metadata,
+        id=full.id,
+    )
+    return msg, ttft
+
+
+def is_empty(ai: AIMessage) -> bool:
+    """The reply has no text and no tool calls at all."""
+    text = ai.content if isinstance(ai.content, str) else ""
+    return not text.strip() and not ai.tool_calls and not ai.invalid_tool_calls
+
+
+def repair_calls(ai: AIMessage) -> tuple[AIMessage, bool]:
+    """Recover tool calls a server sent as text, and repair calls whose arguments are bad JSON."""
+    recovered = False
+    calls = list(ai.tool_calls)
+    invalid: dict[str, str] = {}
+    for bad in ai.invalid_tool_calls:
+        fixed = repair_json(bad.get("args") or "{}", return_objects=True)
+        call_id = bad.get("id") or f"invalid-{len(calls)}"
+        if isinstance(fixed, dict) and bad.get("name"):
+            calls.append({"name": bad["name"], "args": fixed, "id": call_id, "type": "tool_call"})
+            recovered = True
+        elif bad.get("name"):
+            calls.append({"name": bad["name"], "args": {}, "id": call_id, "type": "tool_call"})
+            invalid[call_id] = bad.get("error") or "unparseable"
+    content = ai.content if isinstance(ai.content, str) else ""
+    if not calls and has_tool_markup(content):
+        found = recover_tool_calls(content)
+        calls, content, recovered = found.tool_calls, found.text, bool(found.tool_calls)
+        if not calls:
+            content = content or UNREADABLE_CALL_FALLBACK
+    elif has_tool_markup(content):
+        content = strip_tool_markup(content)
+    meta = dict(ai.response_metadata)
+    if recovered:
+        meta["recovered_tool_calls"] = True
+    if invalid:
+        meta["invalid_arguments"] = invalid
+    fixed_msg = AIMessage(
+        content=content, tool_calls=calls, usage_metadata=ai.usage_metadata, response_metadata=meta, id=ai.id
+    )
+    return fixed_msg, recovered
+
+
+def model_step(
+    ai: AIMessage, *, node: str, turn: int, model: str, started: float, t0: float,
+    ttft: float | None, recovered: bool,
+) -> dict[str, Any]:
+    """The trace record of one model call."""
+    usage = ai.usage_metadata or {}
+    return Step(
+        kind="model", node=node, turn=turn, model=model, started_at=started,
+        duration_ms=(time.perf_counter() - t0) * 1000, ttft_ms=ttft,
+        tokens_in=usage.get("input_tokens"), tokens_out=usage.get("output_tokens"),
+        finish_reason=ai.response_metadata.get("finish_reason"),
+        tool_calls=[tc["name"] for tc in ai.tool_calls], recovered=recovered,
+    ).model_dump()
+
+
+def make_plan(settings: Settings, tools: Sequence[BaseTool], factory: ModelFactory):
+    """The `plan` node: one model call with the tools bound; streams tokens; recovers text calls."""
+
+    async def plan(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        ctx = knobs(runtime.context, settings)
+        model, name = await factory(ctx, ctx.stream)
+        usable = enabled_tools(tools, ctx)
+        bound = model.bind_tools(usable) if usable else model  # vLLM 400s on `tools: []`
+        messages = [SystemMessage(ctx.system_prompt), *state.messages]
+        started, t0 = time.time(), time.perf_counter()
+        ai, ttft = await stream_model(bound, messages, stream=ctx.stream, writer=runtime.stream_writer, node="plan")
+        if ctx.stream and is_empty(ai):
+            # vLLM's hermes parser never streams text after "<tool_call>", so a call it cannot parse
+            # (e.g. Qwen3-Coder's <function=...> format) arrives as an empty reply. The non-streaming
+            # response carries the same output as text, which repair_calls can recover.
+            plain, _ = await factory(ctx, False)
+            ai = await (plain.bind_tools(usable) if usable else plain).ainvoke(messages)
+        ai, recovered = repair_calls(ai)
+        step = model_step(ai, node="plan", turn=turn_number(state.messages), model=name,
+                          started=started, t0=t0, ttft=ttft, recovered=recovered)
+        return {"messages": [ai], "steps": [step]}
+
+    return plan
+
+
+def make_call_tool(settings: Settings, tools: Sequence[BaseTool]) -> ToolNode:
+    """The `call_tool` node: LangGraph's ToolNode (concurrent calls), timed and announced per call."""
+
+    async def timed(request: ToolCallRequest, execute: Callable[[ToolCallRequest], Awaitable[Any]]) -> Any:
+        call = request.tool_call
+        writer = request.runtime.stream_writer
+        ctx = knobs(request.runtime.context, settings)
+        ai = next(m for m in reversed(request.state.messages) if isinstance(m, AIMessage))
+        writer({"type": "tool_start", "call_id": call["id"], "name": call["name"], "args": call["args"]})
+        started, t0 = time.time(), time.perf_counter()
+        allowed = [t.name for t in enabled_tools(tools, ctx)]
+        invalid = ai.response_metadata.get("invalid_arguments", {})
+        if call["id"] in invalid:
+            content = INVALID_ARGS_TEMPLATE.format(name=call["name"], error=invalid[call["id"]])
+            result: Any = ToolMessage(content, name=call["name"], tool_call_id=call["id"], status="error")
+        elif call["name"] not in allowed and request.tool is not None:
+            content = DISABLED_TOOL_TEMPLATE.format(name=call["name"], available=", ".join(allowed))
+            result = ToolMessage(content, name=call["name"], tool_call_id=call["id"], status="error")
+        else:
+            result = await execute(request)
+        duration = (time.perf_counter() - t0) * 1000
+        if isinstance(result, ToolMessage):
+            result.response_metadata = {
+                **result.response_metadata, "started_at": started, "duration_ms": duration,
+            }
+            writer({
+                "type": "tool_end", "call_id": call["id"], "name": call["name"], "status": result.status,
+                "content": str(result.content), "duration_ms": duration,
+            })
+        return result
+
+    return ToolNode(list(tools), name="call_tool", handle_tool_errors=handle_tool_error, awrap_tool_call=timed)
+
+
+def observe(state: State) -> dict[str, Any]:
+    """The `observe` node: record each tool result of the last round in the trace."""
+    msgs = state.messages
+    i = len(msgs)
+    while i > 0 and isinstance(msgs[i - 1], ToolMessage):
+        i -= 1
+    ai = msgs[i - 1] if i > 0 and isinstance(msgs[i - 1], AIMessage) else AIMessage(content="")
+    args = {tc["id"]: tc["args"] for tc in ai.tool_calls}
+    recovered = bool(ai.response_metadata.get("recovered_tool_calls"))
+    turn = turn_number(msgs)
+    steps = []
+    for m in msgs[i:]:
+        failed = m.status == "error"
+        steps.append(Step(
+            kind="tool", node="call_tool", turn=turn, name=m.name, call_id=m.tool_call_id,
+            arguments=args.get(m.tool_call_id, {}), status="error" if failed else "ok",
+            result=None if failed else str(m.content), error=str(m.content) if failed else None,
+            started_at=m.response_metadata.get("started_at", time.time()),
+            duration_ms=m.response_metadata.get("duration_ms", 0.0), recovered=recovered,
+        ).model_dump())
+    return {"steps": steps}
+
+
+def make_answer(settings: Settings, factory: ModelFactory):
+    """The `answer` node: finish the turn; after a stop, ask the model for a best answer without tools."""
+
+    async def answer(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        ctx = knobs(runtime.context, settings)
+        last = state.messages[-1] if state.messages else None
+        if isinstance(last, AIMessage) and not last.tool_calls:
+            return {}
+        failing = repeated_failure(state.messages)
+        instruction = (
+            REPEATED_FAILURE_PROMPT.format(call=failing)
+            if failing and tool_rounds(state.messages) < ctx.max_steps
+            else OUT_OF_STEPS_PROMPT.format(max_steps=ctx.max_steps)
+        )
+        model, name = await factory(ctx, ctx.stream)
+        started, t0 = time.time(), time.perf_counter()
+        ai, ttft = await stream_model(
+            model, [SystemMessage(ctx.system_prompt), *state.messages, HumanMessage(instruction)],
+            stream=ctx.stream, writer=runtime.stream_writer, node="answer",
+        )
+        text = strip_tool_markup(ai.content if isinstance(ai.content, str) else "").strip()
+        final = AIMessage(
+            content=text or OUT_OF_STEPS_FALLBACK.format(max_steps=ctx.max_steps),
+            usage_metadata=ai.usage_metadata, response_metadata=ai.response_metadata, id=ai.id,
+        )
+        step = model_step(final, node="answer", turn=turn_number(state.messages), model=name,
+                          started=started, t0=t0, ttft=ttft, recovered=False)
+        return {"messages": [final], "steps": [step]}
+
+    return answer

@@ -1,0 +1,1 @@
+"""The Gradio web UI (filled in by the UI issue); nothing heavy is imported here."""
