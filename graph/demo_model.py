@@ -54,7 +54,9 @@ def is_chinese(text: str) -> bool:
     return bool(_CJK_RE.search(text))
 
 
-def default_reply(request: dict[str, Any], *, family: str = "qwen2.5", parser_active: bool = True) -> str:
+def default_reply(
+    request: dict[str, Any], *, family: str = "qwen2.5", parser_active: bool = True
+) -> str:
     """Raw model output for `request` (an OpenAI chat body), as the scripted model writes it."""
     messages = [m for m in request.get("messages") or [] if isinstance(m, dict)]
     tools = [t for t in request.get("tools") or [] if isinstance(t, dict)]

@@ -35,6 +35,10 @@ CONTEXT_TOO_LONG = (
     "The conversation no longer fits the model's context window ({detail}). Start a new thread "
     "(/new in the REPL, or a new --thread), or restart vLLM with a larger --max-model-len."
 )
+MAX_TOKENS_TOO_BIG = (
+    "AGENT_MAX_TOKENS={asked} is more than the server's whole context window (max_model_len={limit}). "
+    "Lower AGENT_MAX_TOKENS, or restart vLLM with a larger --max-model-len."
+)
 BAD_REQUEST = "The model server rejected the request (400): {detail}"
 SERVER_FAILED = "The model server failed while answering: {detail}. Try again; if it repeats, check the vLLM log."
 
@@ -85,7 +89,11 @@ def explain(exc: BaseException, *, base_url: str, model: str | None, parser: str
         if status == 400:
             if "--enable-auto-tool-choice" in detail or "requires --tool-call-parser" in detail:
                 return AgentError(NO_TOOL_PARSER.format(base_url=base_url, parser=parser), EXIT_ENDPOINT)
-            if "maximum context length" in detail or "max_model_len" in detail:
+            too_many = re.search(r"max_(?:completion_)?tokens=(\d+) cannot be greater than max_model_len=(\d+)", detail)
+            if too_many:
+                return AgentError(MAX_TOKENS_TOO_BIG.format(asked=too_many.group(1), limit=too_many.group(2)),
+                                  EXIT_ENDPOINT)
+            if "maximum context length" in detail:
                 limit = re.search(r"maximum context length is (\d+)", detail)
                 info = f"max {limit.group(1)} tokens" if limit else detail.split(". ")[0]
                 return AgentError(CONTEXT_TOO_LONG.format(detail=info), EXIT_ENDPOINT)

@@ -1,4 +1,4 @@
-"""Wire plan → call_tool → observe → answer into one StateGraph; `graph` is the LangGraph Studio entry."""
+"""Wire plan → call_tool → observe → answer into one StateGraph (`build_graph`)."""
 
 from __future__ import annotations
 
@@ -67,11 +67,3 @@ def build_graph(
     compiled = builder.compile(checkpointer=checkpointer, name="Work Agent")
     return compiled.with_config(recursion_limit=recursion_limit(settings.agent_max_steps))
 
-
-def __getattr__(name: str) -> Any:
-    """`graph`: the Studio graph (`langgraph.json`), built on first access from env/.env settings."""
-    if name == "graph":
-        built = build_graph()
-        globals()["graph"] = built
-        return built
-    raise AttributeError(name)

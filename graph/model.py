@@ -28,11 +28,13 @@ def make_chat_model(
     temperature: float | None = None,
     max_tokens: int | None = None,
     streaming: bool = True,
+    loop: asyncio.AbstractEventLoop | None = None,
 ) -> ChatOpenAI:
     """A ChatOpenAI for `model` on the configured endpoint (one per event loop and parameters).
 
-    The instance is reused because it owns an HTTP connection pool; that pool belongs to the event loop
-    it was first used on, hence one cache per loop.
+    The instance is reused because it owns an HTTP connection pool. A pool belongs to the event loop it
+    is used on, so each loop (`loop`, default the running one) gets its own client; langchain-openai's
+    shared default client would outlive a closed loop ("Event loop is closed").
     """
     key = (
         settings.openai_api_base, settings.openai_api_key.get_secret_value(), model,
@@ -41,10 +43,11 @@ def make_chat_model(
         settings.agent_max_retries, streaming,
     )
     try:
-        cache = _MODELS.setdefault(asyncio.get_running_loop(), {})
+        cache = _MODELS.setdefault(loop or asyncio.get_running_loop(), {})
     except RuntimeError:
         cache = {}
     if key not in cache:
+        client = httpx.AsyncClient(timeout=settings.agent_request_timeout)
         cache[key] = ChatOpenAI(
             model=model,
             base_url=settings.openai_api_base,
@@ -55,6 +58,7 @@ def make_chat_model(
             max_retries=settings.agent_max_retries,  # the openai client retries connect errors, 429, 5xx
             stream_usage=True,  # vLLM sends a final usage chunk; only added to streaming requests
             disable_streaming=not streaming,
+            http_async_client=client,
         )
     return cache[key]
 
@@ -67,7 +71,8 @@ def auth_headers(settings: Settings) -> dict[str, str]:
 async def list_models(settings: Settings, client: httpx.AsyncClient | None = None) -> list[str]:
     """The model ids `GET /v1/models` lists (raises httpx errors on failure)."""
     owns = client is None
-    client = client or httpx.AsyncClient(timeout=min(settings.agent_request_timeout, 15.0))
+    # Created in a thread: reading CA files is blocking I/O that `langgraph dev` refuses on its loop.
+    client = client or await asyncio.to_thread(httpx.AsyncClient, timeout=min(settings.agent_request_timeout, 15.0))
     try:
         resp = await client.get(f"{settings.openai_api_base}/models", headers=auth_headers(settings))
         resp.raise_for_status()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import Counter
@@ -73,8 +74,11 @@ def default_model_factory(settings: Settings) -> ModelFactory:
 
     async def factory(ctx: Context, streaming: bool) -> tuple[BaseChatModel, str]:
         name = await resolve_model_name(settings, ctx.model or None)
-        model = make_chat_model(
-            settings, name, temperature=ctx.temperature, max_tokens=ctx.max_tokens, streaming=streaming
+        # Built in a thread: creating an HTTP client reads CA files, which `langgraph dev` flags as
+        # blocking I/O on the event loop.
+        model = await asyncio.to_thread(
+            make_chat_model, settings, name, temperature=ctx.temperature, max_tokens=ctx.max_tokens,
+            streaming=streaming, loop=asyncio.get_running_loop(),
         )
         return model, name
 

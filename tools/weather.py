@@ -142,14 +142,18 @@ async def _get_json(
     answers an unknown city with an empty result list instead.
 
     httpx exceptions carry the request URL (with any API key in it), so they are never
-    stringified, logged or chained: each `raise ... from None` drops them.
+    stringified, logged or chained: the ToolError is raised outside the `except` block, which
+    leaves its `__context__` empty.
     """
+    failure = ""
     try:
         response = await client.get(url, params=params)
     except httpx.TimeoutException:
-        raise ToolError(TIMEOUT.format(seconds=settings.tool_timeout)) from None
+        failure = TIMEOUT.format(seconds=settings.tool_timeout)
     except httpx.HTTPError:
-        raise ToolError(UNAVAILABLE) from None
+        failure = UNAVAILABLE
+    if failure:
+        raise ToolError(failure)
     status = response.status_code
     if keyed and status == 401:
         raise ToolError(BAD_KEY)
@@ -165,7 +169,7 @@ async def _get_json(
         data = None
     if status >= 400:
         reason = (data.get("reason") or data.get("message")) if isinstance(data, dict) else None
-        reason = " ".join(str(reason or "no reason given").split())[:200]
+        reason = " ".join(str(reason or "no reason given").split())[:200].rstrip(".")
         raise ToolError(REJECTED.format(city=city, status=status, reason=reason))
     if not isinstance(data, dict):
         raise ToolError(BAD_RESPONSE)
@@ -181,8 +185,11 @@ def _place(name: str, region: str | None, country: str | None) -> str:
     return ", ".join(dict.fromkeys(parts))
 
 
-def _number(value: Any, digits: int = 1) -> str:
-    return f"{value:.{digits}f}" if isinstance(value, int | float) else "n/a"
+def _measure(value: Any, unit: str, digits: int = 1, sep: str = "") -> str:
+    """`12.6 km/h`-style text, or "n/a" when the upstream left the value out."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "n/a"
+    return f"{value:.{digits}f}{sep}{unit}"
 
 
 def _report(
@@ -191,9 +198,9 @@ def _report(
 ) -> str:
     when = f" (observed {observed} local time)" if observed else ""
     return (
-        f"{place}{when}: {condition}, {_number(temp)}{temp_unit}"
-        f" (feels like {_number(feels)}{temp_unit}), humidity {_number(humidity, 0)}%,"
-        f" wind {_number(wind)} {wind_unit}"
+        f"{place}{when}: {condition}, {_measure(temp, temp_unit)}"
+        f" (feels like {_measure(feels, temp_unit)}), humidity {_measure(humidity, '%', 0)},"
+        f" wind {_measure(wind, wind_unit, sep=' ')}"
     )
 
 

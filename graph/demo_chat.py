@@ -1,0 +1,325 @@
+"""Serve the fake vLLM HTTP API: scripted replies, recorded requests, vLLM-exact wire format."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, Literal
+
+from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from graph import demo_openmeteo
+from graph.demo_hermes import (
+    TOOL_CALL_END, Extraction, HermesStreamParser, extract_tool_calls, new_tool_call_id,
+    random_hex16, stream_chunks, tokenize,
+)
+from graph.demo_model import default_reply
+from graph.demo_protocol import (
+    DONE_EVENT, ENGINE_ERROR, VLLM_VERSION, ApiError, ChunkWriter, check_model, check_tool_parser,
+    completion_body, count_prompt_tokens, error_body, generation_budget, named_tool, parse_body, sse,
+    validate_request,
+)
+
+SUPPORTED_PARSERS = (None, "hermes", "qwen3_json")  # qwen3_json is vLLM's alias of hermes
+_GUARDED_PREFIXES = ("/v1", "/v2", "/inference", "/cohere")
+
+
+@dataclass
+class DemoConfig:
+    """How the fake server was "started": the vLLM flags that change its behaviour."""
+
+    served_model_names: list[str] = field(default_factory=lambda: ["Qwen/Qwen2.5-7B-Instruct"])
+    api_key: str | None = None
+    enable_auto_tool_choice: bool = True  # False = started without --enable-auto-tool-choice
+    tool_call_parser: str | None = "hermes"
+    model_family: str = "qwen2.5"  # "qwen3_coder": the default brain writes <function=...> calls
+    max_model_len: int = 32768
+    token_delay: float = 0.0  # seconds between streamed tokens (demo mode uses ~0.02)
+
+    @property
+    def parser_loaded(self) -> bool:
+        # vLLM only loads the parser when --enable-auto-tool-choice is also set.
+        return self.enable_auto_tool_choice and self.tool_call_parser is not None
+
+
+@dataclass
+class Reply:
+    """One scripted model output for one chat request."""
+
+    text: str = ""  # RAW model text (goes through the hermes simulation)
+    chunking: Literal["fine", "coarse"] = "fine"  # "coarse": one line per chunk (stream-interval)
+    finish: Literal["stop", "length"] = "stop"
+    error_after_tokens: int | None = None  # streaming: mid-stream error event after N tokens
+    status: int | None = None  # return this HTTP error instead (with `body`)
+    body: dict[str, Any] | None = None
+    hang: bool = False  # stream the role chunk then never finish (until the client disconnects)
+
+
+@dataclass
+class _Generation:
+    """One request's generated text after the length budget, and how to parse it."""
+
+    id: str
+    model: str
+    text: str
+    finish: str
+    prompt_tokens: int
+    completion_tokens: int
+    parse: bool
+    tool_choice: Any
+    parallel: bool
+
+
+class EventStream(Response):
+    """SSE response that notices a client disconnect even while the generator is idle."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, events: AsyncIterator[str], on_disconnect: Callable[[], None]) -> None:
+        self.status_code = 200
+        self.background = None
+        self.init_headers()  # no body attribute, so no Content-Length
+        self._events = events
+        self._on_disconnect = on_disconnect
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        finished = False
+
+        async def pump() -> None:
+            nonlocal finished
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            async for event in self._events:
+                await send({"type": "http.response.body", "body": event.encode(), "more_body": True})
+            finished = True
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        async def listen() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        pumping, listening = asyncio.ensure_future(pump()), asyncio.ensure_future(listen())
+        try:
+            await asyncio.wait({pumping, listening}, return_when=asyncio.FIRST_COMPLETED)
+            if not pumping.done() and finished:
+                await asyncio.wait({pumping})  # the "disconnect" is uvicorn seeing the end
+        finally:  # also on our own cancellation (server shutdown): never leave tasks behind
+            listening.cancel()
+            if not pumping.done():
+                pumping.cancel()
+                await asyncio.gather(pumping, return_exceptions=True)
+        error = None if pumping.cancelled() else pumping.exception()
+        if pumping.cancelled() or isinstance(error, OSError):  # OSError: ClientDisconnected
+            self._on_disconnect()
+        elif error is not None:
+            raise error
+
+
+class _ApiKeyAuth:
+    """vLLM's auth middleware: Bearer key (scheme case-insensitive) on /v1, /v2, ... only."""
+
+    def __init__(self, app: ASGIApp, get_key: Callable[[], str | None]) -> None:
+        self._app = app
+        self._get_key = get_key
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        key = self._get_key()
+        if (scope["type"] != "http" or not key or scope["method"] == "OPTIONS"
+                or not scope["path"].startswith(_GUARDED_PREFIXES)):
+            await self._app(scope, receive, send)
+            return
+        scheme, _, token = Headers(scope=scope).get("authorization", "").partition(" ")
+        given, wanted = hashlib.sha256(token.encode()).digest(), hashlib.sha256(key.encode()).digest()
+        if scheme.lower() == "bearer" and hmac.compare_digest(given, wanted):
+            await self._app(scope, receive, send)
+            return
+        await JSONResponse({"error": "Unauthorized"}, status_code=401)(scope, receive, send)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    phrase = HTTPStatus(exc.status_code).phrase
+    body = error_body(str(exc.detail), exc.status_code, phrase)
+    return JSONResponse(body, status_code=exc.status_code)
+
+
+async def _health(request: Request) -> Response:
+    return Response(status_code=200)
+
+
+async def _version(request: Request) -> Response:
+    return JSONResponse({"version": VLLM_VERSION})
+
+
+class FakeVllm:
+    """The fake vLLM engine and routes; thread-safe so tests can script it from another thread."""
+
+    def __init__(self, config: DemoConfig) -> None:
+        self.config = config
+        self.requests: list[dict[str, Any]] = []
+        self.disconnects = 0
+        self.stopping = threading.Event()
+        self._queue: deque[Reply] = deque()
+        self._lock = threading.Lock()
+        routes = [
+            Route("/v1/chat/completions", self._chat, methods=["POST"]),
+            Route("/v1/models", self._models, methods=["GET"]),
+            Route("/health", _health, methods=["GET"]),
+            Route("/ping", _health, methods=["GET", "POST"]),
+            Route("/version", _version, methods=["GET"]),
+            Mount("/open-meteo", routes=demo_openmeteo.ROUTES),
+        ]
+        app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+        self.app: ASGIApp = _ApiKeyAuth(app, lambda: self.config.api_key)
+
+    def script(self, *replies: Reply | str) -> None:
+        with self._lock:
+            self._queue.extend(Reply(text=r) if isinstance(r, str) else r for r in replies)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._queue.clear()
+            self.requests.clear()
+            self.disconnects = 0
+
+    def count_disconnect(self) -> None:
+        with self._lock:
+            self.disconnects += 1
+
+    async def _models(self, request: Request) -> Response:
+        now, cfg = int(time.time()), self.config
+        cards = [{
+            "id": name, "object": "model", "created": now, "owned_by": "vllm",
+            "root": cfg.served_model_names[0], "parent": None, "max_model_len": cfg.max_model_len,
+            "permission": [{
+                "id": f"modelperm-{random_hex16()}", "object": "model_permission", "created": now,
+                "allow_create_engine": False, "allow_sampling": True, "allow_logprobs": True,
+                "allow_search_indices": False, "allow_view": True, "allow_fine_tuning": False,
+                "organization": "*", "group": None, "is_blocking": False,
+            }],
+        } for name in cfg.served_model_names]
+        return JSONResponse({"object": "list", "data": cards})
+
+    async def _chat(self, request: Request) -> Response:
+        cfg = self.config
+        try:
+            body = parse_body(await request.body(), request.headers.get("content-type"))
+            with self._lock:
+                self.requests.append(body)
+            validate_request(body)
+            check_model(body, cfg.served_model_names)
+            check_tool_parser(body, cfg.parser_loaded)
+            prompt_tokens = count_prompt_tokens(body)
+            budget = generation_budget(body, prompt_tokens, cfg.max_model_len)
+        except ApiError as exc:
+            return JSONResponse(exc.body, status_code=exc.code)
+        parse = cfg.parser_loaded and bool(body.get("tools")) and body.get("tool_choice") != "none"
+        reply = self._next_reply(body, parse)
+        if reply.status is not None:
+            payload = reply.body or error_body(HTTPStatus(reply.status).phrase, reply.status)
+            return JSONResponse(payload, status_code=reply.status)
+        request_id = request.headers.get("x-request-id") or body.get("request_id") or random_hex16()
+        gen = _generate(f"chatcmpl-{request_id}", cfg, body, reply, parse, prompt_tokens, budget)
+        if body.get("stream"):
+            return EventStream(self._events(gen, reply, body), self.count_disconnect)
+        if reply.hang:
+            while not self.stopping.is_set():
+                if await request.is_disconnected():
+                    self.count_disconnect()
+                    break
+                await asyncio.sleep(0.02)
+            return Response(status_code=204)
+        if reply.error_after_tokens is not None:
+            return JSONResponse(reply.body or error_body(ENGINE_ERROR, 500), status_code=500)
+        return JSONResponse(_complete(gen))
+
+    def _next_reply(self, body: dict[str, Any], parse: bool) -> Reply:
+        with self._lock:
+            if self._queue:
+                return self._queue.popleft()
+        family = self.config.model_family
+        return Reply(text=default_reply(body, family=family, parser_active=parse))
+
+    async def _events(self, gen: _Generation, reply: Reply, body: dict[str, Any]) -> AsyncIterator[str]:
+        options = body.get("stream_options") or {}
+        writer = ChunkWriter(gen.id, int(time.time()), gen.model,
+                             gen.prompt_tokens if options.get("continuous_usage_stats") else None)
+        yield writer.role()
+        if reply.hang:
+            while not self.stopping.is_set():
+                await asyncio.sleep(0.02)
+            return
+        parser = HermesStreamParser() if gen.parse else None
+        pieces = stream_chunks(gen.text, reply.chunking)
+        last_delta: dict[str, Any] | None = None
+        for i, piece in enumerate(pieces):
+            if reply.error_after_tokens is not None and i >= reply.error_after_tokens:
+                break
+            if self.config.token_delay:
+                await asyncio.sleep(self.config.token_delay)
+            writer.completion_tokens += len(tokenize(piece))
+            delta = parser.feed(piece) if parser else ({"content": piece} if piece else None)
+            if gen.finish == "length" and i == len(pieces) - 1:
+                last_delta = delta  # no EOS step: the last token rides on the finish chunk
+            elif delta:
+                yield writer.delta(delta)
+        if reply.error_after_tokens is not None:
+            yield sse(reply.body or error_body(ENGINE_ERROR, 500))
+            yield DONE_EVENT
+            return
+        named = named_tool(gen.tool_choice) is not None
+        finish = "tool_calls" if parser and parser.tools_streamed and not named else gen.finish
+        writer.completion_tokens = gen.completion_tokens
+        include_usage = bool(options.get("include_usage"))
+        yield writer.finish(finish, last_delta, with_fingerprint=not include_usage)
+        if include_usage:
+            yield writer.usage_chunk(gen.prompt_tokens, gen.completion_tokens)
+        yield DONE_EVENT
+
+
+def _generate(id: str, cfg: DemoConfig, body: dict[str, Any], reply: Reply, parse: bool,
+              prompt_tokens: int, budget: int) -> _Generation:
+    """Apply the grammar and the token budget to the raw reply text."""
+    text = reply.text
+    parallel = body.get("parallel_tool_calls") is not False
+    if parse and not parallel and TOOL_CALL_END in text:
+        # parallel_tool_calls=false: the grammar ends generation after the first call.
+        text = text[: text.index(TOOL_CALL_END) + len(TOOL_CALL_END)]
+    tokens, finish = tokenize(text), reply.finish
+    if len(tokens) >= budget:  # no room left for EOS either
+        tokens, finish = tokens[:budget], "length"
+    return _Generation(
+        id=id, model=cfg.served_model_names[0], text="".join(tokens), finish=finish,
+        prompt_tokens=prompt_tokens, completion_tokens=len(tokens) + (finish == "stop"),
+        parse=parse, tool_choice=body.get("tool_choice"), parallel=parallel,
+    )
+
+
+def _complete(gen: _Generation) -> dict[str, Any]:
+    """The non-streaming body: hermes extraction, content null vs "", finish_reason rules."""
+    extraction = extract_tool_calls(gen.text) if gen.parse else Extraction(content=gen.text)
+    calls = extraction.calls if gen.parallel else extraction.calls[:1]
+    named = named_tool(gen.tool_choice) is not None
+    content = "" if calls and (named or gen.tool_choice == "required") else extraction.content
+    if gen.finish == "length":
+        finish = "length"
+    else:
+        finish = "tool_calls" if calls and not named else "stop"
+    tool_calls = [{"id": new_tool_call_id(), "type": "function",
+                   "function": {"name": name, "arguments": args}} for name, args in calls]
+    return completion_body(
+        id=gen.id, created=int(time.time()), model=gen.model, content=content, tool_calls=tool_calls,
+        finish_reason=finish, prompt_tokens=gen.prompt_tokens, completion_tokens=gen.completion_tokens,
+    )
