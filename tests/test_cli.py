@@ -211,3 +211,20 @@ def test_text_tool_calls_recovered_through_the_cli(vllm):
     out = json.loads(proc.stdout)
     assert out["answer"] == "It is 9pm in Tokyo."
     assert out["steps"][1]["recovered"] is True and out["steps"][1]["status"] == "ok"
+
+
+def test_concurrent_processes_share_one_checkpoint_file(vllm):
+    # The UI, the CLI and a batch may write the same SQLite file at once (WAL + busy timeout).
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "utf-8"}
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "graph.cli", "run", q, "--json", "--thread", f"c{i}"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for i, q in enumerate(["What time is it in Tokyo?", "查询北京的天气", "calculate 2^10", "time in Paris?"])
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], [err for _, err in outputs]
+    assert all("locked" not in err for _, err in outputs)
+    follow = run_cli("run", "And in London?", "--json", "--thread", "c0")
+    assert follow.returncode == 0
+    users = [m["content"] for m in vllm.requests[-1]["messages"] if m["role"] == "user"]
+    assert users == ["What time is it in Tokyo?", "And in London?"]
