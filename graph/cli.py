@@ -258,9 +258,7 @@ def _repl(settings: Settings, thread_id: str | None, stream: bool) -> None:
     from graph.runner import new_thread_id
     from tools import TOOLS
 
-    with contextlib.suppress(ImportError):
-        import readline  # noqa: F401 - line editing and history for input()
-
+    history = enable_line_editing(settings.agent_checkpoint_db.parent / "repl_history")
     thread_id = thread_id or new_thread_id()
     stack = AsyncExitStack()
     # One event loop for the whole session: Ctrl-C cancels only the running turn (asyncio.Runner).
@@ -296,6 +294,25 @@ def _repl(settings: Settings, thread_id: str | None, stream: bool) -> None:
                     _repl_turn(runner, settings, graph, line, thread_id, name, stream)
         finally:
             runner.run(stack.aclose())
+            history()
+
+
+def enable_line_editing(path: Any) -> Callable[[], None]:
+    """Line editing and a persistent history for input(); returns the function that saves it."""
+    try:
+        import readline
+    except ImportError:  # e.g. Windows without pyreadline
+        return lambda: None
+    with contextlib.suppress(OSError):
+        readline.read_history_file(path)
+    readline.set_history_length(1000)
+
+    def save() -> None:
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            readline.write_history_file(path)
+
+    return save
 
 
 def _repl_turn(runner: asyncio.Runner, settings: Settings, graph: Any, line: str, thread_id: str, name: str,

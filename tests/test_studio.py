@@ -81,5 +81,7 @@ async def test_langgraph_dev_runs_a_thread_through_the_sdk(studio, vllm):
     )
     users = [m["content"] for m in again["messages"] if m["type"] == "human"]
     assert users == ["What time is it in Tokyo?", "查询北京的天气"]
-    assert any(s["name"] == "get_city_weather" for s in again["steps"] if s["kind"] == "tool")
+    weather = [s for s in again["steps"] if s["kind"] == "tool" and s["name"] == "get_city_weather"]
+    assert len(weather) == 1 and weather[0]["status"] == "ok", weather
+    assert "北京" in again["messages"][-1]["content"]
     assert len(vllm.requests) == 4
