@@ -77,6 +77,14 @@ class Settings(BaseSettings):
         DEFAULT_DB, validation_alias=_env("AGENT_CHECKPOINT_DB"),
         description="SQLite file holding conversation threads (shared by CLI, UI and batch).",
     )
+    ui_auth: SecretStr | None = Field(
+        None, validation_alias=_env("UI_AUTH"),
+        description="Web UI login as user:password (several separated by commas); unset means no login.",
+    )
+    ui_concurrency_limit: int = Field(
+        4, ge=1, le=256, validation_alias=_env("UI_CONCURRENCY_LIMIT"),
+        description="Web UI turns that may run at once; more wait in Gradio's queue.",
+    )
     tool_timeout: float = Field(
         20.0, gt=0, validation_alias=_env("TOOL_TIMEOUT"),
         description="Seconds a tool's HTTP calls may take.",
@@ -123,6 +131,24 @@ class Settings(BaseSettings):
     def _blank_weather_key_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
         return value if value is not None and value.get_secret_value().strip() else None
 
+    @field_validator("ui_auth")
+    @classmethod
+    def _auth_pairs(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        for pair in value.get_secret_value().split(","):
+            user, sep, password = pair.strip().partition(":")
+            if not sep or not user or not password:
+                raise ValueError("must be user:password (several separated by commas)")
+        return value
+
+    def ui_credentials(self) -> list[tuple[str, str]]:
+        """UI_AUTH as (user, password) pairs for Gradio's login."""
+        if self.ui_auth is None:
+            return []
+        pairs = [p.strip().partition(":") for p in self.ui_auth.get_secret_value().split(",")]
+        return [(user, password) for user, _, password in pairs]
+
     @field_validator("agent_checkpoint_db")
     @classmethod
     def _expand(cls, value: Path) -> Path:
@@ -146,7 +172,7 @@ def _explain(err: ValidationError) -> str:
                       and field.lower() in (str(c).lower() for c in f.validation_alias.choices)), field)
     name = env_name(field) if field in Settings.model_fields else field.upper()
     msg = first["msg"].removeprefix("Value error, ")
-    secret = "key" in name.lower()
+    secret = "Secret" in str(Settings.model_fields[field].annotation) if field in Settings.model_fields else True
     shown = "" if secret else f"={first.get('input')!s}"
     more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
     return f"Invalid setting {name}{shown}: {msg}{more}. Fix it in .env or the environment."

@@ -29,7 +29,7 @@ class Context:
     )
     tools: list[str] | None = field(
         default=None,
-        metadata={"description": "Names of the enabled tools. Empty: all tools."},
+        metadata={"description": "Names of the enabled tools. Unset: all tools; an empty list: none."},
     )
     system_prompt: str = field(
         default=SYSTEM_PROMPT,

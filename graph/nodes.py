@@ -63,8 +63,8 @@ def knobs(ctx: Context | None, settings: Settings) -> Context:
 
 
 def enabled_tools(tools: Sequence[BaseTool], ctx: Context) -> list[BaseTool]:
-    """The tools this run may use (all when the context names none)."""
-    if not ctx.tools:
+    """The tools this run may use: all when the context does not say, none for an empty list."""
+    if ctx.tools is None:
         return list(tools)
     return [t for t in tools if t.name in set(ctx.tools)]
 

@@ -1,0 +1,180 @@
+"""The Gradio web UI: `python -m ui.app` (or `work-agent-ui`), then open http://127.0.0.1:7860."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import click
+import gradio as gr
+
+from configs.settings import ConfigError, Settings, load_settings
+from tools import TOOLS
+from ui.api import register_api
+from ui.backend import Backend, Session
+from ui.handlers import Handlers, trace_outputs
+from ui.trace_view import steps_table, timeline_figure
+
+EXAMPLES = [
+    "查询北京的天气",
+    "What time is it in Tokyo, and what's the weather there?",
+    "北京现在几点？",
+    "What is (17 * 23) ^ 2?",
+]
+CSS = """
+#status {min-height: 2.5em}
+#demo-label {background: #fff3cd; border-radius: 6px; padding: 4px 10px}
+"""
+
+
+def build_app(backend: Backend) -> gr.Blocks:
+    """The whole page, wired to the handlers."""
+    h = Handlers(backend)
+    settings = backend.settings
+    with gr.Blocks(title="Work Agent") as app:
+        session = gr.State(lambda: Session())  # one per browser tab
+        owner = gr.BrowserState("", storage_key="work-agent-owner")
+        thread_box = gr.State("")
+
+        with gr.Sidebar(open=True):
+            gr.Markdown("### Conversations")
+            new_btn = gr.Button("➕ New conversation", variant="secondary")
+            conversations = gr.Radio(label="Past conversations", choices=[], elem_id="conversations")
+            with gr.Accordion("Rename · delete · open by id", open=False):
+                title_box = gr.Textbox(label="New title", max_lines=1)
+                rename_btn = gr.Button("Rename")
+                delete_btn = gr.Button("🗑️ Delete this conversation", variant="stop")
+                open_box = gr.Textbox(label="Thread id (e.g. from `work-agent run --thread`)", max_lines=1)
+                open_btn = gr.Button("Open")
+
+        gr.Markdown("## Work Agent")
+        if backend.demo_label:
+            gr.Markdown(f"**{backend.demo_label}**", elem_id="demo-label")
+        with gr.Row():
+            status = gr.Markdown("Checking the endpoint…", elem_id="status")
+            status_btn = gr.Button("↻ Check endpoint", size="sm", scale=0)
+        with gr.Row():
+            with gr.Column(scale=3):
+                chatbot = gr.Chatbot(
+                    label="Conversation", height=560, editable="user", buttons=["copy", "copy_all"],
+                    placeholder="Ask about the time, the weather, or some arithmetic — in English or 中文.",
+                    elem_id="chatbot",
+                )
+                with gr.Row():
+                    textbox = gr.Textbox(placeholder="Ask a question…", show_label=False, scale=6,
+                                         submit_btn=True, elem_id="question")
+                    stop_btn = gr.Button("⏹ Stop", variant="stop", scale=1, elem_id="stop")
+                gr.Examples(EXAMPLES, inputs=[textbox], label="Examples")
+            with gr.Column(scale=2):
+                with gr.Accordion("Settings (apply to the next turn)", open=False):
+                    base_url = gr.Textbox(label="Endpoint URL", value=settings.openai_api_base, max_lines=1)
+                    with gr.Row():
+                        model = gr.Dropdown(label="Model", choices=[], allow_custom_value=True, scale=4)
+                        models_btn = gr.Button("↻", size="sm", scale=0)
+                    temperature = gr.Slider(0, 2, value=settings.agent_temperature, step=0.05, label="Temperature")
+                    max_tokens = gr.Number(settings.agent_max_tokens, label="Max tokens", precision=0, minimum=1)
+                    max_steps = gr.Number(settings.agent_max_steps, label="Max steps", precision=0, minimum=1,
+                                          maximum=100)
+                    tools = gr.CheckboxGroup([t.name for t in TOOLS], value=[t.name for t in TOOLS],
+                                             label="Enabled tools")
+                with gr.Accordion("Trace", open=True):
+                    turn_pick = gr.Dropdown(label="Turn", choices=[], interactive=True)
+                    plot = gr.Plot(timeline_figure([]), label="Timeline")
+                    totals = gr.Markdown("No turns yet.")
+                    table = gr.Dataframe(headers=steps_table([])[0], label="Steps", interactive=False, wrap=True)
+                    download = gr.DownloadButton("⬇ Download trace (JSON)", value=None)
+
+        knobs = [base_url, model, temperature, max_tokens, max_steps, tools]
+        trace = [turn_pick, plot, table, totals, download]
+        run_outputs = [chatbot, textbox, conversations, thread_box, *trace]
+
+        app.load(h.on_load, [owner], [owner, conversations, status, model])
+        submit = textbox.submit(h.run, [textbox, session, owner, *knobs], run_outputs, api_visibility="private")
+        retry = chatbot.retry(h.retry, [session, owner, *knobs], run_outputs, api_visibility="private")
+        edit = chatbot.edit(h.edit, [session, owner, *knobs], run_outputs, api_visibility="private")
+        stop_btn.click(h.stop, [session], [chatbot], cancels=[submit, retry, edit], api_visibility="private")
+        chatbot.undo(h.undo, [session, base_url], [chatbot, textbox], api_visibility="private")
+        status_btn.click(h.refresh_status, [base_url], [status, model], api_visibility="private")
+        models_btn.click(h.model_choices, [base_url], [model], api_visibility="private")
+        new_btn.click(h.new_conversation, [session], [chatbot, thread_box, conversations, *trace],
+                      api_visibility="private")
+        conversations.input(h.open_thread, [conversations, session, base_url, max_steps],
+                            [chatbot, thread_box, *trace], api_visibility="private")
+        open_btn.click(h.claim_thread, [open_box, owner, session, base_url, max_steps],
+                       [conversations, chatbot, thread_box, *trace], api_visibility="private")
+        rename_btn.click(h.rename, [title_box, owner, session], [conversations], api_visibility="private")
+        delete_btn.click(h.delete, [owner, session], [conversations, chatbot, thread_box, *trace],
+                         api_visibility="private")
+        turn_pick.input(_select_turn(h), [turn_pick, session, base_url], trace, api_visibility="private")
+        register_api(backend)
+    return app
+
+
+def _select_turn(h: Handlers) -> Any:
+    async def select(turn: int | None, session: Session, base_url: str | None) -> tuple[Any, ...]:
+        turns = await h.last_turns(session, base_url)
+        return trace_outputs(turns, session.thread_id, turn)
+
+    return select
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps the app on this machine."""
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@contextlib.contextmanager
+def endpoint(settings: Settings, demo: bool) -> Iterator[tuple[Settings, str | None]]:
+    """The settings to serve with; `--demo` runs the scripted vLLM-compatible server alongside."""
+    if not demo:
+        yield settings, None
+        return
+    from graph.demo_server import DemoConfig, DemoServer
+
+    with DemoServer(DemoConfig(token_delay=0.03)) as server:
+        demo_settings = Settings(**{**settings.model_dump(), "openai_api_base": server.base_url,
+                                    "agent_model": server.config.served_model_names[0]})
+        yield demo_settings, "demo model (scripted, no GPU): answers are canned, tools are real"
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 = your network).")
+@click.option("--port", default=7860, show_default=True, type=int, help="Port to serve on.")
+@click.option("--base-url", help="OpenAI-compatible endpoint (default OPENAI_API_BASE).")
+@click.option("--model", "-m", help="Served model name (default AGENT_MODEL, else the server's first).")
+@click.option("--auth", help="Require a login, user:password (default UI_AUTH).")
+@click.option("--share", is_flag=True, help="Also serve through a public gradio.live link (off by default).")
+@click.option("--demo", is_flag=True, help="Run the scripted vLLM-compatible demo model in-process (no GPU).")
+def main(host: str, port: int, base_url: str | None, model: str | None, auth: str | None, share: bool,
+         demo: bool) -> None:
+    """Serve the Work Agent web UI."""
+    try:
+        settings = load_settings(openai_api_base=base_url, agent_model=model, ui_auth=auth)
+    except ConfigError as err:
+        click.secho(f"Error: {err}", err=True, fg="red")
+        sys.exit(2)
+    credentials = settings.ui_credentials()
+    if not is_loopback(host) and not credentials:
+        click.secho(f"WARNING: serving on {host}:{port} WITHOUT a login: anyone who can reach this machine can "
+                    "use your model server and read every conversation. Pass --auth user:password "
+                    "(or set UI_AUTH).", err=True, fg="red", bold=True)
+    with endpoint(settings, demo) as (serve_settings, label):
+        backend = Backend(serve_settings, demo_label=label)
+        app = build_app(backend)
+        app.queue(default_concurrency_limit=settings.ui_concurrency_limit)
+        click.secho(f"Work Agent UI on http://{host}:{port} · model server {serve_settings.openai_api_base}",
+                    err=True)
+        app.launch(server_name=host, server_port=port, share=share, auth=credentials or None, css=CSS,
+                   footer_links=["api"], show_error=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Process-wide pieces of the web UI: settings, the shared checkpointer, the conversation list, graphs."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+from configs.settings import ConfigError, Settings
+from graph.checkpoint import open_checkpointer
+from graph.graph import build_graph
+from ui.store import ConversationStore
+
+
+@dataclass
+class Session:
+    """One browser tab: its conversation and the turn that is running, if any."""
+
+    thread_id: str = ""
+    turns: int = 0
+    history: list[Any] = field(default_factory=list)
+    """Chat messages of the finished turns (a view; the checkpointer thread holds the truth)."""
+    view: Any = None
+    """The running turn's `ui.render.TurnView`."""
+    running: bool = False
+
+    def display(self) -> list[Any]:
+        """Everything the chat shows."""
+        return [*self.history, *(self.view.messages() if self.view is not None else [])]
+
+
+class Backend:
+    """Opened once, lazily, on the event loop Gradio runs handlers on."""
+
+    def __init__(self, settings: Settings, *, demo_label: str | None = None) -> None:
+        self.settings = settings
+        self.demo_label = demo_label
+        self.store: ConversationStore | None = None
+        self._saver: Any = None
+        self._graphs: dict[str, Any] = {}
+        self._stack = AsyncExitStack()
+        self._lock = asyncio.Lock()
+
+    async def ready(self) -> ConversationStore:
+        """Open the checkpoint file (WAL) and the conversation table on first use."""
+        async with self._lock:
+            if self.store is None:
+                self._saver = await self._stack.enter_async_context(
+                    open_checkpointer(self.settings.agent_checkpoint_db)
+                )
+                store = ConversationStore(self._saver.conn)
+                await store.setup()
+                self.store = store
+        return self.store
+
+    def settings_for(self, base_url: str | None) -> Settings:
+        """The settings with the session's endpoint URL (validated like OPENAI_API_BASE)."""
+        url = (base_url or "").strip()
+        if not url or url.rstrip("/") == self.settings.openai_api_base:
+            return self.settings
+        try:
+            return Settings(**{**self.settings.model_dump(), "openai_api_base": url})
+        except ValueError as err:
+            raise ConfigError(f"Endpoint URL {url!r} is not valid: use http://HOST:PORT/v1.") from err
+
+    async def graph_for(self, settings: Settings) -> Any:
+        """The agent graph for an endpoint, compiled with the shared checkpointer."""
+        await self.ready()
+        key = settings.openai_api_base
+        if key not in self._graphs:
+            self._graphs[key] = build_graph(settings=settings, checkpointer=self._saver)
+        return self._graphs[key]
+
+    async def delete_thread(self, thread_id: str) -> None:
+        """Remove a thread's checkpoints."""
+        await self.ready()
+        await self._saver.adelete_thread(thread_id)
+
+    async def close(self) -> None:
+        """Close the checkpoint file."""
+        await self._stack.aclose()

@@ -1,0 +1,298 @@
+"""Pure rendering of one turn's graph events (or stored trace records) as Gradio chat messages."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import gradio as gr
+
+from graph.recovery import strip_tool_markup
+from graph.trace import Step
+
+RESULT_LIMIT = 2000
+PLAN_TITLE = "🧠 Plan"
+ERROR_TITLE = "💥 Error"
+RECOVERED_SUFFIX = " · recovered from text"
+RUNNING_NOTE = "*running…*"
+CANCELLED_NOTE = "*Cancelled: the turn was stopped before this tool finished.*"
+EMPTY_ANSWER_NOTE = "*(no answer: the model returned an empty reply)*"
+STOPPED_NOTE = "*(stopped)*"
+BUDGET_NOTE = "*(stopped early: step budget of {n} used)*"
+BUDGET_NOTE_UNKNOWN = "*(stopped early: step budget used)*"
+REPEATED_FAILURE_NOTE = "*(stopped: the same tool call kept failing)*"
+
+ToolStatus = Literal["pending", "ok", "error", "cancelled"]
+
+
+@dataclass
+class _Tool:
+    """What is known about one tool call so far."""
+
+    call_id: str
+    name: str
+    args: dict[str, Any]
+    status: ToolStatus = "pending"
+    output: str | None = None
+    duration_ms: float | None = None
+    recovered: bool = False
+
+
+def _fence(text: str, lang: str = "") -> str:
+    """A fenced code block that survives backticks inside `text`."""
+    longest, run = 0, 0
+    for ch in text:
+        run = run + 1 if ch == "`" else 0
+        longest = max(longest, run)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{lang}\n{text}\n{fence}"
+
+
+def _is_json(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict | list)
+    except ValueError:
+        return False
+
+
+def _output_block(label: str, text: str) -> str:
+    """A result or error: a code block, cut at RESULT_LIMIT characters with a note."""
+    if not text.strip():
+        return f"**{label}**\n\n*(empty)*"
+    shown = text if len(text) <= RESULT_LIMIT else text[:RESULT_LIMIT]
+    block = f"**{label}**\n\n{_fence(shown, 'json' if _is_json(text) else '')}"
+    if len(text) > RESULT_LIMIT:
+        block += f"\n\n*(truncated: showing the first {RESULT_LIMIT:,} of {len(text):,} characters)*"
+    return block
+
+
+def _tool_message(tool: _Tool, parent: str) -> gr.ChatMessage:
+    suffix = RECOVERED_SUFFIX if tool.recovered else ""
+    if tool.status == "error":
+        title = f"💥 {tool.name} failed{suffix}"
+    elif tool.status == "cancelled":
+        title = f"⏹️ {tool.name} cancelled{suffix}"
+    else:
+        title = f"🛠️ {tool.name}{suffix}"
+    parts = [_fence(json.dumps(tool.args, ensure_ascii=False, indent=2), "json")]
+    if tool.status == "pending":
+        parts.append(RUNNING_NOTE)
+    elif tool.status == "cancelled":
+        parts.append(CANCELLED_NOTE)
+    else:
+        parts.append(_output_block("Error" if tool.status == "error" else "Result", tool.output or ""))
+    metadata: dict[str, Any] = {
+        "title": title, "id": tool.call_id, "parent_id": parent,
+        "status": "pending" if tool.status == "pending" else "done",
+    }
+    if tool.duration_ms is not None and tool.status != "pending":
+        metadata["duration"] = round(tool.duration_ms / 1000, 3)
+    return gr.ChatMessage(role="assistant", content="\n\n".join(parts), metadata=metadata)  # type: ignore[arg-type]
+
+
+def _model_line(step: Step, label: str) -> str:
+    """One finished model call for the plan bubble."""
+    parts = [f"**{label}**", step.model or "?"]
+    if step.tokens_in is not None or step.tokens_out is not None:
+        parts.append(f"tokens {step.tokens_in if step.tokens_in is not None else '?'} → "
+                     f"{step.tokens_out if step.tokens_out is not None else '?'}")
+    if step.ttft_ms is not None:
+        parts.append(f"first token {step.ttft_ms:.0f} ms")
+    parts.append(f"{step.duration_ms / 1000:.2f} s")
+    if step.finish_reason:
+        parts.append(f"finish: {step.finish_reason}")
+    if step.tool_calls:
+        parts.append("calls " + ", ".join(step.tool_calls))
+    if step.recovered:
+        parts.append("recovered from text")
+    if step.status == "error":
+        parts.append("failed")
+    return " · ".join(parts)
+
+
+def _quote(text: str) -> str:
+    return "\n".join(f"> {line}" if line.strip() else ">" for line in text.strip().splitlines())
+
+
+class TurnView:
+    """One turn as chat messages, built incrementally from run_turn events (and replayed for history)."""
+
+    def __init__(self, question: str, *, turn: int, note: str = "", max_steps: int | None = None) -> None:
+        self.question = question
+        self.turn = turn
+        self.note = note
+        self.max_steps = max_steps
+        self.plan_id = f"turn{turn}-plan"
+        self._plan: list[str] = []  # entries of the plan bubble: model call lines and moved thinking
+        self._model_calls: dict[str, int] = {}  # node -> model calls so far (for "plan #2")
+        self._steps: list[Step] = []
+        self._tools: dict[str, _Tool] = {}  # call_id -> tool, in start order
+        self._stream: list[str] = []  # text of the current model call (the answer unless it asks for tools)
+        self._closed = False  # the current model call finished without tool calls
+        self._recovering = False  # the last plan call's tool calls were recovered from text
+        self._final: str | None = None
+        self._notes: list[str] = []
+        self._error: str | None = None
+        self._done = False
+
+    # --- events -------------------------------------------------------------------------------
+    def apply(self, event: dict[str, Any]) -> None:
+        """Fold one `run_turn` event into the view; unknown events are ignored."""
+        kind = event.get("type")
+        if kind == "token":
+            self._token(str(event.get("text", "")))
+        elif kind == "tool_start":
+            self._tool_start(event)
+        elif kind == "tool_end":
+            self._tool_end(event)
+        elif kind == "step":
+            step = event["step"]
+            self._step(step if isinstance(step, Step) else Step.model_validate(step))
+
+    def _token(self, text: str) -> None:
+        if self._closed:
+            self._stream, self._closed = [], False
+        self._stream.append(text)
+
+    def _move_stream_to_plan(self) -> None:
+        thinking = strip_tool_markup("".join(self._stream))
+        if thinking:
+            self._plan.append(_quote(thinking))
+        self._stream, self._closed = [], False
+
+    def _tool_start(self, event: dict[str, Any]) -> None:
+        self._move_stream_to_plan()  # text streamed before a tool call is thinking, not the answer
+        call_id = str(event.get("call_id") or f"turn{self.turn}-tool{len(self._tools) + 1}")
+        self._tools[call_id] = _Tool(
+            call_id=call_id, name=str(event.get("name", "?")), args=dict(event.get("args") or {}),
+            recovered=self._recovering,
+        )
+
+    def _tool_end(self, event: dict[str, Any]) -> None:
+        call_id = str(event.get("call_id"))
+        tool = self._tools.get(call_id)
+        if tool is None:
+            tool = self._tools[call_id] = _Tool(call_id=call_id, name=str(event.get("name", "?")), args={})
+        tool.status = "error" if event.get("status") == "error" else "ok"
+        tool.output = str(event.get("content", ""))
+        tool.duration_ms = event.get("duration_ms")
+
+    def _step(self, step: Step) -> None:
+        self._steps.append(step)
+        if step.kind == "model":
+            n = self._model_calls[step.node] = self._model_calls.get(step.node, 0) + 1
+            self._plan.append(_model_line(step, f"{step.node} #{n}"))
+            if step.tool_calls:
+                self._move_stream_to_plan()
+                self._recovering = step.recovered
+            else:
+                self._closed = True
+            return
+        call_id = step.call_id or f"turn{self.turn}-tool{len(self._tools) + 1}"
+        tool = self._tools.get(call_id)
+        if tool is None:
+            tool = self._tools[call_id] = _Tool(call_id=call_id, name=step.name or "?", args={})
+        tool.name = step.name or tool.name
+        tool.args = dict(step.arguments or tool.args)
+        tool.status = "error" if step.status == "error" else "ok"
+        tool.output = (step.error if step.status == "error" else step.result) or ""
+        tool.duration_ms = step.duration_ms
+        tool.recovered = step.recovered
+
+    # --- endings ------------------------------------------------------------------------------
+    def finish(self, answer: str, stopped: str | None = None) -> None:
+        """The turn ended: show the graph's final answer (markup stripped) and why it stopped early, if it did."""
+        final = strip_tool_markup(answer or "")
+        self._final = final or strip_tool_markup("".join(self._stream))
+        if stopped == "max_steps":
+            n = self.max_steps or sum(1 for s in self._steps if s.kind == "model" and s.tool_calls)
+            self._notes.append(BUDGET_NOTE.format(n=n) if n else BUDGET_NOTE_UNKNOWN)
+        elif stopped == "repeated_failure":
+            self._notes.append(REPEATED_FAILURE_NOTE)
+        elif stopped and not self._final.endswith(STOPPED_NOTE):
+            self._notes.append(STOPPED_NOTE)
+        self._end()
+
+    def stop(self) -> None:
+        """The user pressed Stop: keep the partial answer, mark it stopped, cancel pending tools."""
+        if self._final is None:
+            self._final = strip_tool_markup("".join(self._stream))
+        if STOPPED_NOTE not in self._notes:
+            self._notes.append(STOPPED_NOTE)
+        self._end()
+
+    def fail(self, message: str) -> None:
+        """An error ended the turn: keep the partial answer and show `message` in an error bubble."""
+        if self._final is None:
+            self._final = strip_tool_markup("".join(self._stream))
+        self._error = message
+        self._end()
+
+    def _end(self) -> None:
+        for tool in self._tools.values():
+            if tool.status == "pending":
+                tool.status = "cancelled"
+        self._done = True
+
+    # --- view ---------------------------------------------------------------------------------
+    @property
+    def answer(self) -> str:
+        """The answer text so far (final once finished), without the stopped notes."""
+        return self._final if self._final is not None else strip_tool_markup("".join(self._stream))
+
+    @property
+    def steps(self) -> list[Step]:
+        """The trace records seen so far."""
+        return list(self._steps)
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds from the first step's start to the last step's end, or None before any step."""
+        if not self._steps:
+            return None
+        start = min(s.started_at for s in self._steps)
+        end = max(s.started_at + s.duration_ms / 1000 for s in self._steps)
+        return round(end - start, 3)
+
+    def _plan_message(self) -> gr.ChatMessage:
+        content = "\n\n".join(([self.note] if self.note else []) + self._plan) or RUNNING_NOTE
+        metadata: dict[str, Any] = {
+            "title": PLAN_TITLE, "id": self.plan_id, "status": "done" if self._done else "pending",
+        }
+        if (duration := self.duration_s) is not None:
+            metadata["duration"] = duration
+        return gr.ChatMessage(role="assistant", content=content, metadata=metadata)  # type: ignore[arg-type]
+
+    def _answer_text(self) -> str:
+        text = self.answer
+        if self._done and not text and not self._notes and self._error is None:
+            text = EMPTY_ANSWER_NOTE
+        return "\n\n".join(part for part in [text, *self._notes] if part)
+
+    def messages(self) -> list[gr.ChatMessage]:
+        """The turn's messages: question, plan bubble, nested tool bubbles, answer, error."""
+        out = [gr.ChatMessage(role="user", content=self.question)]
+        if self._steps or self._tools:
+            out.append(self._plan_message())
+            out += [_tool_message(t, self.plan_id) for t in self._tools.values()]
+        if text := self._answer_text():
+            out.append(gr.ChatMessage(role="assistant", content=text))
+        if self._error is not None:
+            out.append(gr.ChatMessage(
+                role="assistant", content=self._error,
+                metadata={"title": ERROR_TITLE, "status": "done"},
+            ))
+        return out
+
+
+def replay_turn(
+    question: str, answer: str, steps: list[Step], *, turn: int, stopped: str | None = None,
+    note: str = "", max_steps: int | None = None,
+) -> list[gr.ChatMessage]:
+    """A finished turn from stored trace records (conversation reload)."""
+    view = TurnView(question, turn=turn, note=note, max_steps=max_steps)
+    for step in steps:
+        view.apply({"type": "step", "step": step})
+    view.finish(answer, stopped)
+    return view.messages()
