@@ -35,7 +35,7 @@ def build_app(backend: Backend) -> gr.Blocks:
     h = Handlers(backend)
     settings = backend.settings
     with gr.Blocks(title="Work Agent") as app:
-        session = gr.State(lambda: Session())  # one per browser tab
+        session = gr.State(Session())  # deep-copied for each browser tab
         owner = gr.BrowserState("", storage_key="work-agent-owner")
         thread_box = gr.State("")
 
@@ -91,7 +91,7 @@ def build_app(backend: Backend) -> gr.Blocks:
         trace = [turn_pick, plot, table, totals, download]
         run_outputs = [chatbot, textbox, conversations, thread_box, *trace]
 
-        app.load(h.on_load, [owner], [owner, conversations, status, model])
+        app.load(h.on_load, [owner], [owner, conversations, status, model], api_visibility="private")
         submit = textbox.submit(h.run, [textbox, session, owner, *knobs], run_outputs, api_visibility="private")
         retry = chatbot.retry(h.retry, [session, owner, *knobs], run_outputs, api_visibility="private")
         edit = chatbot.edit(h.edit, [session, owner, *knobs], run_outputs, api_visibility="private")
