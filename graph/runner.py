@@ -74,11 +74,13 @@ async def run_turn(
     """
     config = {"configurable": {"thread_id": thread_id}, "recursion_limit": recursion_limit(max_steps)}
     result = TurnResult(answer="", thread_id=thread_id)
+    question_msg = HumanMessage(question)
+    turn_messages: list[Any] = [question_msg]  # this turn's messages, to tell why it stopped
     partial: list[str] = []
     started = time.perf_counter()
     try:
         async for mode, data in graph.astream(
-            {"messages": [HumanMessage(question)]}, config, context=context,
+            {"messages": [question_msg]}, config, context=context,
             stream_mode=["custom", "updates"],
         ):
             if mode == "custom":
@@ -92,6 +94,7 @@ async def run_turn(
                     result.steps.append(step)
                     on_event({"type": "step", "step": step})
                 for msg in (update or {}).get("messages", []):
+                    turn_messages.append(msg)
                     if isinstance(msg, AIMessage) and not msg.tool_calls:
                         result.answer = str(msg.content)
                     if node == "plan":
@@ -103,8 +106,7 @@ async def run_turn(
         raise
     result.latency_ms = (time.perf_counter() - started) * 1000
     if result.stopped is None and any(s.node == "answer" for s in result.steps):
-        snapshot = await graph.aget_state(config)
-        result.stopped = stop_reason(snapshot.values.get("messages", []), max_steps) or "max_steps"
+        result.stopped = stop_reason(turn_messages, max_steps) or "max_steps"
     return result
 
 
