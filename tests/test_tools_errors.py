@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,23 +13,9 @@ from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode
 from langgraph.prebuilt.tool_node import _infer_handled_types
 
-from configs import Settings
-from configs.settings import get_settings
 from tools import TOOLS, TOOLS_BY_NAME, ToolError, handle_tool_error
 
 SECRET = "sk-weather-9f8e7d"
-
-
-@pytest.fixture(autouse=True)
-def isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[None]:
-    """No .env, no inherited variables, no cached Settings."""
-    monkeypatch.chdir(tmp_path)
-    for field in Settings.model_fields.values():
-        for name in getattr(field.validation_alias, "choices", ()):
-            monkeypatch.delenv(str(name), raising=False)
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 @tool

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
 from configs import Settings, load_settings
-from configs.settings import get_settings
 from tools.errors import ToolError, handle_tool_error
 from tools.weather import (
     GEOCODE_CANDIDATES,
@@ -103,18 +102,6 @@ def raises(error: type[httpx.TransportError]) -> Callable[[httpx.Request], httpx
     def route(request: httpx.Request) -> httpx.Response:
         raise error("simulated failure", request=request)
     return route
-
-
-@pytest.fixture(autouse=True)
-def isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[None]:
-    """No .env, no inherited variables, no cached Settings."""
-    monkeypatch.chdir(tmp_path)
-    for field in Settings.model_fields.values():
-        for name in getattr(field.validation_alias, "choices", ()):
-            monkeypatch.delenv(str(name), raising=False)
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 def open_meteo_settings() -> Settings:
