@@ -7,6 +7,7 @@ import re
 import httpx
 import openai
 
+from configs.settings import ConfigError
 from graph.model import ModelNotFoundError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_ENDPOINT = 0, 1, 2, 3
@@ -65,6 +66,8 @@ def explain(exc: BaseException, *, base_url: str, model: str | None, parser: str
     """Map an exception from a model call to an AgentError (unknown errors keep their type name)."""
     if isinstance(exc, AgentError):
         return exc
+    if isinstance(exc, ConfigError):
+        return AgentError(str(exc), EXIT_USAGE)
     if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException)):
         return AgentError(TIMEOUT.format(base_url=base_url), EXIT_ENDPOINT)
     if isinstance(exc, (openai.APIConnectionError, httpx.TransportError)):
