@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     )
     agent_checkpoint_db: Path = Field(
         DEFAULT_DB, validation_alias=_env("AGENT_CHECKPOINT_DB"),
-        description="SQLite file holding conversation threads (shared by CLI, UI and batch).",
+        description="SQLite file holding conversation threads (shared by CLI and UI; batch runs keep none).",
     )
     ui_auth: SecretStr | None = Field(
         None, validation_alias=_env("UI_AUTH"),
@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     ui_concurrency_limit: int = Field(
         4, ge=1, le=256, validation_alias=_env("UI_CONCURRENCY_LIMIT"),
         description="Web UI turns that may run at once; more wait in Gradio's queue.",
+    )
+    batch_concurrency: int = Field(
+        16, ge=1, le=1024, validation_alias=_env("BATCH_CONCURRENCY"),
+        description="Questions `work-agent batch` keeps in flight at once (--concurrency overrides).",
     )
     tool_timeout: float = Field(
         20.0, gt=0, validation_alias=_env("TOOL_TIMEOUT"),

@@ -1,12 +1,15 @@
-"""The `work-agent` command line: run, repl, list-tools, doctor (`python -m graph.cli --help`)."""
+"""The `work-agent` command line: run, repl, batch, report, list-tools, doctor (`python -m graph.cli --help`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import shlex
 import sys
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import click
@@ -170,6 +173,8 @@ def cli() -> None:
       work-agent run "What time is it in Tokyo, and what's the weather there?"
       work-agent run "查询北京的天气" --json
       work-agent repl
+      work-agent batch questions.jsonl -o answers.jsonl --concurrency 32
+      work-agent report answers.jsonl --html report.html
       work-agent doctor
       work-agent run --demo "北京现在几点？"   # no GPU: scripted demo model
     """
@@ -342,6 +347,184 @@ def doctor(base_url: str | None, model: str | None, as_json: bool) -> None:
     report = asyncio.run(run_checks(settings))
     print_report(report, as_json=as_json)
     sys.exit(0 if report.ok else EXIT_ENDPOINT if report.endpoint_failed else 1)
+
+
+EXIT_INTERRUPTED = 130
+MAX_LISTED_BAD_ROWS = 10
+
+
+@cli.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--output", "-o", help="JSONL file for the answers (default: INPUT's name + .answers.jsonl).")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "text"]),
+              help="Input format (default: from the extension; .jsonl, .csv, .txt).")
+@click.option("--concurrency", "-c", type=click.IntRange(1, 1024),
+              help="Questions in flight at once (default BATCH_CONCURRENCY, 16).")
+@click.option("--resume", is_flag=True, help="Continue OUTPUT: skip the ids that already have a row.")
+@click.option("--timeout", type=click.FloatRange(0, min_open=True), help="Seconds one question may take.")
+@click.option("--fail-fast", is_flag=True, help="Stop at the first failed row.")
+@click.option("--max-steps", type=int, help="Most tool rounds per question (default AGENT_MAX_STEPS).")
+@endpoint_options
+@click.option("--demo", is_flag=True, help="Start a scripted vLLM-compatible demo server in-process and use it.")
+@click.pass_context
+def batch(ctx: click.Context, input_path: str, output: str | None, fmt: str | None, concurrency: int | None,
+          resume: bool, timeout: float | None, fail_fast: bool, max_steps: int | None, base_url: str | None,
+          model: str | None, demo: bool) -> None:
+    """Answer every question in INPUT (JSONL, CSV or text; "-" reads stdin), one JSONL row each.
+
+    \b
+    Rows are written (and synced) as they finish, so a run stopped at any moment loses nothing:
+    run again with --resume to skip the ids that already have a row. Exit status: 0 every row ok,
+    1 some rows failed, 2 usage error, 3 the model server is unreachable or refuses the requests,
+    130 interrupted (Ctrl-C).
+    """
+    from graph.batch_io import BatchInputError, load_questions
+    from graph.batch_output import check_output, default_output
+
+    out = Path(output) if output else default_output(input_path)
+    try:
+        questions, blank = load_questions(input_path, fmt)
+        check_output(out, input_path, resume=resume)
+        done = _resumable_rows(out) if resume and out.exists() else set()
+    except BatchInputError as err:
+        raise CliError(str(err), EXIT_USAGE) from None
+    _say_bad_rows(questions, blank, done)
+    todo = [q for q in questions if q.key not in done]
+    resume_hint = f"Resume with: {_resume_command(ctx, out)}"
+    if todo:
+        with endpoint(demo, base_url, model, max_steps) as settings:
+            try:
+                asyncio.run(_batch(settings, todo, out, concurrency or settings.batch_concurrency,
+                                   timeout, fail_fast, resume_hint))
+            except KeyboardInterrupt:
+                have = len(_rows_for(out, {q.key for q in questions}))
+                click.secho(f"\nInterrupted: {have} of {_count(len(questions), 'question')} have a row in {out}. "
+                            f"{resume_hint}", err=True, fg="yellow")
+                sys.exit(EXIT_INTERRUPTED)
+    else:
+        click.secho(f"Nothing to do: every question already has a row in {out}.", err=True, dim=True)
+    sys.exit(_print_batch_summary(out, {q.key for q in questions}))
+
+
+def _resumable_rows(out: Path) -> set[str]:
+    """The ids that already have a row in `out`, after cutting a torn last line."""
+    from graph.batch_output import read_rows, repair
+
+    rows, torn = read_rows(out)
+    if torn:
+        repair(out, torn)
+        click.secho(f"Repaired {out}: removed a partly written last line ({torn} bytes) left by an "
+                    "interrupted run.", err=True, fg="yellow")
+    click.secho(f"Resuming {out}: {len(rows)} rows already there.", err=True, dim=True)
+    return {str(row["id"]) for row in rows}
+
+
+def _say_bad_rows(questions: list[Any], blank: int, done: set[str]) -> None:
+    """List the input rows that cannot run (they become failed rows) on stderr."""
+    bad = [q for q in questions if q.problem and q.key not in done]
+    for q in bad[:MAX_LISTED_BAD_ROWS]:
+        click.secho(f"{q.problem} (recorded as a failed row)", err=True, fg="yellow")
+    if len(bad) > MAX_LISTED_BAD_ROWS:
+        click.secho(f"... and {len(bad) - MAX_LISTED_BAD_ROWS} more bad rows", err=True, fg="yellow")
+    if blank:
+        click.secho(f"Skipped {_count(blank, 'blank line')}.", err=True, dim=True)
+
+
+def _resume_command(ctx: click.Context, out: Path) -> str:
+    """The command that continues this run (same input, options and output, plus --resume)."""
+    p = ctx.params
+    prog = "work-agent" if Path(sys.argv[0]).name == "work-agent" else "python -m graph.cli"
+    args = ["batch", p["input_path"], "-o", str(out), "--resume"]
+    for flag, key in (("--format", "fmt"), ("--concurrency", "concurrency"), ("--timeout", "timeout"),
+                      ("--max-steps", "max_steps"), ("--base-url", "base_url"), ("--model", "model")):
+        if p.get(key) is not None:
+            args += [flag, str(p[key])]
+    args += [flag for flag, key in (("--fail-fast", "fail_fast"), ("--demo", "demo")) if p.get(key)]
+    stdin = " (with the same input on stdin)" if p["input_path"] == "-" else ""
+    return f"{prog} {shlex.join(args)}{stdin}"
+
+
+async def _batch(settings: Settings, todo: list[Any], out: Path, concurrency: int, timeout: float | None,
+                 fail_fast: bool, resume_hint: str) -> None:
+    from graph.batch import BatchConfig, BatchStop, Progress, run_batch
+    from graph.batch_io import BatchInputError
+    from graph.batch_output import RowWriter
+
+    name = await pick_model(settings)
+    cfg = BatchConfig(settings=settings, model=name, concurrency=concurrency, max_steps=settings.agent_max_steps,
+                      timeout=timeout, fail_fast=fail_fast)
+    click.secho(f"{_count(len(todo), 'question')} · {name} · concurrency {concurrency} · writing {out}",
+                err=True, dim=True)
+    created = not out.exists()
+    try:
+        writer = RowWriter(out)
+    except BatchInputError as err:
+        raise CliError(str(err), EXIT_USAGE) from None
+    progress, started = Progress(len(todo)), time.perf_counter()
+    try:
+        with writer:
+            await run_batch(cfg, todo, writer, progress)
+    except BatchStop as stop:
+        if created and writer.count == 0:
+            out.unlink(missing_ok=True)  # nothing ran: the same command can simply be run again
+        raise CliError(f"{stop} {resume_hint}", stop.exit_code) from None
+    finally:
+        progress.close()
+    took = time.perf_counter() - started
+    click.secho(f"{_count(len(todo), 'question')} in {took:.1f}s ({len(todo) / took:.2f}/s) · rows in {out}",
+                err=True, dim=True)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
+def _rows_for(out: Path, keys: set[str]) -> list[dict[str, Any]]:
+    """The rows of OUTPUT whose ids are in `keys` (this input's questions)."""
+    from graph.batch_output import read_rows
+
+    rows, _ = read_rows(out) if out.exists() else ([], 0)
+    return [row for row in rows if str(row["id"]) in keys]
+
+
+def _print_batch_summary(out: Path, keys: set[str]) -> int:
+    """Print the summary of OUTPUT's rows for this input; the exit status (0 all ok, 1 some failed)."""
+    from graph.report import print_summary, summarize
+
+    summary = summarize(_rows_for(out, keys))
+    print_summary(summary)
+    return 0 if summary.failed == 0 else 1
+
+
+@cli.command()
+@click.argument("output", metavar="OUTPUT.jsonl", type=click.Path(dir_okay=False, exists=True))
+@click.option("--html", "html_path", type=click.Path(dir_okay=False),
+              help="Also write a self-contained HTML report (latency histogram, per-tool table).")
+def report(output: str, html_path: str | None) -> None:
+    """Summarise a batch output file: ok/failed, latency, tokens, tool calls, errors."""
+    from graph.batch_io import BatchInputError
+    from graph.batch_output import read_rows
+    from graph.report import print_summary, summarize
+
+    try:
+        rows, torn = read_rows(Path(output))
+    except BatchInputError as err:
+        raise CliError(str(err), EXIT_USAGE) from None
+    if torn:
+        click.secho(f"Ignoring a partly written last line ({torn} bytes); `batch --resume` repairs it.",
+                    err=True, fg="yellow")
+    if not rows:
+        raise CliError(f"{output} has no rows.", EXIT_USAGE)
+    summary = summarize(rows)
+    print_summary(summary, title=f"Batch summary: {output}")
+    if html_path:
+        from graph.report_html import write_html
+
+        try:
+            write_html(summary, Path(html_path), title=f"Batch report: {Path(output).name}")
+        except OSError as err:
+            raise CliError(f"cannot write {html_path}: {err.strerror or err}.", EXIT_USAGE) from None
+        click.secho(f"Wrote {html_path}", err=True, dim=True)
 
 
 def main() -> None:

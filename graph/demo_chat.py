@@ -26,7 +26,7 @@ from graph.demo_hermes import (
     TOOL_CALL_END, Extraction, HermesStreamParser, extract_tool_calls, new_tool_call_id,
     random_hex16, stream_chunks, tokenize,
 )
-from graph.demo_model import default_reply
+from graph.demo_model import default_reply, text_of
 from graph.demo_protocol import (
     DONE_EVENT, ENGINE_ERROR, VLLM_VERSION, ApiError, ChunkWriter, check_model, check_tool_parser,
     completion_body, count_prompt_tokens, error_body, generation_budget, named_tool, parse_body, sse,
@@ -66,6 +66,7 @@ class Reply:
     status: int | None = None  # return this HTTP error instead (with `body`)
     body: dict[str, Any] | None = None
     hang: bool = False  # stream the role chunk then never finish (until the client disconnects)
+    drop: bool = False  # send the response headers, then close the connection (a server dying mid-reply)
 
 
 @dataclass
@@ -127,6 +128,20 @@ class EventStream(Response):
             raise error
 
 
+class DroppedResponse(Response):
+    """Send the headers, then return without a body: uvicorn closes the connection mid-reply."""
+
+    def __init__(self, media_type: str) -> None:
+        self.status_code = 200
+        self.background = None
+        self.media_type = media_type
+        self.init_headers()  # no Content-Length: chunked, so the client sees a truncated body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": b"", "more_body": True})
+
+
 class _ApiKeyAuth:
     """vLLM's auth middleware: Bearer key (scheme case-insensitive) on /v1, /v2, ... only."""
 
@@ -172,6 +187,7 @@ class FakeVllm:
         self.disconnects = 0
         self.stopping = threading.Event()
         self._queue: deque[Reply] = deque()
+        self._by_question: dict[str, deque[Reply]] = {}
         self._lock = threading.Lock()
         routes = [
             Route("/v1/chat/completions", self._chat, methods=["POST"]),
@@ -188,9 +204,15 @@ class FakeVllm:
         with self._lock:
             self._queue.extend(Reply(text=r) if isinstance(r, str) else r for r in replies)
 
+    def script_for(self, question: str, *replies: Reply | str) -> None:
+        with self._lock:
+            queue = self._by_question.setdefault(question, deque())
+            queue.extend(Reply(text=r) if isinstance(r, str) else r for r in replies)
+
     def reset(self) -> None:
         with self._lock:
             self._queue.clear()
+            self._by_question.clear()
             self.requests.clear()
             self.disconnects = 0
 
@@ -230,6 +252,8 @@ class FakeVllm:
         if reply.status is not None:
             payload = reply.body or error_body(HTTPStatus(reply.status).phrase, reply.status)
             return JSONResponse(payload, status_code=reply.status)
+        if reply.drop:
+            return DroppedResponse("text/event-stream" if body.get("stream") else "application/json")
         request_id = request.headers.get("x-request-id") or body.get("request_id") or random_hex16()
         gen = _generate(f"chatcmpl-{request_id}", cfg, body, reply, parse, prompt_tokens, budget)
         if body.get("stream"):
@@ -247,6 +271,12 @@ class FakeVllm:
 
     def _next_reply(self, body: dict[str, Any], parse: bool) -> Reply:
         with self._lock:
+            if self._by_question:
+                users = [m for m in body.get("messages") or [] if isinstance(m, dict) and m.get("role") == "user"]
+                asked = text_of(users[-1].get("content")) if users else ""
+                for part, queue in self._by_question.items():
+                    if queue and part in asked:
+                        return queue.popleft()
             if self._queue:
                 return self._queue.popleft()
         family = self.config.model_family

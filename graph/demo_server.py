@@ -92,8 +92,16 @@ class DemoServer:
         """Queue replies for the next chat requests (FIFO); a str means Reply(text=str)."""
         self._fake.script(*replies)
 
+    def script_for(self, question: str, *replies: Reply | str) -> None:
+        """Queue replies for requests whose latest user message contains `question` (FIFO, per question).
+
+        They take precedence over `script`; when they run out, that question gets the usual replies.
+        Lets concurrent clients (batch runs) fail or succeed by question, whatever the arrival order.
+        """
+        self._fake.script_for(question, *replies)
+
     def reset(self) -> None:
-        """Clear the reply queue, the recorded requests and the disconnect count."""
+        """Clear the reply queues, the recorded requests and the disconnect count."""
         self._fake.reset()
 
     def start(self) -> DemoServer:

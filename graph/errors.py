@@ -16,6 +16,10 @@ UNREACHABLE = (
     "Cannot reach the model server at {base_url}. Start it with ./run_vllm.sh, "
     "or set OPENAI_API_BASE (or --base-url) to your OpenAI-compatible endpoint."
 )
+DROPPED = (
+    "The model server at {base_url} closed the connection in the middle of a reply. Check its log: it may "
+    "have crashed or restarted."
+)
 TIMEOUT = (
     "The model server at {base_url} did not answer in time. Check its log, or raise "
     "AGENT_REQUEST_TIMEOUT."
@@ -62,6 +66,17 @@ def _detail(err: openai.APIStatusError | openai.APIError) -> str:
     return err.message
 
 
+def _dropped(exc: BaseException) -> bool:
+    """The connection closed mid-reply (httpx.RemoteProtocolError somewhere in the cause chain)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, httpx.RemoteProtocolError):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
+
+
 def explain(exc: BaseException, *, base_url: str, model: str | None, parser: str = "hermes") -> AgentError:
     """Map an exception from a model call to an AgentError (unknown errors keep their type name)."""
     if isinstance(exc, AgentError):
@@ -70,6 +85,8 @@ def explain(exc: BaseException, *, base_url: str, model: str | None, parser: str
         return AgentError(str(exc), EXIT_USAGE)
     if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException)):
         return AgentError(TIMEOUT.format(base_url=base_url), EXIT_ENDPOINT)
+    if isinstance(exc, (openai.APIConnectionError, httpx.TransportError)) and _dropped(exc):
+        return AgentError(DROPPED.format(base_url=base_url), EXIT_ENDPOINT)
     if isinstance(exc, (openai.APIConnectionError, httpx.TransportError)):
         return AgentError(UNREACHABLE.format(base_url=base_url), EXIT_ENDPOINT)
     status = getattr(exc, "status_code", None)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -15,6 +17,26 @@ _MODELS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ..
     weakref.WeakKeyDictionary()
 )
 _RESOLVED: dict[tuple[str, str], str] = {}
+
+
+@dataclass
+class RequestTally:
+    """HTTP requests sent to the model server, and how many of them were the client's retries."""
+
+    requests: int = 0
+    retries: int = 0
+
+
+REQUEST_TALLY: ContextVar[RequestTally | None] = ContextVar("model_request_tally", default=None)
+"""Set a fresh RequestTally before a turn to count its requests (tasks it starts share the object)."""
+
+
+async def _tally_request(request: httpx.Request) -> None:
+    """httpx request hook: count into the current context's tally (the openai client numbers retries)."""
+    tally = REQUEST_TALLY.get()
+    if tally is not None:
+        tally.requests += 1
+        tally.retries += request.headers.get("x-stainless-retry-count", "0") != "0"
 
 
 class ModelNotFoundError(RuntimeError):
@@ -47,7 +69,8 @@ def make_chat_model(
     except RuntimeError:
         cache = {}
     if key not in cache:
-        client = httpx.AsyncClient(timeout=settings.agent_request_timeout)
+        client = httpx.AsyncClient(timeout=settings.agent_request_timeout,
+                                   event_hooks={"request": [_tally_request]})
         cache[key] = ChatOpenAI(
             model=model,
             base_url=settings.openai_api_base,

@@ -460,3 +460,21 @@ def test_client_disconnect_during_hang_is_counted(client: httpx.Client, server: 
     while server.disconnects < 1 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert server.disconnects == 1
+
+
+def test_script_for_answers_by_question_whatever_the_arrival_order(client: httpx.Client, server: DemoServer) -> None:
+    server.script("from the shared queue")
+    server.script_for("boom", Reply(status=500), "second try")
+    assert chat(client, "hi, boom?").status_code == 500
+    assert chat(client, "hello").json()["choices"][0]["message"]["content"] == "from the shared queue"
+    assert chat(client, "boom again").json()["choices"][0]["message"]["content"] == "second try"
+    assert "Paris" in chat(client, "boom: weather in Paris?").text  # its queue is empty: the usual brain
+
+
+def test_drop_closes_the_connection_mid_reply(client: httpx.Client, server: DemoServer) -> None:
+    server.script(Reply(drop=True), Reply(drop=True))
+    with pytest.raises(httpx.RemoteProtocolError):
+        stream(client)
+    with pytest.raises(httpx.RemoteProtocolError):
+        chat(client).read()
+    assert chat(client).status_code == 200  # the server itself is fine

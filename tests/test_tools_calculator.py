@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import time
 
 import pytest
@@ -144,6 +146,13 @@ def test_empty_and_too_long_expressions() -> None:
     )
 
 
-def test_deep_nesting_is_refused_not_crashing() -> None:
-    with pytest.raises(ToolError, match="not a valid arithmetic expression"):
-        evaluate("-" * 499 + "1")
+@pytest.mark.parametrize("recursion_limit", [1000, 3000])
+def test_deep_nesting_is_refused_whatever_the_recursion_limit(recursion_limit: int) -> None:
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(recursion_limit)  # jedi (pulled in by gradio) raises it to 3000
+    try:
+        with pytest.raises(ToolError, match="nests more than 60 levels deep"):
+            evaluate("-" * 499 + "1")
+        assert evaluate("((((1+2))))*3") == 9
+    finally:
+        sys.setrecursionlimit(old)

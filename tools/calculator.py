@@ -23,6 +23,7 @@ from simpleeval import (
 from tools.errors import ToolError
 
 MAX_EXPRESSION_CHARS = 500
+MAX_DEPTH = 60
 MAX_SHOWN_CHARS = 80  # how much of the expression error messages quote
 MAX_DIGITS = 300  # integers up to 10**300; floats are capped by their own range (~1.8e308)
 HELP = (
@@ -34,6 +35,7 @@ TOO_LONG = (
     "the expression has {length} characters; the limit is {limit}. Split it into smaller steps."
 )
 SYNTAX_ERROR = "{expression!r} is not a valid arithmetic expression. " + HELP
+TOO_DEEP = "{expression!r} nests more than {limit} levels deep; split it into smaller steps."
 DIVISION_BY_ZERO = "division by zero in {expression!r}. Check the divisor."
 TOO_LARGE = (
     "the result of {expression!r} is too large (over {digits} digits or beyond float range)."
@@ -129,6 +131,17 @@ def format_number(value: int | float) -> str:
     return f"{value:.15g}" if isinstance(value, float) else str(value)
 
 
+def _depth(tree: ast.AST) -> int:
+    """How deeply the expression nests, walked without recursion (so the limit does not depend on
+    Python's recursion limit, which other libraries raise)."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
 def evaluate(expression: str) -> int | float:
     """Evaluate an arithmetic expression; raise ToolError with a clear message when it cannot."""
     text = normalize(expression)
@@ -139,6 +152,8 @@ def evaluate(expression: str) -> int | float:
     shown = text if len(text) <= MAX_SHOWN_CHARS else text[: MAX_SHOWN_CHARS - 1] + "…"
     try:
         tree = ast.parse(text, mode="eval")
+        if _depth(tree) > MAX_DEPTH:
+            raise ToolError(TOO_DEEP.format(expression=shown, limit=MAX_DEPTH))
         result = _checked(_Arithmetic().eval(text, previously_parsed=tree.body))
     except ZeroDivisionError:
         raise ToolError(DIVISION_BY_ZERO.format(expression=shown)) from None

@@ -1,0 +1,177 @@
+"""Answer many questions through one graph, N in flight at once, writing each row as it finishes."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import openai
+from tqdm import tqdm
+
+from configs.profiles import parser_for
+from configs.settings import Settings
+from graph.batch_io import Question
+from graph.batch_output import RowWriter, input_failure_row, output_row
+from graph.context import Context
+from graph.errors import EXIT_ENDPOINT, EXIT_FAILURE, UNREACHABLE, explain
+from graph.graph import build_graph
+from graph.model import REQUEST_TALLY, ModelNotFoundError, RequestTally, list_models
+from graph.runner import run_turn
+from graph.trace import Step, usage_of
+
+TIMED_OUT = "Timed out after {seconds:g}s (--timeout); the question was abandoned."
+STOPPED_EARLY = {
+    "max_steps": "Stopped early: used all {max_steps} tool steps (raise --max-steps); the answer is a best effort.",
+    "repeated_failure": "Stopped early: a tool call kept failing ({detail}); the answer is a best effort.",
+}
+FAIL_FAST = "Stopped at the first failed row (--fail-fast): id {id}: {error}"
+
+
+class BatchStop(Exception):
+    """The batch must end now: the endpoint is gone or refuses every request, or --fail-fast tripped."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """How to run a batch: endpoint settings, the served model, and the run's limits."""
+
+    settings: Settings
+    model: str
+    concurrency: int
+    max_steps: int
+    timeout: float | None = None
+    fail_fast: bool = False
+
+
+class Progress:
+    """The progress bar on stderr (tqdm: done, rate, ETA; plus ok / failed / in flight); off without a TTY."""
+
+    def __init__(self, total: int) -> None:
+        self.ok = self.failed = self.in_flight = 0
+        self.bar = tqdm(total=total, unit="q", desc="batch", file=sys.stderr, dynamic_ncols=True,
+                        disable=not sys.stderr.isatty())
+
+    def started(self) -> None:
+        """A question went in flight."""
+        self.in_flight += 1
+
+    def finished(self, ok: bool) -> None:
+        """A question's row is on disk."""
+        self.in_flight -= 1
+        self.ok, self.failed = self.ok + ok, self.failed + (not ok)
+        self.bar.set_postfix_str(f"ok {self.ok} · failed {self.failed} · in flight {self.in_flight}", refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        """Remove the bar."""
+        self.bar.close()
+
+
+async def run_batch(cfg: BatchConfig, questions: list[Question], writer: RowWriter, progress: Progress) -> None:
+    """Answer `questions` with `cfg.concurrency` in flight; every finished one is a row on disk.
+
+    Bad input rows are written first. Raises BatchStop when the batch cannot go on; on cancellation
+    (Ctrl-C) the in-flight requests are closed and every finished row is already written.
+    """
+    runnable = deque(q for q in questions if q.problem is None)
+    for q in (q for q in questions if q.problem is not None):
+        progress.started()
+        writer.write_now(input_failure_row(q))
+        progress.finished(ok=False)
+        if cfg.fail_fast:
+            raise BatchStop(FAIL_FAST.format(id=q.id, error=q.problem), EXIT_FAILURE)
+    graph = build_graph(settings=cfg.settings)  # no checkpointer: questions are independent
+
+    async def worker() -> None:
+        while runnable:
+            q = runnable.popleft()
+            progress.started()
+            row = await answer(graph, cfg, q)
+            await writer.write(row)
+            progress.finished(row["status"] == "ok")
+            if cfg.fail_fast and row["status"] != "ok":
+                raise BatchStop(FAIL_FAST.format(id=q.id, error=row["error"]), EXIT_FAILURE)
+
+    workers = [asyncio.create_task(worker()) for _ in range(min(cfg.concurrency, len(runnable)))]
+    if not workers:
+        return
+    try:
+        done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        for task in workers:
+            task.cancel()  # closes their streaming requests; vLLM frees the slots
+        await asyncio.gather(*workers, return_exceptions=True)
+
+
+async def answer(graph: Any, cfg: BatchConfig, q: Question) -> dict[str, Any]:
+    """Run one question; return its row (an error row for anything but a batch-ending failure)."""
+    tally, steps = RequestTally(), []
+    token = REQUEST_TALLY.set(tally)  # the httpx hook in graph.model counts this question's requests
+    started, t0 = time.time(), time.perf_counter()
+    result = dict(answer=None, stopped=None, error=None)
+    try:
+        async with asyncio.timeout(cfg.timeout) as deadline:
+            turn = await run_turn(
+                graph, q.question or "", thread_id=f"batch-{uuid.uuid4().hex[:12]}",
+                context=Context(model=cfg.model), max_steps=cfg.max_steps,
+                on_event=lambda e: steps.append(e["step"]) if e["type"] == "step" else None,
+            )
+        result.update(answer=turn.answer, stopped=turn.stopped, error=_stopped_error(turn.stopped, turn.steps, cfg))
+    except Exception as exc:  # noqa: BLE001 - every failure of one question becomes its row
+        if isinstance(exc, TimeoutError) and deadline.expired():
+            result["error"] = TIMED_OUT.format(seconds=cfg.timeout)
+        elif stop := await _batch_ending(cfg, exc):
+            raise stop from None
+        else:
+            result["error"] = str(_explain(cfg, exc))
+    finally:
+        REQUEST_TALLY.reset(token)
+    return output_row(
+        q, status="error" if result["error"] else "ok", answer=result["answer"], error=result["error"],
+        stopped=result["stopped"], steps=[s.model_dump() for s in steps], usage=usage_of(steps),
+        latency_ms=round((time.perf_counter() - t0) * 1000, 1), retries=tally.retries,
+        started_at=round(started, 3),
+    )
+
+
+def _stopped_error(stopped: str | None, steps: list[Step], cfg: BatchConfig) -> str | None:
+    """The error of a turn that ran out of steps or kept failing (its answer is kept too)."""
+    if stopped is None:
+        return None
+    failed = [s.error for s in steps if s.kind == "tool" and s.status == "error" and s.error]
+    detail = " ".join(failed[-1].split())[:200] if failed else "no details"
+    template = STOPPED_EARLY.get(stopped, "Stopped early: {stopped}.")
+    return template.format(max_steps=cfg.max_steps, detail=detail, stopped=stopped)
+
+
+def _explain(cfg: BatchConfig, exc: BaseException) -> str:
+    """The one-line error of a failed question."""
+    return str(explain(exc, base_url=cfg.settings.openai_api_base, model=cfg.model,
+                       parser=parser_for(cfg.model) or "hermes"))
+
+
+async def _batch_ending(cfg: BatchConfig, exc: Exception) -> BatchStop | None:
+    """A failure every later question would share: wrong key or model, or a server that no longer answers."""
+    if getattr(exc, "status_code", None) in (401, 404) or isinstance(exc, ModelNotFoundError):
+        return BatchStop(_explain(cfg, exc), EXIT_ENDPOINT)
+    timeout = isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException))
+    if timeout or not isinstance(exc, (openai.APIConnectionError, httpx.TransportError)):
+        return None
+    try:  # this question's connection failed: is the whole server gone, or was it just this reply?
+        await list_models(cfg.settings)
+    except Exception:  # noqa: BLE001 - any failure to list the models means the server is gone
+        return BatchStop(UNREACHABLE.format(base_url=cfg.settings.openai_api_base), EXIT_ENDPOINT)
+    return None

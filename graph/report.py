@@ -1,0 +1,136 @@
+"""Summarise a batch output file: counts, latency percentiles, tokens, tool calls; print it as rich tables."""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+_LINE_PREFIX = re.compile(r"^line \d+: ")
+TOP_ERRORS = 5
+
+
+@dataclass
+class Summary:
+    """What a batch produced, computed from its rows (so it works for any output file, resumed or not)."""
+
+    total: int = 0
+    ok: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    wall_s: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    model_calls: int = 0
+    retries: int = 0
+    tools: dict[str, Counter[str]] = field(default_factory=dict)
+    stopped: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def failed(self) -> int:
+        """Rows whose status is not ok."""
+        return self.total - self.ok
+
+    @property
+    def recovered(self) -> int:
+        """Tool calls recovered from <tool_call> text."""
+        return sum(c["recovered"] for c in self.tools.values())
+
+    def percentile(self, p: int) -> float | None:
+        """The p-th percentile of the ok rows' latency (ms), or None without any."""
+        data = sorted(self.latencies_ms)
+        if len(data) < 2:
+            return data[0] if data else None
+        return statistics.quantiles(data, n=100, method="inclusive")[p - 1]
+
+    def lines(self) -> list[tuple[str, str]]:
+        """The summary as (label, value) pairs, for the terminal and the HTML report."""
+        pct = (lambda n: f"{n} ({100 * n / self.total:.0f}%)") if self.total else str
+        ps = [self.percentile(p) for p in (50, 90, 99)]
+        rate = f" ({self.total / self.wall_s:.2f} questions/s)" if self.wall_s else ""
+        stopped = ", ".join(f"{why.replace('_', ' ')} {n}" for why, n in self.stopped.most_common()) or "none"
+        return [
+            ("questions", str(self.total)),
+            ("ok", pct(self.ok)),
+            ("failed", pct(self.failed)),
+            ("latency p50 / p90 / p99", " / ".join("-" if v is None else f"{v / 1000:.2f}s" for v in ps)),
+            ("wall time", f"{self.wall_s:.1f}s{rate}"),
+            ("tokens in / out", f"{self.tokens_in:,} / {self.tokens_out:,}"),
+            ("output tokens/s", f"{self.tokens_out / self.wall_s:,.1f}" if self.wall_s else "-"),
+            ("model calls / retries", f"{self.model_calls} / {self.retries}"),
+            ("tool calls", str(sum(c["ok"] + c["error"] for c in self.tools.values()))),
+            ("recovered text tool calls", str(self.recovered)),
+            ("stopped early", stopped),
+        ]
+
+
+def summarize(rows: list[dict[str, Any]]) -> Summary:
+    """Compute the Summary of some output rows."""
+    s = Summary(total=len(rows))
+    spans = []
+    for row in rows:
+        ok = row.get("status") == "ok"
+        s.ok += ok
+        latency = float(row.get("latency_ms") or 0.0)
+        if ok:
+            s.latencies_ms.append(latency)
+        if latency and row.get("started_at"):
+            spans.append((float(row["started_at"]), float(row["started_at"]) + latency / 1000))
+        usage = row.get("usage") or {}
+        s.tokens_in += int(usage.get("prompt_tokens") or 0)
+        s.tokens_out += int(usage.get("completion_tokens") or 0)
+        s.retries += int(row.get("retries") or 0)
+        if row.get("stopped"):
+            s.stopped[row["stopped"]] += 1
+        if not ok:
+            s.errors[_LINE_PREFIX.sub("", str(row.get("error") or "unknown error"))] += 1
+        for step in row.get("steps") or []:
+            if step.get("kind") == "model":
+                s.model_calls += 1
+            elif step.get("kind") == "tool":
+                counts = s.tools.setdefault(str(step.get("name")), Counter(ok=0, error=0, recovered=0))
+                counts["ok" if step.get("status") == "ok" else "error"] += 1
+                counts["recovered"] += bool(step.get("recovered"))
+    s.wall_s = busy_seconds(spans)
+    return s
+
+
+def busy_seconds(spans: list[tuple[float, float]]) -> float:
+    """Seconds covered by the union of (start, end) spans: the run's wall time, without pauses between resumes."""
+    total, end = 0.0, float("-inf")
+    for start, stop in sorted(spans):
+        if stop > end:
+            total += stop - max(start, end)
+            end = stop
+    return total
+
+
+def print_summary(summary: Summary, console: Console | None = None, title: str = "Batch summary") -> None:
+    """Print the summary, the per-tool table and the most common errors as rich tables."""
+    console = console or Console()
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for label, value in summary.lines():
+        style = "red" if label == "failed" and summary.failed else None
+        table.add_row(label, value, style=style)
+    console.print(table)
+    if summary.tools:
+        tools = Table(title="Tool calls", title_justify="left")
+        for name in ("tool", "ok", "error", "recovered"):
+            tools.add_column(name, justify="left" if name == "tool" else "right")
+        for name, counts in sorted(summary.tools.items()):
+            tools.add_row(name, str(counts["ok"]), str(counts["error"]), str(counts["recovered"]))
+        console.print(tools)
+    if summary.errors:
+        errors = Table(title="Most common errors", title_justify="left")
+        errors.add_column("rows", justify="right")
+        errors.add_column("error", overflow="fold")
+        for message, n in summary.errors.most_common(TOP_ERRORS):
+            errors.add_row(str(n), message)
+        console.print(errors)

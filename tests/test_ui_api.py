@@ -1,0 +1,106 @@
+"""The UI's `/ask` endpoint through `gradio_client`, against the real app process and the fake vLLM server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from graph.demo_server import Reply
+from tests.ui_fixtures import UiApp, app_env, start_app, ui_workdir  # noqa: F401 - fixtures are used by name
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client.exceptions import AppError  # noqa: E402
+
+CLIENT_KEY = "sk-ui-api-test-client-key-7f3a9c"
+"""The API key the app sends (OPENAI_API_KEY); it must never appear in an error."""
+SERVER_KEY = "vllm-server-side-key-41d2"
+
+
+@pytest.fixture(scope="module")
+def ui_app(demo_server: Any, ui_workdir: Path) -> Iterator[UiApp]:
+    """The app, started as a user does, with an API key configured for the model server."""
+    app = start_app(app_env(demo_server, ui_workdir, OPENAI_API_KEY=CLIENT_KEY), ui_workdir)
+    try:
+        yield app
+    finally:
+        app.stop()
+
+
+@pytest.fixture(scope="module")
+def client(ui_app: UiApp) -> Any:
+    return gradio_client.Client(ui_app.url, verbose=False, analytics_enabled=False)
+
+
+def ask(client: Any, question: str, thread_id: str = "") -> dict[str, Any]:
+    return client.predict(question, thread_id, api_name="/ask")
+
+
+def tool_steps(result: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for s in result["steps"] if s["kind"] == "tool"]
+
+
+def user_questions(request: dict[str, Any]) -> list[str]:
+    return [m["content"] for m in request["messages"] if m["role"] == "user"]
+
+
+def test_english_parallel_question(client, vllm) -> None:
+    result = ask(client, "What time is it in Tokyo, and what's the weather there?")
+    assert set(result) >= {"answer", "thread_id", "steps", "usage", "latency_ms", "stopped"}
+    assert result["answer"].startswith("Here's what I found")
+    assert "Tokyo" in result["answer"] and "<tool_call>" not in result["answer"]
+    tools = tool_steps(result)
+    assert [(s["name"], s["arguments"], s["status"]) for s in tools] == [
+        ("get_current_time", {"timezone": "Asia/Tokyo"}, "ok"),
+        ("get_city_weather", {"city": "Tokyo"}, "ok"),
+    ]
+    assert all(s["result"] for s in tools)
+    assert [s["kind"] for s in result["steps"]] == ["model", "tool", "tool", "model"]
+    assert result["usage"]["total_tokens"] > 0 and result["latency_ms"] > 0
+    assert result["thread_id"] and result["stopped"] is None
+
+
+def test_chinese_question(client, vllm) -> None:
+    result = ask(client, "查询北京的天气")
+    assert result["answer"].startswith("查询结果如下")
+    assert "北京" in result["answer"]
+    [tool] = tool_steps(result)
+    assert tool["name"] == "get_city_weather" and tool["arguments"] == {"city": "北京"}
+    assert "°C" in tool["result"]
+    assert user_questions(vllm.requests[-1]) == ["查询北京的天气"]
+
+
+def test_thread_id_continues_the_conversation(client, vllm) -> None:
+    first = ask(client, "What time is it in Paris?")
+    second = ask(client, "And the weather there?", first["thread_id"])
+    assert second["thread_id"] == first["thread_id"]
+    assert "Paris" in second["answer"]
+    assert [s["name"] for s in tool_steps(second)] == ["get_city_weather"]
+    assert user_questions(vllm.requests[-1]) == ["What time is it in Paris?", "And the weather there?"]
+    third = ask(client, "What time is it in Paris?")  # no thread id: a new conversation
+    assert third["thread_id"] != first["thread_id"]
+    assert user_questions(vllm.requests[-1]) == ["What time is it in Paris?"]
+
+
+@pytest.mark.parametrize("failure", ["unauthorized", "server error"])
+def test_endpoint_failure_is_one_line_without_the_key(client, vllm, ui_app, failure: str) -> None:
+    if failure == "unauthorized":
+        vllm.config.api_key = SERVER_KEY  # vLLM started with another --api-key
+        expected = "refused the API key (401 Unauthorized)"
+    else:
+        vllm.script(Reply(status=500, body={"error": {"message": "EngineCore died", "type": "InternalServerError",
+                                                      "code": 500}}))
+        expected = "The model server failed while answering"
+    with pytest.raises(AppError) as caught:
+        ask(client, "What time is it in Tokyo?")
+    message = str(caught.value)
+    assert expected in message
+    assert "\n" not in message.strip()
+    assert CLIENT_KEY not in message and SERVER_KEY not in message
+    assert "Traceback" not in message
+    assert CLIENT_KEY not in ui_app.log()
+    # The app keeps serving.
+    vllm.config.api_key = None
+    assert ask(client, "What time is it in Tokyo?")["answer"].startswith("Here's what I found")
