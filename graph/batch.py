@@ -126,7 +126,7 @@ async def answer(graph: Any, cfg: BatchConfig, q: Question) -> dict[str, Any]:
         async with asyncio.timeout(cfg.timeout) as deadline:
             turn = await run_turn(
                 graph, q.question or "", thread_id=f"batch-{uuid.uuid4().hex[:12]}",
-                context=Context(model=cfg.model), max_steps=cfg.max_steps,
+                context=Context(model=cfg.model, stream=False), max_steps=cfg.max_steps,
                 on_event=lambda e: steps.append(e["step"]) if e["type"] == "step" else None,
             )
         result.update(answer=turn.answer, stopped=turn.stopped, error=_stopped_error(turn.stopped, turn.steps, cfg))

@@ -48,6 +48,7 @@ class DemoConfig:
     model_family: str = "qwen2.5"  # "qwen3_coder": the default brain writes <function=...> calls
     max_model_len: int = 32768
     token_delay: float = 0.0  # seconds between streamed tokens (demo mode uses ~0.02)
+    first_token_delay: float = 0.0  # seconds before the first token (simulated prefill, for benchmarks)
 
     @property
     def parser_loaded(self) -> bool:
@@ -185,6 +186,8 @@ class FakeVllm:
         self.config = config
         self.requests: list[dict[str, Any]] = []
         self.disconnects = 0
+        self.timings: list[dict[str, float]] = []
+        """Per generated reply: arrival, first token and end (time.time()), and completion tokens."""
         self.stopping = threading.Event()
         self._queue: deque[Reply] = deque()
         self._by_question: dict[str, deque[Reply]] = {}
@@ -195,6 +198,7 @@ class FakeVllm:
             Route("/health", _health, methods=["GET"]),
             Route("/ping", _health, methods=["GET", "POST"]),
             Route("/version", _version, methods=["GET"]),
+            Route("/demo/stats", self._stats, methods=["GET"]),
             Mount("/open-meteo", routes=demo_openmeteo.ROUTES),
         ]
         app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
@@ -215,6 +219,7 @@ class FakeVllm:
             self._by_question.clear()
             self.requests.clear()
             self.disconnects = 0
+            self.timings.clear()
 
     def count_disconnect(self) -> None:
         with self._lock:
@@ -234,7 +239,18 @@ class FakeVllm:
         } for name in cfg.served_model_names]
         return JSONResponse({"object": "list", "data": cards})
 
+    async def _stats(self, request: Request) -> Response:
+        """Timings of every generated reply (the benchmark reads the server's own busy time here)."""
+        with self._lock:
+            return JSONResponse({"timings": list(self.timings), "disconnects": self.disconnects})
+
+    def _timed(self, arrived: float, first: float, tokens: int) -> None:
+        with self._lock:
+            self.timings.append({"arrived": arrived, "first_token": first, "end": time.time(),
+                                 "completion_tokens": tokens})
+
     async def _chat(self, request: Request) -> Response:
+        arrived = time.time()
         cfg = self.config
         try:
             body = parse_body(await request.body(), request.headers.get("content-type"))
@@ -257,7 +273,7 @@ class FakeVllm:
         request_id = request.headers.get("x-request-id") or body.get("request_id") or random_hex16()
         gen = _generate(f"chatcmpl-{request_id}", cfg, body, reply, parse, prompt_tokens, budget)
         if body.get("stream"):
-            return EventStream(self._events(gen, reply, body), self.count_disconnect)
+            return EventStream(self._events(gen, reply, body, arrived), self.count_disconnect)
         if reply.hang:
             while not self.stopping.is_set():
                 if await request.is_disconnected():
@@ -267,6 +283,13 @@ class FakeVllm:
             return Response(status_code=204)
         if reply.error_after_tokens is not None:
             return JSONResponse(reply.body or error_body(ENGINE_ERROR, 500), status_code=500)
+        if cfg.first_token_delay or cfg.token_delay:
+            await asyncio.sleep(cfg.first_token_delay)
+            first = time.time()
+            await asyncio.sleep(cfg.token_delay * len(tokenize(gen.text)))
+        else:
+            first = time.time()
+        self._timed(arrived, first, gen.completion_tokens)
         return JSONResponse(_complete(gen))
 
     def _next_reply(self, body: dict[str, Any], parse: bool) -> Reply:
@@ -282,10 +305,14 @@ class FakeVllm:
         family = self.config.model_family
         return Reply(text=default_reply(body, family=family, parser_active=parse))
 
-    async def _events(self, gen: _Generation, reply: Reply, body: dict[str, Any]) -> AsyncIterator[str]:
+    async def _events(self, gen: _Generation, reply: Reply, body: dict[str, Any],
+                      arrived: float) -> AsyncIterator[str]:
         options = body.get("stream_options") or {}
         writer = ChunkWriter(gen.id, int(time.time()), gen.model,
                              gen.prompt_tokens if options.get("continuous_usage_stats") else None)
+        if self.config.first_token_delay:
+            await asyncio.sleep(self.config.first_token_delay)  # vLLM sends the role chunk with the first token
+        first = time.time()
         yield writer.role()
         if reply.hang:
             while not self.stopping.is_set():
@@ -316,6 +343,7 @@ class FakeVllm:
         yield writer.finish(finish, last_delta, with_fingerprint=not include_usage)
         if include_usage:
             yield writer.usage_chunk(gen.prompt_tokens, gen.completion_tokens)
+        self._timed(arrived, first, gen.completion_tokens)
         yield DONE_EVENT
 
 

@@ -60,6 +60,11 @@ class DemoServer:
         return self._fake.requests
 
     @property
+    def timings(self) -> list[dict[str, float]]:
+        """Per generated reply: arrival, first token and end times (time.time()) and completion tokens."""
+        return self._fake.timings
+
+    @property
     def disconnects(self) -> int:
         """Responses whose client went away before the end."""
         return self._fake.disconnects
@@ -181,6 +186,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="act as if started without --enable-auto-tool-choice")
     parser.add_argument("--model-family", choices=["qwen2.5", "qwen3_coder"], default="qwen2.5")
     parser.add_argument("--max-model-len", type=int, default=32768)
+    parser.add_argument("--first-token-delay", type=float, default=0.0,
+                        help="seconds before the first token (simulated prefill)")
     parser.add_argument("--token-delay", type=float, default=0.02,
                         help="seconds between streamed tokens (default 0.02)")
     return parser
@@ -199,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         enable_auto_tool_choice=not args.no_tool_parser,
         tool_call_parser=None if args.no_tool_parser else "hermes",
         model_family=args.model_family, max_model_len=args.max_model_len, token_delay=args.token_delay,
+        first_token_delay=args.first_token_delay,
     )
     server = DemoServer(config, host=args.host, port=args.port).start()
     try:

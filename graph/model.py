@@ -43,6 +43,24 @@ class ModelNotFoundError(RuntimeError):
     """The endpoint serves no model, or not the one asked for."""
 
 
+def _model_key(settings: Settings, model: str, temperature: float | None, max_tokens: int | None,
+               streaming: bool) -> tuple[Any, ...]:
+    return (
+        settings.openai_api_base, settings.openai_api_key.get_secret_value(), model,
+        settings.agent_temperature if temperature is None else temperature,
+        max_tokens or settings.agent_max_tokens, settings.agent_request_timeout,
+        settings.agent_max_retries, streaming,
+    )
+
+
+def cached_chat_model(
+    settings: Settings, model: str, *, temperature: float | None = None, max_tokens: int | None = None,
+    streaming: bool = True, loop: asyncio.AbstractEventLoop,
+) -> ChatOpenAI | None:
+    """The model `make_chat_model` already built for these parameters on `loop`, if any (no I/O)."""
+    return _MODELS.get(loop, {}).get(_model_key(settings, model, temperature, max_tokens, streaming))
+
+
 def make_chat_model(
     settings: Settings,
     model: str,
@@ -58,12 +76,7 @@ def make_chat_model(
     is used on, so each loop (`loop`, default the running one) gets its own client; langchain-openai's
     shared default client would outlive a closed loop ("Event loop is closed").
     """
-    key = (
-        settings.openai_api_base, settings.openai_api_key.get_secret_value(), model,
-        settings.agent_temperature if temperature is None else temperature,
-        max_tokens or settings.agent_max_tokens, settings.agent_request_timeout,
-        settings.agent_max_retries, streaming,
-    )
+    key = _model_key(settings, model, temperature, max_tokens, streaming)
     try:
         cache = _MODELS.setdefault(loop or asyncio.get_running_loop(), {})
     except RuntimeError:

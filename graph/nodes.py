@@ -32,7 +32,7 @@ from configs.prompts import (
 )
 from configs.settings import Settings
 from graph.context import Context
-from graph.model import make_chat_model, resolve_model_name
+from graph.model import cached_chat_model, make_chat_model, resolve_model_name
 from graph.recovery import MarkupGuard, has_tool_markup, recover_tool_calls, strip_tool_markup
 from graph.state import State, current_turn, tool_rounds, turn_number
 from graph.trace import Step
@@ -74,12 +74,13 @@ def default_model_factory(settings: Settings) -> ModelFactory:
 
     async def factory(ctx: Context, streaming: bool) -> tuple[BaseChatModel, str]:
         name = await resolve_model_name(settings, ctx.model or None)
-        # Built in a thread: creating an HTTP client reads CA files, which `langgraph dev` flags as
-        # blocking I/O on the event loop.
-        model = await asyncio.to_thread(
-            make_chat_model, settings, name, temperature=ctx.temperature, max_tokens=ctx.max_tokens,
-            streaming=streaming, loop=asyncio.get_running_loop(),
-        )
+        knobs = {"temperature": ctx.temperature, "max_tokens": ctx.max_tokens, "streaming": streaming,
+                 "loop": asyncio.get_running_loop()}
+        model = cached_chat_model(settings, name, **knobs)
+        if model is None:
+            # Built in a thread: creating an HTTP client reads CA files, which `langgraph dev` flags as
+            # blocking I/O on the event loop.
+            model = await asyncio.to_thread(make_chat_model, settings, name, **knobs)
         return model, name
 
     return factory
