@@ -312,7 +312,7 @@ class FakeVllm:
                              gen.prompt_tokens if options.get("continuous_usage_stats") else None)
         if self.config.first_token_delay:
             await asyncio.sleep(self.config.first_token_delay)  # vLLM sends the role chunk with the first token
-        first = time.time()
+        first = 0.0
         yield writer.role()
         if reply.hang:
             while not self.stopping.is_set():
@@ -331,6 +331,7 @@ class FakeVllm:
             if gen.finish == "length" and i == len(pieces) - 1:
                 last_delta = delta  # no EOS step: the last token rides on the finish chunk
             elif delta:
+                first = first or time.time()  # when the first token leaves the server
                 yield writer.delta(delta)
         if reply.error_after_tokens is not None:
             yield sse(reply.body or error_body(ENGINE_ERROR, 500))
@@ -343,7 +344,7 @@ class FakeVllm:
         yield writer.finish(finish, last_delta, with_fingerprint=not include_usage)
         if include_usage:
             yield writer.usage_chunk(gen.prompt_tokens, gen.completion_tokens)
-        self._timed(arrived, first, gen.completion_tokens)
+        self._timed(arrived, first or time.time(), gen.completion_tokens)
         yield DONE_EVENT
 
 

@@ -17,6 +17,9 @@ _MODELS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ..
     weakref.WeakKeyDictionary()
 )
 _RESOLVED: dict[tuple[str, str], str] = {}
+# Keep enough idle connections for a busy batch: httpx's default of 20 keepalive connections makes
+# every request beyond 20 in flight open and close its own TCP connection.
+CONNECTION_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=256)
 
 
 @dataclass
@@ -82,7 +85,7 @@ def make_chat_model(
     except RuntimeError:
         cache = {}
     if key not in cache:
-        client = httpx.AsyncClient(timeout=settings.agent_request_timeout,
+        client = httpx.AsyncClient(timeout=settings.agent_request_timeout, limits=CONNECTION_LIMITS,
                                    event_hooks={"request": [_tally_request]})
         cache[key] = ChatOpenAI(
             model=model,
