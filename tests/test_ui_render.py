@@ -322,7 +322,7 @@ def test_fail_shows_an_error_bubble_and_keeps_the_partial_answer() -> None:
     msgs = view.messages()
     assert msgs[1].metadata["status"] == "done"
     assert msgs[-2] == gr.ChatMessage(role="assistant", content="It is")
-    assert msgs[-1].metadata == {"title": "💥 Error", "status": "done"}
+    assert msgs[-1].metadata == {"title": "💥 Error"}  # no status: shown expanded
     assert msgs[-1].content.startswith("The model server stopped answering")
     assert_serialisable(msgs)
 

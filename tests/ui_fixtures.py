@@ -170,30 +170,45 @@ def chromium() -> Iterator[Any]:
             chromium.close()
 
 
-def open_page(chromium: Any, url: str) -> Any:
-    """A page in a new browser context (fresh localStorage, so a new conversation owner), loaded."""
-    from playwright.sync_api import expect
-
+def start_page(chromium: Any, url: str) -> Any:
+    """Start loading `url` in a new browser context (fresh localStorage, so a new conversation owner)."""
     context = chromium.new_context(viewport=VIEWPORT, locale="en-US")
     context.set_default_timeout(UI_TIMEOUT_MS)
     page = context.new_page()
-    page.goto(url)
-    page.wait_for_selector("#question textarea")
-    # The load event checks the endpoint (chat requests to the fake server): let it finish first,
-    # so it neither consumes a test's scripted replies nor shows up as the test's last request.
-    expect(page.locator("#status")).not_to_contain_text("Checking the endpoint", timeout=UI_TIMEOUT_MS)
+    page.goto(url, wait_until="commit")
     return page
 
 
+def settle_page(page: Any) -> Any:
+    """Wait until the page is rendered and its load event (owner id, sidebar, endpoint check) is done."""
+    # The load event checks the endpoint (chat requests to the fake server) and gives this browser its
+    # owner id: let it finish first, so it neither consumes a test's scripted replies nor shows up as the
+    # test's last request, and the test's conversations belong to this browser. (wait_for_function polls
+    # every animation frame; `expect` backs off up to 1 s between tries.)
+    page.wait_for_function(
+        """() => {
+            const status = document.querySelector('#status');
+            return document.querySelector('#question textarea') !== null && status !== null
+                && status.innerText.trim() !== '' && !status.innerText.includes('Checking the endpoint');
+        }"""
+    )
+    return page
+
+
+def open_page(chromium: Any, url: str) -> Any:
+    """A loaded page in a new browser context."""
+    return settle_page(start_page(chromium, url))
+
+
 @pytest.fixture
-def open_ui_page(chromium: Any, ui_app: UiApp, vllm: Any) -> Iterator[Callable[..., Any]]:
-    """Open pages (each in its own context) on the module's app; all are closed at teardown."""
+def open_ui_pages(chromium: Any, ui_app: UiApp, vllm: Any) -> Iterator[Callable[[int], list[Any]]]:
+    """Open `count` pages on the module's app, each in its own browser context, loading in parallel."""
     contexts: list[Any] = []
 
-    def make(url: str | None = None) -> Any:
-        page = open_page(chromium, url or ui_app.url)
-        contexts.append(page.context)
-        return page
+    def make(count: int = 1) -> list[Any]:
+        pages = [start_page(chromium, ui_app.url) for _ in range(count)]
+        contexts.extend(page.context for page in pages)
+        return [settle_page(page) for page in pages]
 
     yield make
     for context in contexts:
@@ -201,6 +216,6 @@ def open_ui_page(chromium: Any, ui_app: UiApp, vllm: Any) -> Iterator[Callable[.
 
 
 @pytest.fixture
-def ui_page(open_ui_page: Callable[..., Any]) -> Any:
+def ui_page(open_ui_pages: Callable[[int], list[Any]]) -> Any:
     """One loaded page in a fresh browser context, the fake server reset."""
-    return open_ui_page()
+    return open_ui_pages(1)[0]

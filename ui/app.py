@@ -96,7 +96,7 @@ def build_app(backend: Backend) -> gr.Blocks:
         retry = chatbot.retry(h.retry, [session, owner, *knobs], run_outputs, api_visibility="private")
         edit = chatbot.edit(h.edit, [session, owner, *knobs], run_outputs, api_visibility="private")
         stop_btn.click(h.stop, [session], [chatbot], cancels=[submit, retry, edit], api_visibility="private")
-        chatbot.undo(h.undo, [session, base_url], [chatbot, textbox], api_visibility="private")
+        chatbot.undo(h.undo, [session, base_url], [chatbot, textbox, *trace], api_visibility="private")
         status_btn.click(h.refresh_status, [base_url], [status, model], api_visibility="private")
         models_btn.click(h.model_choices, [base_url], [model], api_visibility="private")
         new_btn.click(h.new_conversation, [session], [chatbot, thread_box, conversations, *trace],

@@ -188,8 +188,9 @@ class Handlers:
                 yield session.display(), gr.skip(), gr.skip(), gr.skip(), *SKIP_TRACE
             result = task.result()
             view.finish(result.answer, result.stopped)
-        except asyncio.CancelledError:
-            # Stop pressed: cancelling the turn closes the HTTP stream, so vLLM frees the slot.
+        except (asyncio.CancelledError, GeneratorExit):
+            # Stop pressed: Gradio cancels this generator, or closes it (GeneratorExit) when it is parked
+            # at a yield. Cancelling the turn closes the HTTP stream, so vLLM frees the slot.
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             view.stop()
@@ -231,9 +232,9 @@ class Handlers:
         """Undo the last turn: it leaves the thread, and its question goes back into the box."""
         turns = await self.last_turns(session, base_url)
         if not turns or session.running:
-            return gr.skip(), gr.skip()
+            return (gr.skip(),) * 2 + SKIP_TRACE
         await self.rewind_to(len(turns) - 1, session, base_url)
-        return session.display(), turns[-1].question
+        return session.display(), turns[-1].question, *trace_outputs(turns[:-1], session.thread_id)
 
     async def retry(self, session: Session, owner: str, base_url: str | None, model: str | None,
                     temperature: float, max_tokens: float, max_steps: float, tools: list[str],

@@ -281,7 +281,7 @@ class TurnView:
         if self._error is not None:
             out.append(gr.ChatMessage(
                 role="assistant", content=self._error,
-                metadata={"title": ERROR_TITLE, "status": "done"},
+                metadata={"title": ERROR_TITLE},  # no status: Gradio shows it expanded, not hidden
             ))
         return out
 
