@@ -1,0 +1,22 @@
+"""The UI's launcher: loopback detection for the no-login warning, and bad options exit 2 with one line."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from ui.app import is_loopback, main
+
+
+@pytest.mark.parametrize(("host", "loopback"), [
+    ("127.0.0.1", True), ("localhost", True), ("::1", True), ("127.8.9.10", True),
+    ("0.0.0.0", False), ("192.168.1.20", False), ("::", False), ("gpu-box.lan", False), ("", False),
+])
+def test_is_loopback(host, loopback):
+    assert is_loopback(host) is loopback
+
+
+def test_bad_auth_exits_2_without_echoing_it():
+    result = CliRunner().invoke(main, ["--auth", "justauser"])
+    assert result.exit_code == 2
+    assert "Invalid setting UI_AUTH" in result.output and "justauser" not in result.output
