@@ -175,6 +175,7 @@ class Handlers:
         events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         task = asyncio.create_task(run_turn(graph, question, thread_id=session.thread_id, context=ctx,
                                             max_steps=steps_budget, on_event=events.put_nowait))
+        waiter: asyncio.Future[Any] | None = None
         try:
             while not task.done():
                 waiter = asyncio.ensure_future(events.get())
@@ -191,6 +192,8 @@ class Handlers:
         except (asyncio.CancelledError, GeneratorExit):
             # Stop pressed: Gradio cancels this generator, or closes it (GeneratorExit) when it is parked
             # at a yield. Cancelling the turn closes the HTTP stream, so vLLM frees the slot.
+            if waiter is not None:
+                waiter.cancel()
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             view.stop()
