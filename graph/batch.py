@@ -14,7 +14,6 @@ import httpx
 import openai
 from tqdm import tqdm
 
-from configs.profiles import parser_for
 from configs.settings import Settings
 from graph.batch_io import Question
 from graph.batch_output import RowWriter, input_failure_row, output_row
@@ -159,8 +158,7 @@ def _stopped_error(stopped: str | None, steps: list[Step], cfg: BatchConfig) -> 
 
 def _explain(cfg: BatchConfig, exc: BaseException) -> str:
     """The one-line error of a failed question."""
-    return str(explain(exc, base_url=cfg.settings.openai_api_base, model=cfg.model,
-                       parser=parser_for(cfg.model) or "hermes"))
+    return str(explain(exc, base_url=cfg.settings.openai_api_base, model=cfg.model))
 
 
 async def _batch_ending(cfg: BatchConfig, exc: Exception) -> BatchStop | None:

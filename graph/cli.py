@@ -82,12 +82,10 @@ def endpoint(demo: bool, base_url: str | None, model: str | None, max_steps: int
 
 def fail_on(settings: Settings, model: str | None) -> Callable[[BaseException], CliError]:
     """Turn a model-server exception into a CliError with the right exit code."""
-    from configs.profiles import parser_for
     from graph.errors import explain
 
     def convert(exc: BaseException) -> CliError:
-        err = explain(exc, base_url=settings.openai_api_base, model=model,
-                      parser=parser_for(model or "") or "hermes")
+        err = explain(exc, base_url=settings.openai_api_base, model=model)
         return CliError(str(err), err.exit_code)
 
     return convert

@@ -7,6 +7,7 @@ import re
 import httpx
 import openai
 
+from configs.profiles import parser_for
 from configs.settings import ConfigError
 from graph.model import ModelNotFoundError
 
@@ -77,7 +78,7 @@ def _dropped(exc: BaseException) -> bool:
     return False
 
 
-def explain(exc: BaseException, *, base_url: str, model: str | None, parser: str = "hermes") -> AgentError:
+def explain(exc: BaseException, *, base_url: str, model: str | None) -> AgentError:
     """Map an exception from a model call to an AgentError (unknown errors keep their type name)."""
     if isinstance(exc, AgentError):
         return exc
@@ -108,6 +109,7 @@ def explain(exc: BaseException, *, base_url: str, model: str | None, parser: str
             )
         if status == 400:
             if "--enable-auto-tool-choice" in detail or "requires --tool-call-parser" in detail:
+                parser = parser_for(model or "") or "hermes"  # the model profile names its parser
                 return AgentError(NO_TOOL_PARSER.format(base_url=base_url, parser=parser), EXIT_ENDPOINT)
             too_many = re.search(r"max_(?:completion_)?tokens=(\d+) cannot be greater than max_model_len=(\d+)", detail)
             if too_many:

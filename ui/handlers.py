@@ -11,7 +11,6 @@ from typing import Any
 
 import gradio as gr
 
-from configs.profiles import parser_for
 from configs.settings import ConfigError
 from graph.context import Context
 from graph.errors import explain
@@ -25,6 +24,11 @@ from ui.trace_view import steps_table, timeline_figure, totals_markdown, trace_j
 
 TRACE_DIR = Path(tempfile.gettempdir()) / "work-agent-traces"
 SKIP_TRACE = (gr.skip(),) * 5
+
+
+def replay_all(turns: list[Turn]) -> list[Any]:
+    """Chat messages of a thread's finished turns, rebuilt from their trace records."""
+    return [m for t in turns for m in replay_turn(t.question, t.answer, t.steps, turn=t.turn, stopped=t.stopped)]
 
 
 def owner_of(owner: str, request: gr.Request | None) -> str:
@@ -94,8 +98,7 @@ class Handlers:
         graph = await self.backend.graph_for(settings)
         turns = await load_turns(graph, thread_id, int(max_steps or settings.agent_max_steps))
         session.thread_id, session.turns, session.view = thread_id, len(turns), None
-        session.history = [m for t in turns for m in replay_turn(t.question, t.answer, t.steps, turn=t.turn,
-                                                                  stopped=t.stopped)]
+        session.history = replay_all(turns)
         return session.display(), thread_id, *trace_outputs(turns, thread_id)
 
     async def claim_thread(self, thread_id: str, owner: str, session: Session, base_url: str | None,
@@ -200,8 +203,7 @@ class Handlers:
             session.history, session.view, session.running = session.display(), None, False
             raise
         except Exception as exc:  # noqa: BLE001 - shown in the chat as one line
-            view.fail(str(explain(exc, base_url=settings.openai_api_base, model=name,
-                                  parser=parser_for(name) or "hermes")))
+            view.fail(str(explain(exc, base_url=settings.openai_api_base, model=name)))
         session.history, session.view, session.running = session.display(), None, False
         await store.touch(who, session.thread_id, question)
         turns = await load_turns(graph, session.thread_id, steps_budget)
@@ -222,8 +224,7 @@ class Handlers:
             await rewind(graph, session.thread_id, keep_turns)
         turns = await load_turns(graph, session.thread_id, settings.agent_max_steps) if session.thread_id else []
         session.turns, session.view = len(turns), None
-        session.history = [m for t in turns for m in replay_turn(t.question, t.answer, t.steps, turn=t.turn,
-                                                                  stopped=t.stopped)]
+        session.history = replay_all(turns)
 
     async def last_turns(self, session: Session, base_url: str | None) -> list[Turn]:
         if not session.thread_id:
