@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 DEFAULT_BASE_URL = "http://localhost:8000/v1"
 DEFAULT_DB = Path.home() / ".local" / "share" / "work-agent" / "threads.sqlite"
@@ -20,6 +21,37 @@ class ConfigError(ValueError):
 
 def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
+
+
+def _check_url(value: str) -> str:
+    value = value.strip()
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme.lower() not in ("http", "https") or not rest.strip("/"):
+        raise ValueError("must be an http:// or https:// URL, e.g. http://localhost:8000/v1")
+    return value.rstrip("/")
+
+
+class Endpoint(BaseModel):
+    """One OpenAI-compatible endpoint: a vLLM replica, a router, or a hosted fallback."""
+
+    model_config = {"frozen": True}
+
+    base_url: str
+    api_key: SecretStr | None = Field(None, description="unset means OPENAI_API_KEY")
+    model: str | None = Field(None, description="unset means AGENT_MODEL, else the first model it lists")
+
+    _url = field_validator("base_url")(classmethod(lambda cls, v: _check_url(v)))
+
+    @property
+    def label(self) -> str:
+        """host:port, the endpoint's name in traces, logs and metric labels (no path, no key)."""
+        parts = urlsplit(self.base_url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return f"{parts.hostname}:{port}"
+
+    def key(self) -> str:
+        """The API key to send to this endpoint, and only to it."""
+        return self.api_key.get_secret_value() if self.api_key is not None else "EMPTY"
 
 
 class Settings(BaseSettings):
@@ -36,7 +68,17 @@ class Settings(BaseSettings):
     openai_api_base: str = Field(
         DEFAULT_BASE_URL,
         validation_alias=_env("OPENAI_API_BASE", "OPENAI_BASE_URL"),
-        description="OpenAI-compatible endpoint of the vLLM server, ending in /v1.",
+        description="OpenAI-compatible endpoint of the vLLM server, ending in /v1; several, comma-separated, "
+        "are tried in order (failover).",
+    )
+    agent_endpoints: list[Endpoint] = Field(
+        default_factory=list, validation_alias=_env("AGENT_ENDPOINTS"),
+        description="Ordered endpoints as JSON, each with base_url and optional api_key and model; "
+        "overrides OPENAI_API_BASE.",
+    )
+    agent_failover_cooldown: float = Field(
+        30.0, ge=0, validation_alias=_env("AGENT_FAILOVER_COOLDOWN"),
+        description="Seconds an endpoint that failed (connection error, 5xx, timeout) is skipped.",
     )
     openai_api_key: SecretStr = Field(
         SecretStr("EMPTY"),
@@ -77,6 +119,19 @@ class Settings(BaseSettings):
         DEFAULT_DB, validation_alias=_env("AGENT_CHECKPOINT_DB"),
         description="SQLite file holding conversation threads (shared by CLI and UI; batch runs keep none).",
     )
+    agent_checkpoint_url: SecretStr | None = Field(
+        None, validation_alias=_env("AGENT_CHECKPOINT_URL"),
+        description="postgresql://user:pass@host/db keeps threads in Postgres (several UI replicas); "
+        "unset means the SQLite file.",
+    )
+    agent_log_format: Literal["text", "json"] = Field(
+        "text", validation_alias=_env("AGENT_LOG_FORMAT"),
+        description="Log lines as human-readable text or one JSON object per line (one per step).",
+    )
+    agent_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "WARNING", validation_alias=_env("AGENT_LOG_LEVEL"),
+        description="Lowest log level written to stderr; INFO logs every step.",
+    )
     ui_auth: SecretStr | None = Field(
         None, validation_alias=_env("UI_AUTH"),
         description="Web UI login as user:password (several separated by commas); unset means no login.",
@@ -109,16 +164,37 @@ class Settings(BaseSettings):
         description="OpenWeatherMap current-weather endpoint (used when WEATHER_API_KEY is set).",
     )
 
-    @field_validator(
-        "openai_api_base", "weather_geocoding_url", "weather_forecast_url", "openweathermap_url"
-    )
+    @field_validator("weather_geocoding_url", "weather_forecast_url", "openweathermap_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        value = value.strip()
-        scheme, sep, rest = value.partition("://")
-        if not sep or scheme.lower() not in ("http", "https") or not rest.strip("/"):
-            raise ValueError("must be an http:// or https:// URL, e.g. http://localhost:8000/v1")
-        return value.rstrip("/")
+        return _check_url(value)
+
+    @field_validator("openai_api_base")
+    @classmethod
+    def _http_urls(cls, value: str) -> str:
+        return ",".join(_check_url(part) for part in value.split(",") if part.strip()) or _check_url(value)
+
+    @field_validator("agent_checkpoint_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if urlsplit(value.get_secret_value().strip()).scheme not in ("postgres", "postgresql"):
+            raise ValueError("must be a postgresql:// URL, e.g. postgresql://agent:secret@db:5432/agent")
+        return value
+
+    def endpoints(self) -> list[Endpoint]:
+        """The endpoints to try, in order, each with its key and model filled in from the defaults."""
+        listed = self.agent_endpoints or [Endpoint(base_url=u) for u in self.openai_api_base.split(",")]
+        return [
+            Endpoint(base_url=e.base_url, api_key=e.api_key or self.openai_api_key, model=e.model or self.agent_model)
+            for e in listed
+        ]
+
+    @property
+    def base_url(self) -> str:
+        """The first endpoint's URL (the one messages about a single server name)."""
+        return self.endpoints()[0].base_url
 
     @field_validator("agent_model")
     @classmethod
@@ -176,7 +252,9 @@ def _explain(err: ValidationError) -> str:
                       and field.lower() in (str(c).lower() for c in f.validation_alias.choices)), field)
     name = env_name(field) if field in Settings.model_fields else field.upper()
     msg = first["msg"].removeprefix("Value error, ")
-    secret = "Secret" in str(Settings.model_fields[field].annotation) if field in Settings.model_fields else True
+    # Never echo a value that may hold a key: SecretStr fields, and the endpoint list (keys inside).
+    secret = field not in Settings.model_fields or field == "agent_endpoints" or (
+        "Secret" in str(Settings.model_fields[field].annotation))
     shown = "" if secret else f"={first.get('input')!s}"
     more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
     return f"Invalid setting {name}{shown}: {msg}{more}. Fix it in .env or the environment."
@@ -189,6 +267,14 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**clean)
     except ValidationError as err:
         raise ConfigError(_explain(err)) from None
+    except SettingsError as err:  # a complex value (AGENT_ENDPOINTS) that is not JSON
+        field = str(err).removeprefix('error parsing value for field "').partition('"')[0]
+        name = env_name(field) if field in Settings.model_fields else "a setting"
+        raise ConfigError(
+            f"Invalid setting {name}: not valid JSON, e.g. "
+            '[{"base_url": "http://gpu1:8000/v1"}, {"base_url": "http://gpu2:8000/v1"}]. '
+            "Fix it in .env or the environment."
+        ) from None
 
 
 @lru_cache(maxsize=1)

@@ -25,6 +25,10 @@ class Step(BaseModel):
     tokens_out: int | None = None
     finish_reason: str | None = None
     tool_calls: list[str] = Field(default_factory=list, description="names of the tools it asked for")
+    endpoint: str | None = Field(None, description="host:port of the endpoint that answered")
+    skipped: list[str] = Field(
+        default_factory=list, description="endpoints passed over before it, each 'host:port: why'"
+    )
     # tool calls
     name: str | None = None
     call_id: str | None = None
