@@ -184,12 +184,11 @@ class Settings(BaseSettings):
         return value
 
     def endpoints(self) -> list[Endpoint]:
-        """The endpoints to try, in order, each with its key and model filled in from the defaults."""
+        """The endpoints to try, in order, each with its key filled in from OPENAI_API_KEY if unset."""
         listed = self.agent_endpoints or [Endpoint(base_url=u) for u in self.openai_api_base.split(",")]
-        return [
-            Endpoint(base_url=e.base_url, api_key=e.api_key or self.openai_api_key, model=e.model or self.agent_model)
-            for e in listed
-        ]
+        # An endpoint's own model wins; otherwise the run's model (--model, AGENT_MODEL) applies to it.
+        return [Endpoint(base_url=e.base_url, api_key=e.api_key or self.openai_api_key, model=e.model)
+                for e in listed]
 
     @property
     def base_url(self) -> str:

@@ -1,25 +1,41 @@
-"""The one model factory: ChatOpenAI pointed at the vLLM endpoint, and the served-model lookup."""
+"""The one model factory: ChatOpenAI per endpoint, chained with `with_fallbacks`, and the served-model lookup."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import openai
+from langchain_core.runnables import Runnable
 from langchain_openai import ChatOpenAI
 
-from configs.settings import Settings
+from configs.settings import Endpoint, Settings
 
-_MODELS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], ChatOpenAI]] = (
+_MODELS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], Runnable]] = (
     weakref.WeakKeyDictionary()
 )
 _RESOLVED: dict[tuple[str, str], str] = {}
 # Keep enough idle connections for a busy batch: httpx's default of 20 keepalive connections makes
 # every request beyond 20 in flight open and close its own TCP connection.
 CONNECTION_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=256)
+# Errors that are the endpoint's fault, so the next endpoint may answer. A 400/422 (context too long,
+# bad arguments) is the request's fault and would fail everywhere, so it is not retried elsewhere.
+FAILOVER_ERRORS: tuple[type[Exception], ...] = (
+    openai.APIConnectionError,  # includes APITimeoutError
+    openai.InternalServerError,
+    openai.RateLimitError,
+    openai.AuthenticationError,
+    openai.PermissionDeniedError,
+    openai.NotFoundError,
+)
+_ENDPOINT_FAULT_STATUS = {401, 403, 404, 429}
 
 
 @dataclass
@@ -42,14 +58,126 @@ async def _tally_request(request: httpx.Request) -> None:
         tally.retries += request.headers.get("x-stainless-retry-count", "0") != "0"
 
 
+class EndpointHealth:
+    """When each endpoint last failed and why; a failed endpoint goes to the back for a cool-down."""
+
+    def __init__(self) -> None:
+        self._failed: dict[str, tuple[float, str]] = {}
+
+    def failed(self, base_url: str, why: str) -> None:
+        """Record a failure of the endpoint now."""
+        self._failed[base_url] = (time.monotonic(), why)
+
+    def ok(self, base_url: str) -> None:
+        """The endpoint answered: it is healthy again."""
+        self._failed.pop(base_url, None)
+
+    def cooling(self, base_url: str, cooldown: float) -> str | None:
+        """Why the endpoint is still cooling down, or None when it may be tried first."""
+        when, why = self._failed.get(base_url, (0.0, ""))
+        return why if why and time.monotonic() - when < cooldown else None
+
+    def reset(self) -> None:
+        """Forget every failure (tests)."""
+        self._failed.clear()
+
+
+HEALTH = EndpointHealth()
+
+
+@dataclass
+class CallRecord:
+    """Which endpoints one model call went to: the one that answered and the ones passed over."""
+
+    cooling: list[str] = field(default_factory=list)  # "host:port: cooling down after ..."
+    attempts: list[tuple[str, str | None]] = field(default_factory=list)  # (label, why it failed | None)
+
+    @property
+    def endpoint(self) -> str | None:
+        """host:port of the endpoint that answered (the last attempt that did not fail)."""
+        return next((label for label, why in reversed(self.attempts) if why is None), None)
+
+    @property
+    def skipped(self) -> list[str]:
+        """Endpoints passed over before the answer, each 'host:port: why' (retries folded together)."""
+        failed: dict[str, str] = {}
+        for label, why in self.attempts:
+            if why is not None and label != self.endpoint:
+                failed[label] = why
+        return [*(f"{label}: {why}" for label, why in failed.items()), *self.cooling]
+
+
+CALL: ContextVar[CallRecord | None] = ContextVar("model_call_record", default=None)
+
+
+class _TrackedTransport(httpx.AsyncBaseTransport):
+    """Record each request's endpoint and outcome for the trace and the cool-down.
+
+    Hand-written because neither httpx nor the openai client reports which endpoint of a fallback chain
+    answered; this is the one place that sees every attempt, the client's own retries included.
+    """
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.inner = httpx.AsyncHTTPTransport(limits=CONNECTION_LIMITS)
+        self.endpoint = endpoint
+
+    def _note(self, why: str | None) -> None:
+        if why is None:
+            HEALTH.ok(self.endpoint.base_url)
+        else:
+            HEALTH.failed(self.endpoint.base_url, why)
+        if (record := CALL.get()) is not None:
+            record.attempts.append((self.endpoint.label, why))
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            response = await self.inner.handle_async_request(request)
+        except httpx.TimeoutException:
+            self._note("timed out")
+            raise
+        except httpx.TransportError as exc:
+            self._note(f"connection failed ({type(exc).__name__})")
+            raise
+        code = response.status_code
+        self._note(f"HTTP {code}" if code >= 500 or code in _ENDPOINT_FAULT_STATUS else None)
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def ordered_endpoints(settings: Settings) -> tuple[list[Endpoint], list[str]]:
+    """The endpoints in the order to try now (cooling ones last), and why each cooling one was moved."""
+    ready, cooling, notes = [], [], []
+    for ep in settings.endpoints():
+        why = HEALTH.cooling(ep.base_url, settings.agent_failover_cooldown)
+        (cooling if why else ready).append(ep)
+        if why:
+            notes.append(f"{ep.label}: cooling down after {why}")
+    return ready + cooling, notes
+
+
+@contextmanager
+def track_call(settings: Settings) -> Iterator[CallRecord]:
+    """Record the endpoints of the model call made inside the block."""
+    _, notes = ordered_endpoints(settings)
+    record = CallRecord(cooling=notes)
+    token = CALL.set(record)
+    try:
+        yield record
+    finally:
+        CALL.reset(token)
+
+
 class ModelNotFoundError(RuntimeError):
     """The endpoint serves no model, or not the one asked for."""
 
 
 def _model_key(settings: Settings, model: str, temperature: float | None, max_tokens: int | None,
                streaming: bool) -> tuple[Any, ...]:
+    order, _ = ordered_endpoints(settings)
     return (
-        settings.openai_api_base, settings.openai_api_key.get_secret_value(), model,
+        tuple((ep.base_url, ep.key(), ep.model) for ep in order), model,
         settings.agent_temperature if temperature is None else temperature,
         max_tokens or settings.agent_max_tokens, settings.agent_request_timeout,
         settings.agent_max_retries, streaming,
@@ -59,9 +187,27 @@ def _model_key(settings: Settings, model: str, temperature: float | None, max_to
 def cached_chat_model(
     settings: Settings, model: str, *, temperature: float | None = None, max_tokens: int | None = None,
     streaming: bool = True, loop: asyncio.AbstractEventLoop,
-) -> ChatOpenAI | None:
+) -> Runnable | None:
     """The model `make_chat_model` already built for these parameters on `loop`, if any (no I/O)."""
     return _MODELS.get(loop, {}).get(_model_key(settings, model, temperature, max_tokens, streaming))
+
+
+def _endpoint_model(settings: Settings, ep: Endpoint, model: str, temperature: float, max_tokens: int,
+                    streaming: bool) -> ChatOpenAI:
+    client = httpx.AsyncClient(timeout=settings.agent_request_timeout, transport=_TrackedTransport(ep),
+                               event_hooks={"request": [_tally_request]})
+    return ChatOpenAI(
+        model=ep.model or model,
+        base_url=ep.base_url,
+        api_key=ep.api_key,  # only ever sent to its own endpoint
+        temperature=temperature,
+        max_tokens=max_tokens,  # sent as max_completion_tokens, which vLLM 0.33 honours
+        timeout=settings.agent_request_timeout,
+        max_retries=settings.agent_max_retries,  # the openai client retries connect errors, 429, 5xx
+        stream_usage=True,  # vLLM sends a final usage chunk; only added to streaming requests
+        disable_streaming=not streaming,
+        http_async_client=client,
+    )
 
 
 def make_chat_model(
@@ -72,12 +218,13 @@ def make_chat_model(
     max_tokens: int | None = None,
     streaming: bool = True,
     loop: asyncio.AbstractEventLoop | None = None,
-) -> ChatOpenAI:
-    """A ChatOpenAI for `model` on the configured endpoint (one per event loop and parameters).
+) -> Runnable:
+    """A chat model for `model` on the configured endpoints (one per event loop, parameters and order).
 
-    The instance is reused because it owns an HTTP connection pool. A pool belongs to the event loop it
-    is used on, so each loop (`loop`, default the running one) gets its own client; langchain-openai's
-    shared default client would outlive a closed loop ("Event loop is closed").
+    One endpoint gives a plain ChatOpenAI; several give LangChain's `with_fallbacks` chain in the order
+    `ordered_endpoints` picks, so an endpoint in its cool-down is tried last. Each ChatOpenAI owns an HTTP
+    connection pool, which belongs to the event loop it is used on, so each loop (`loop`, default the
+    running one) gets its own; langchain-openai's shared default client would outlive a closed loop.
     """
     key = _model_key(settings, model, temperature, max_tokens, streaming)
     try:
@@ -85,35 +232,31 @@ def make_chat_model(
     except RuntimeError:
         cache = {}
     if key not in cache:
-        client = httpx.AsyncClient(timeout=settings.agent_request_timeout, limits=CONNECTION_LIMITS,
-                                   event_hooks={"request": [_tally_request]})
-        cache[key] = ChatOpenAI(
-            model=model,
-            base_url=settings.openai_api_base,
-            api_key=settings.openai_api_key,
-            temperature=key[3],
-            max_tokens=key[4],  # sent as max_completion_tokens, which vLLM 0.33 honours
-            timeout=settings.agent_request_timeout,
-            max_retries=settings.agent_max_retries,  # the openai client retries connect errors, 429, 5xx
-            stream_usage=True,  # vLLM sends a final usage chunk; only added to streaming requests
-            disable_streaming=not streaming,
-            http_async_client=client,
-        )
+        order, _ = ordered_endpoints(settings)
+        chats = []
+        for ep, ident in zip(order, key[0]):  # one ChatOpenAI (and connection pool) per endpoint
+            chats.append(cache.get(("endpoint", ident, *key[1:])) or cache.setdefault(
+                ("endpoint", ident, *key[1:]), _endpoint_model(settings, ep, model, key[2], key[3], streaming)))
+        cache[key] = chats[0] if len(chats) == 1 else chats[0].with_fallbacks(
+            chats[1:], exceptions_to_handle=FAILOVER_ERRORS)
     return cache[key]
 
 
-def auth_headers(settings: Settings) -> dict[str, str]:
-    """The Authorization header vLLM checks (`--api-key`)."""
-    return {"Authorization": f"Bearer {settings.openai_api_key.get_secret_value()}"}
+def auth_headers(endpoint: Endpoint | Settings) -> dict[str, str]:
+    """The Authorization header vLLM checks (`--api-key`), for this endpoint only."""
+    ep = endpoint.endpoints()[0] if isinstance(endpoint, Settings) else endpoint
+    return {"Authorization": f"Bearer {ep.key()}"}
 
 
-async def list_models(settings: Settings, client: httpx.AsyncClient | None = None) -> list[str]:
-    """The model ids `GET /v1/models` lists (raises httpx errors on failure)."""
+async def list_models(settings: Settings, client: httpx.AsyncClient | None = None,
+                      endpoint: Endpoint | None = None) -> list[str]:
+    """The model ids `GET /v1/models` lists on `endpoint` (default the first; raises httpx errors)."""
+    ep = endpoint or settings.endpoints()[0]
     owns = client is None
     # Created in a thread: reading CA files is blocking I/O that `langgraph dev` refuses on its loop.
     client = client or await asyncio.to_thread(httpx.AsyncClient, timeout=min(settings.agent_request_timeout, 15.0))
     try:
-        resp = await client.get(f"{settings.openai_api_base}/models", headers=auth_headers(settings))
+        resp = await client.get(f"{ep.base_url}/models", headers=auth_headers(ep))
         resp.raise_for_status()
         return [card["id"] for card in resp.json().get("data", [])]
     finally:
@@ -122,15 +265,25 @@ async def list_models(settings: Settings, client: httpx.AsyncClient | None = Non
 
 
 async def resolve_model_name(settings: Settings, requested: str | None = None) -> str:
-    """The model to use: `requested`, else AGENT_MODEL, else the first model the server lists."""
+    """The model to use: `requested`, else AGENT_MODEL, else the first model the first reachable endpoint lists."""
     if requested or settings.agent_model:
         return requested or settings.agent_model  # type: ignore[return-value]
-    cache_key = (settings.openai_api_base, settings.openai_api_key.get_secret_value())
-    if cache_key not in _RESOLVED:
-        models = await list_models(settings)
-        if not models:
-            raise ModelNotFoundError(
-                f"The server at {settings.openai_api_base} lists no models; set AGENT_MODEL."
-            )
-        _RESOLVED[cache_key] = models[0]
-    return _RESOLVED[cache_key]
+    order, _ = ordered_endpoints(settings)
+    errors: list[Exception] = []
+    for ep in order:
+        if ep.model:  # an endpoint with its own model needs no lookup; the name is only the default
+            return ep.model
+        cache_key = (ep.base_url, ep.key())
+        if cache_key not in _RESOLVED:
+            try:
+                models = await list_models(settings, endpoint=ep)
+            except (httpx.TransportError, httpx.HTTPStatusError) as exc:
+                HEALTH.failed(ep.base_url, f"connection failed ({type(exc).__name__})"
+                              if isinstance(exc, httpx.TransportError) else f"HTTP {exc.response.status_code}")
+                errors.append(exc)
+                continue
+            if not models:
+                raise ModelNotFoundError(f"The server at {ep.base_url} lists no models; set AGENT_MODEL.")
+            _RESOLVED[cache_key] = models[0]
+        return _RESOLVED[cache_key]
+    raise errors[0]

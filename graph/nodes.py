@@ -32,7 +32,7 @@ from configs.prompts import (
 )
 from configs.settings import Settings
 from graph.context import Context
-from graph.model import cached_chat_model, make_chat_model, resolve_model_name
+from graph.model import CallRecord, cached_chat_model, make_chat_model, resolve_model_name, track_call
 from graph.recovery import MarkupGuard, has_tool_markup, recover_tool_calls, strip_tool_markup
 from graph.state import State, current_turn, tool_rounds, turn_number
 from graph.trace import Step
@@ -71,6 +71,7 @@ def enabled_tools(tools: Sequence[BaseTool], ctx: Context) -> list[BaseTool]:
 
 def default_model_factory(settings: Settings) -> ModelFactory:
     """Build the run's chat model from Settings and the (filled) Context."""
+    building = asyncio.Lock()
 
     async def factory(ctx: Context, streaming: bool) -> tuple[BaseChatModel, str]:
         name = await resolve_model_name(settings, ctx.model or None)
@@ -78,12 +79,29 @@ def default_model_factory(settings: Settings) -> ModelFactory:
                  "loop": asyncio.get_running_loop()}
         model = cached_chat_model(settings, name, **knobs)
         if model is None:
-            # Built in a thread: creating an HTTP client reads CA files, which `langgraph dev` flags as
-            # blocking I/O on the event loop.
-            model = await asyncio.to_thread(make_chat_model, settings, name, **knobs)
+            async with building:  # the first questions of a batch arrive together: build it once
+                model = cached_chat_model(settings, name, **knobs)
+                if model is None:
+                    # Built in a thread: creating an HTTP client reads CA files, which `langgraph dev`
+                    # flags as blocking I/O on the event loop.
+                    model = await asyncio.to_thread(make_chat_model, settings, name, **knobs)
         return model, name
 
     return factory
+
+
+_BOUND: dict[tuple[int, tuple[str, ...]], tuple[Any, Any]] = {}
+
+
+def bind_tools(model: Any, tools: Sequence[BaseTool]) -> Any:
+    """`model.bind_tools(tools)`, converted once per model and tool set (the schemas never change)."""
+    if not tools:
+        return model  # vLLM 400s on `tools: []`
+    key = (id(model), tuple(t.name for t in tools))
+    hit = _BOUND.get(key)
+    if hit is None or hit[0] is not model:  # the id of a collected model can be reused
+        hit = _BOUND[key] = (model, model.bind_tools(tools))
+    return hit[1]
 
 
 def stop_reason(messages: list[AnyMessage], max_steps: int) -> str | None:
@@ -185,12 +203,14 @@ def repair_calls(ai: AIMessage) -> tuple[AIMessage, bool]:
 
 def model_step(
     ai: AIMessage, *, node: str, turn: int, model: str, started: float, t0: float,
-    ttft: float | None, recovered: bool,
+    ttft: float | None, recovered: bool, call: CallRecord | None = None,
 ) -> dict[str, Any]:
-    """The trace record of one model call."""
+    """The trace record of one model call, naming the endpoint that answered and any passed over."""
     usage = ai.usage_metadata or {}
     return Step(
-        kind="model", node=node, turn=turn, model=model, started_at=started,
+        kind="model", node=node, turn=turn, started_at=started,
+        model=ai.response_metadata.get("model_name") or model,  # a fallback endpoint may serve another
+        endpoint=call.endpoint if call else None, skipped=call.skipped if call else [],
         duration_ms=(time.perf_counter() - t0) * 1000, ttft_ms=ttft,
         tokens_in=usage.get("input_tokens"), tokens_out=usage.get("output_tokens"),
         finish_reason=ai.response_metadata.get("finish_reason"),
@@ -205,19 +225,20 @@ def make_plan(settings: Settings, tools: Sequence[BaseTool], factory: ModelFacto
         ctx = knobs(runtime.context, settings)
         model, name = await factory(ctx, ctx.stream)
         usable = enabled_tools(tools, ctx)
-        bound = model.bind_tools(usable) if usable else model  # vLLM 400s on `tools: []`
         messages = [SystemMessage(ctx.system_prompt), *state.messages]
         started, t0 = time.time(), time.perf_counter()
-        ai, ttft = await stream_model(bound, messages, stream=ctx.stream, writer=runtime.stream_writer, node="plan")
-        if ctx.stream and is_empty(ai):
-            # vLLM's hermes parser never streams text after "<tool_call>", so a call it cannot parse
-            # (e.g. Qwen3-Coder's <function=...> format) arrives as an empty reply. The non-streaming
-            # response carries the same output as text, which repair_calls can recover.
-            plain, _ = await factory(ctx, False)
-            ai = await (plain.bind_tools(usable) if usable else plain).ainvoke(messages)
+        with track_call(settings) as call:
+            ai, ttft = await stream_model(bind_tools(model, usable), messages, stream=ctx.stream,
+                                          writer=runtime.stream_writer, node="plan")
+            if ctx.stream and is_empty(ai):
+                # vLLM's hermes parser never streams text after "<tool_call>", so a call it cannot parse
+                # (e.g. Qwen3-Coder's <function=...> format) arrives as an empty reply. The non-streaming
+                # response carries the same output as text, which repair_calls can recover.
+                plain, _ = await factory(ctx, False)
+                ai = await bind_tools(plain, usable).ainvoke(messages)
         ai, recovered = repair_calls(ai)
         step = model_step(ai, node="plan", turn=turn_number(state.messages), model=name,
-                          started=started, t0=t0, ttft=ttft, recovered=recovered)
+                          started=started, t0=t0, ttft=ttft, recovered=recovered, call=call)
         return {"messages": [ai], "steps": [step]}
 
     return plan
@@ -296,17 +317,18 @@ def make_answer(settings: Settings, factory: ModelFactory):
         )
         model, name = await factory(ctx, ctx.stream)
         started, t0 = time.time(), time.perf_counter()
-        ai, ttft = await stream_model(
-            model, [SystemMessage(ctx.system_prompt), *state.messages, HumanMessage(instruction)],
-            stream=ctx.stream, writer=runtime.stream_writer, node="answer",
-        )
+        with track_call(settings) as call:
+            ai, ttft = await stream_model(
+                model, [SystemMessage(ctx.system_prompt), *state.messages, HumanMessage(instruction)],
+                stream=ctx.stream, writer=runtime.stream_writer, node="answer",
+            )
         text = strip_tool_markup(ai.content if isinstance(ai.content, str) else "").strip()
         final = AIMessage(
             content=text or OUT_OF_STEPS_FALLBACK.format(max_steps=ctx.max_steps),
             usage_metadata=ai.usage_metadata, response_metadata=ai.response_metadata, id=ai.id,
         )
         step = model_step(final, node="answer", turn=turn_number(state.messages), model=name,
-                          started=started, t0=t0, ttft=ttft, recovered=False)
+                          started=started, t0=t0, ttft=ttft, recovered=False, call=call)
         return {"messages": [final], "steps": [step]}
 
     return answer

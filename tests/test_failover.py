@@ -1,0 +1,114 @@
+"""Several endpoints configured directly (no router): failover with with_fallbacks, cool-down, trace."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+
+import pytest
+
+from configs.settings import load_settings
+from graph.context import Context
+from graph.demo_server import DemoServer, Reply
+from graph.graph import build_graph
+from graph.model import HEALTH
+from graph.runner import run_turn
+
+MODEL = "Qwen/Qwen2.5-7B-Instruct"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def fresh_health():
+    HEALTH.reset()
+    yield
+    HEALTH.reset()
+
+
+@pytest.fixture
+def second():
+    with DemoServer() as server:
+        yield server
+
+
+async def ask(settings, question="What time is it in Tokyo?", stream=True):
+    graph = build_graph(settings=settings)
+    return await run_turn(graph, question, thread_id="t", context=Context(stream=stream), max_steps=4)
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_first_endpoint_down_the_second_answers_and_the_trace_says_why(second, stream):
+    down = free_port()
+    settings = load_settings(openai_api_base=f"http://127.0.0.1:{down}/v1,{second.base_url}",
+                             agent_model=MODEL, agent_max_retries=0)
+    result = await ask(settings, stream=stream)
+    assert "Tokyo" in result.answer
+    models = [s for s in result.steps if s.kind == "model"]
+    assert [m.endpoint for m in models] == [f"127.0.0.1:{second.port}"] * 2
+    # The first call found the endpoint down; the second one skipped it for its cool-down.
+    assert models[0].skipped == [f"127.0.0.1:{down}: connection failed (ConnectError)"]
+    assert models[1].skipped == [f"127.0.0.1:{down}: cooling down after connection failed (ConnectError)"]
+    assert len(second.requests) == 2
+
+
+async def test_the_first_endpoint_is_used_again_after_the_cooldown(second):
+    port = free_port()
+    settings = load_settings(openai_api_base=f"http://127.0.0.1:{port}/v1,{second.base_url}",
+                             agent_model=MODEL, agent_max_retries=0, agent_failover_cooldown=0.2)
+    first_result = await ask(settings)
+    assert {s.endpoint for s in first_result.steps if s.kind == "model"} == {f"127.0.0.1:{second.port}"}
+    with DemoServer(port=port) as first:  # the first endpoint comes back on its address
+        second.reset()
+        while HEALTH.cooling(f"http://127.0.0.1:{port}/v1", settings.agent_failover_cooldown):
+            await asyncio.sleep(0.05)  # the cool-down is a wall-clock period by design
+        result = await ask(settings)
+        models = [s for s in result.steps if s.kind == "model"]
+        assert [m.endpoint for m in models] == [f"127.0.0.1:{port}"] * 2
+        assert all(m.skipped == [] for m in models)
+        assert len(first.requests) == 2 and second.requests == []
+
+
+async def test_a_5xx_fails_over_but_a_request_error_is_not_retried_elsewhere(second):
+    with DemoServer() as first:
+        settings = load_settings(openai_api_base=f"{first.base_url},{second.base_url}", agent_model=MODEL,
+                                 agent_max_retries=0)
+        first.script(Reply(status=503, body={"error": {"message": "overloaded", "type": "ServiceUnavailableError",
+                                                       "param": None, "code": 503}}))
+        result = await ask(settings, stream=False)
+        plan = result.steps[0]
+        assert plan.endpoint == f"127.0.0.1:{second.port}"
+        assert plan.skipped == [f"127.0.0.1:{first.port}: HTTP 503"]
+
+        HEALTH.reset()
+        first.reset(), second.reset()
+        long_question = "word " * 40000  # longer than the served context: a 400 that is the request's fault
+        with pytest.raises(Exception) as err:
+            await ask(settings, question=long_question, stream=False)
+        assert getattr(err.value, "status_code", None) == 400
+        assert len(first.requests) == 1 and second.requests == []
+
+
+async def test_each_endpoint_gets_only_its_own_key():
+    keys = ("sk-first-ONLY", "sk-second-ONLY")
+    with DemoServer() as first, DemoServer() as second:
+        first.config.api_key, second.config.api_key = keys
+        settings = load_settings(agent_endpoints=[
+            {"base_url": first.base_url, "api_key": keys[0], "model": MODEL},
+            {"base_url": second.base_url, "api_key": keys[1], "model": MODEL},
+        ], agent_max_retries=0)
+        first.script(Reply(status=500, body={"error": {"message": "boom", "type": "InternalServerError",
+                                                       "param": None, "code": 500}}))
+        result = await ask(settings, stream=False)
+        # Each server checks its own key (a wrong one is a 401): the first got past auth to its scripted
+        # 500, the second answered.
+        assert result.steps[0].endpoint == f"127.0.0.1:{second.port}"
+        assert result.steps[0].skipped == [f"127.0.0.1:{first.port}: HTTP 500"]
+        assert len(first.requests) == 1 and len(second.requests) == 2
+        trace = json.dumps(result.as_json())
+        assert not any(k in trace for k in keys)
