@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import httpx
 import openai
 from langchain_core.runnables import Runnable
+from httpx_aiohttp import AiohttpTransport
 from langchain_openai import ChatOpenAI
 
 from configs.settings import Endpoint, Settings
@@ -22,8 +24,7 @@ _MODELS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ..
     weakref.WeakKeyDictionary()
 )
 _RESOLVED: dict[tuple[str, str], str] = {}
-# Keep enough idle connections for a busy batch: httpx's default of 20 keepalive connections makes
-# every request beyond 20 in flight open and close its own TCP connection.
+# Enough connections for a busy batch (aiohttp keeps every one it may open alive for reuse).
 CONNECTION_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=256)
 # Errors that are the endpoint's fault, so the next endpoint may answer. A 400/422 (context too long,
 # bad arguments) is the request's fault and would fail everywhere, so it is not retried elsewhere.
@@ -110,15 +111,55 @@ class CallRecord:
 CALL: ContextVar[CallRecord | None] = ContextVar("model_call_record", default=None)
 
 
-class _TrackedTransport(httpx.AsyncBaseTransport):
-    """Record each request's endpoint and outcome for the trace and the cool-down.
+def _transport_error(exc: httpx.TransportError) -> httpx.TransportError:
+    """The httpx error that names what really happened to an aiohttp request.
 
-    Hand-written because neither httpx nor the openai client reports which endpoint of a fallback chain
-    answered; this is the one place that sees every attempt, the client's own retries included.
+    httpx-aiohttp 0.2 maps every aiohttp connection error, a refused connection or a server closing the
+    stream included, to httpx.ConnectTimeout; the messages and the failover reasons need the real one.
+    """
+    cause = exc.__cause__
+    if isinstance(cause, aiohttp.ClientConnectorError):
+        mapped: httpx.TransportError = httpx.ConnectError(str(cause))
+    elif isinstance(cause, (aiohttp.ServerTimeoutError, asyncio.TimeoutError)):
+        mapped = httpx.ReadTimeout(str(cause) or "read timed out")
+    elif isinstance(cause, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)):
+        mapped = httpx.RemoteProtocolError(str(cause) or "server disconnected")
+    elif isinstance(cause, aiohttp.ClientOSError):
+        mapped = httpx.ReadError(str(cause))
+    else:
+        return exc
+    mapped.__cause__ = cause
+    return mapped
+
+
+class _Body(httpx.AsyncByteStream):
+    """A response body whose read errors are mapped like the request's (see `_transport_error`)."""
+
+    def __init__(self, inner: httpx.AsyncByteStream) -> None:
+        self.inner = inner
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self.inner:
+                yield chunk
+        except httpx.TransportError as exc:
+            raise _transport_error(exc) from exc.__cause__
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class _TrackedTransport(httpx.AsyncBaseTransport):
+    """aiohttp under httpx, recording each request's endpoint and outcome for the trace and cool-down.
+
+    aiohttp's connection pool, because httpcore's scans every pooled connection's socket on each request:
+    30 % of a batch's CPU at 32 in flight (bench/README.md). The recording is hand-written because neither
+    httpx nor the openai client reports which endpoint of a fallback chain answered; this is the one place
+    that sees every attempt, the client's own retries included.
     """
 
     def __init__(self, endpoint: Endpoint) -> None:
-        self.inner = httpx.AsyncHTTPTransport(limits=CONNECTION_LIMITS)
+        self.inner = AiohttpTransport(limits=CONNECTION_LIMITS)
         self.endpoint = endpoint
 
     def _note(self, why: str | None) -> None:
@@ -132,14 +173,14 @@ class _TrackedTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:
             response = await self.inner.handle_async_request(request)
-        except httpx.TimeoutException:
-            self._note("timed out")
-            raise
-        except httpx.TransportError as exc:
-            self._note(f"connection failed ({type(exc).__name__})")
-            raise
+        except httpx.TransportError as raw:
+            exc = _transport_error(raw)
+            timed_out = isinstance(exc, httpx.TimeoutException)
+            self._note("timed out" if timed_out else f"connection failed ({type(exc).__name__})")
+            raise exc from raw.__cause__
         code = response.status_code
         self._note(f"HTTP {code}" if code >= 500 or code in _ENDPOINT_FAULT_STATUS else None)
+        response.stream = _Body(response.stream)  # type: ignore[arg-type]
         return response
 
     async def aclose(self) -> None:
@@ -169,6 +210,23 @@ def track_call(settings: Settings) -> Iterator[CallRecord]:
         CALL.reset(token)
 
 
+class VllmChat(ChatOpenAI):
+    """ChatOpenAI that hands the openai SDK its messages and tools already shaped as JSON.
+
+    The SDK walks every request body against its TypedDicts (`_transform`: key aliases, dates, files). A
+    chat payload from LangChain has none of those, and the walk over the conversation and the tool
+    schemas was 13 % of a batch's CPU (py-spy, bench/README.md). `extra_body` is sent untouched, and the
+    SDK merges it over the (now empty) transformed fields.
+    """
+
+    def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict:
+        payload = super()._get_request_payload(input_, stop=stop, **kwargs)
+        shaped = {k: payload.pop(k) for k in ("messages", "tools") if k in payload}
+        payload["messages"] = []
+        payload["extra_body"] = {**(payload.get("extra_body") or {}), **shaped}
+        return payload
+
+
 class ModelNotFoundError(RuntimeError):
     """The endpoint serves no model, or not the one asked for."""
 
@@ -193,10 +251,10 @@ def cached_chat_model(
 
 
 def _endpoint_model(settings: Settings, ep: Endpoint, model: str, temperature: float, max_tokens: int,
-                    streaming: bool) -> ChatOpenAI:
+                    streaming: bool) -> VllmChat:
     client = httpx.AsyncClient(timeout=settings.agent_request_timeout, transport=_TrackedTransport(ep),
                                event_hooks={"request": [_tally_request]})
-    return ChatOpenAI(
+    return VllmChat(
         model=ep.model or model,
         base_url=ep.base_url,
         api_key=ep.api_key,  # only ever sent to its own endpoint
