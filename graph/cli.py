@@ -227,7 +227,7 @@ async def _run(settings: Settings, question: str, thread_id: str | None, as_json
     name = await pick_model(settings)
     thread_id = thread_id or new_thread_id()
     printer = TurnPrinter(stream_answer=stream and not as_json, verbose=verbose)
-    async with open_checkpointer(settings.agent_checkpoint_db) as saver:
+    async with open_checkpointer(settings, error=CliError) as saver:
         graph = build_graph(settings=settings, checkpointer=saver)
         result = await ask(settings, graph, question, thread_id, model=name, stream=stream, printer=printer)
     if as_json:
@@ -267,7 +267,7 @@ def _repl(settings: Settings, thread_id: str | None, stream: bool) -> None:
     # One event loop for the whole session: Ctrl-C cancels only the running turn (asyncio.Runner).
     with asyncio.Runner() as runner:
         name = runner.run(pick_model(settings))
-        saver = runner.run(stack.enter_async_context(open_checkpointer(settings.agent_checkpoint_db)))
+        saver = runner.run(stack.enter_async_context(open_checkpointer(settings, error=CliError)))
         graph = build_graph(settings=settings, checkpointer=saver)
         click.secho(f"Work Agent · {name} · thread {thread_id}\n{REPL_HELP}", err=True, dim=True)
         try:

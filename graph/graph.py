@@ -32,10 +32,14 @@ def recursion_limit(max_steps: int) -> int:
     return 3 * max_steps + 10
 
 
-def wants_tools(state: State) -> Literal["call_tool", "answer"]:
-    """After `plan`: run the tools it asked for, or finish."""
+def wants_tools(state: State) -> Literal["call_tool", "__end__"]:
+    """After `plan`: run the tools it asked for, or end: its reply is the answer.
+
+    `answer` is only needed after a stop (step budget, repeated failure); skipping it otherwise saves a
+    superstep, a checkpoint write and its events on every turn.
+    """
     last = state.messages[-1]
-    return "call_tool" if isinstance(last, AIMessage) and last.tool_calls else "answer"
+    return "call_tool" if isinstance(last, AIMessage) and last.tool_calls else END
 
 
 def build_graph(

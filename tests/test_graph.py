@@ -21,7 +21,7 @@ async def ask(question: str, *, thread: str = "t1", stream: bool = True, max_ste
               tools=TOOLS, events: list | None = None):
     settings = get_settings()
     steps = max_steps or settings.agent_max_steps
-    async with open_checkpointer(settings.agent_checkpoint_db) as saver:
+    async with open_checkpointer(settings) as saver:
         graph = build_graph(settings=settings, tools=tools, checkpointer=saver)
         return await run_turn(
             graph, question, thread_id=thread, context=Context(stream=stream, max_steps=steps),
@@ -229,6 +229,7 @@ def test_graph_shape_has_the_four_named_nodes():
     drawn = graph.get_graph()
     assert set(drawn.nodes) == {"__start__", "plan", "call_tool", "observe", "answer", "__end__"}
     edges = {(e.source, e.target) for e in drawn.edges}
-    assert {("__start__", "plan"), ("plan", "call_tool"), ("plan", "answer"), ("call_tool", "observe"),
+    assert {("__start__", "plan"), ("plan", "call_tool"), ("plan", "__end__"), ("call_tool", "observe"),
             ("observe", "plan"), ("observe", "answer"), ("answer", "__end__")} <= edges
+    assert ("plan", "answer") not in edges  # a plain reply is the answer; `answer` only runs after a stop
     assert json.dumps(graph.get_input_jsonschema())  # Studio can render the input form

@@ -12,7 +12,7 @@ from graph.threads import load_turns, rewind
 
 async def test_load_rewind_and_continue(vllm):
     settings = get_settings()
-    async with open_checkpointer(settings.agent_checkpoint_db) as saver:
+    async with open_checkpointer(settings) as saver:
         graph = build_graph(settings=settings, checkpointer=saver)
 
         async def ask(q: str) -> None:

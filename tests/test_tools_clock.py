@@ -93,3 +93,20 @@ async def test_tool_defaults_to_utc() -> None:
 async def test_tool_raises_tool_error_for_unknown_zone() -> None:
     with pytest.raises(ToolError, match="unknown timezone 'Beijing'"):
         await get_current_time.ainvoke({"timezone": "Beijing"})
+
+
+async def test_a_zone_in_memory_is_answered_on_the_event_loop(monkeypatch):
+    import asyncio
+
+    hops: list[object] = []
+    real = asyncio.to_thread
+
+    async def counting(func, *args, **kwargs):
+        hops.append(func)
+        return await real(func, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", counting)
+    first = await get_current_time.ainvoke({"timezone": "Pacific/Auckland"})
+    second = await get_current_time.ainvoke({"timezone": "Pacific/Auckland"})
+    assert "Pacific/Auckland" in first and "Pacific/Auckland" in second
+    assert len(hops) <= 1  # only the first use may read the zone file in a thread

@@ -10,8 +10,11 @@ from typing import Any
 
 import click
 import gradio as gr
+from starlette.routing import Route
 
 from configs.settings import ConfigError, Settings, load_settings
+from graph.logs import setup_logging
+from graph.metrics import metrics_asgi_app
 from tools import TOOLS
 from ui.api import register_api
 from ui.backend import Backend, Session
@@ -148,19 +151,21 @@ def endpoint(settings: Settings, demo: bool) -> Iterator[tuple[Settings, str | N
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 = your network).")
 @click.option("--port", default=7860, show_default=True, type=int, help="Port to serve on.")
-@click.option("--base-url", help="OpenAI-compatible endpoint (default OPENAI_API_BASE).")
+@click.option("--base-url", multiple=True,
+              help="OpenAI-compatible endpoint (default OPENAI_API_BASE); repeat it for failover, tried in order.")
 @click.option("--model", "-m", help="Served model name (default AGENT_MODEL, else the server's first).")
 @click.option("--auth", help="Require a login, user:password (default UI_AUTH).")
 @click.option("--share", is_flag=True, help="Also serve through a public gradio.live link (off by default).")
 @click.option("--demo", is_flag=True, help="Run the scripted vLLM-compatible demo model in-process (no GPU).")
-def main(host: str, port: int, base_url: str | None, model: str | None, auth: str | None, share: bool,
+def main(host: str, port: int, base_url: tuple[str, ...], model: str | None, auth: str | None, share: bool,
          demo: bool) -> None:
-    """Serve the Work Agent web UI."""
+    """Serve the Work Agent web UI (and its Prometheus metrics at /metrics)."""
     try:
-        settings = load_settings(openai_api_base=base_url, agent_model=model, ui_auth=auth)
+        settings = load_settings(openai_api_base=",".join(base_url) or None, agent_model=model, ui_auth=auth)
     except ConfigError as err:
         click.secho(f"Error: {err}", err=True, fg="red")
         sys.exit(2)
+    setup_logging(settings)
     credentials = settings.ui_credentials()
     if not is_loopback(host) and not credentials:
         click.secho(f"WARNING: serving on {host}:{port} WITHOUT a login: anyone who can reach this machine can "
@@ -172,8 +177,10 @@ def main(host: str, port: int, base_url: str | None, model: str | None, auth: st
         app.queue(default_concurrency_limit=settings.ui_concurrency_limit)
         click.secho(f"Work Agent UI on http://{host}:{port} · model server {serve_settings.openai_api_base}",
                     err=True)
+        # Prometheus scrapes /metrics on the UI's own server, outside Gradio's login (no user data in it).
+        metrics_route = Route("/metrics", metrics_asgi_app(), include_in_schema=False)
         app.launch(server_name=host, server_port=port, share=share, auth=credentials or None, css=CSS,
-                   footer_links=["api"], show_error=True)
+                   footer_links=["api"], show_error=True, app_kwargs={"routes": [metrics_route]})
 
 
 if __name__ == "__main__":

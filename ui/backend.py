@@ -10,7 +10,7 @@ from typing import Any
 from configs.settings import ConfigError, Settings
 from graph.checkpoint import open_checkpointer
 from graph.graph import build_graph
-from ui.store import ConversationStore
+from ui.store import ConversationList, ConversationStore, PostgresConversationStore
 
 
 @dataclass
@@ -36,20 +36,22 @@ class Backend:
     def __init__(self, settings: Settings, *, demo_label: str | None = None) -> None:
         self.settings = settings
         self.demo_label = demo_label
-        self.store: ConversationStore | None = None
+        self.store: ConversationList | None = None
         self._saver: Any = None
         self._graphs: dict[str, Any] = {}
         self._stack = AsyncExitStack()
         self._lock = asyncio.Lock()
 
-    async def ready(self) -> ConversationStore:
-        """Open the checkpoint file (WAL) and the conversation table on first use."""
+    async def ready(self) -> ConversationList:
+        """Open the checkpointer and the conversation table on first use: in the SQLite file (WAL), or in
+        Postgres when AGENT_CHECKPOINT_URL is set (replicas then share both)."""
         async with self._lock:
             if self.store is None:
-                self._saver = await self._stack.enter_async_context(
-                    open_checkpointer(self.settings.agent_checkpoint_db)
+                self._saver = await self._stack.enter_async_context(open_checkpointer(self.settings))
+                store: ConversationList = (
+                    PostgresConversationStore(self._saver.conn) if self.settings.agent_checkpoint_url
+                    else ConversationStore(self._saver.conn)
                 )
-                store = ConversationStore(self._saver.conn)
                 await store.setup()
                 self.store = store
         return self.store
@@ -78,5 +80,5 @@ class Backend:
         await self._saver.adelete_thread(thread_id)
 
     async def close(self) -> None:
-        """Close the checkpoint file."""
+        """Close the checkpointer (the SQLite file, or the Postgres pool)."""
         await self._stack.aclose()
