@@ -127,6 +127,7 @@ async def answer(graph: Any, cfg: BatchConfig, q: Question) -> dict[str, Any]:
                 graph, q.question or "", thread_id=f"batch-{uuid.uuid4().hex[:12]}",
                 context=Context(model=cfg.model, stream=False), max_steps=cfg.max_steps,
                 on_event=lambda e: steps.append(e["step"]) if e["type"] == "step" else None,
+                interface="batch",
             )
         result.update(answer=turn.answer, stopped=turn.stopped, error=_stopped_error(turn.stopped, turn.steps, cfg))
     except Exception as exc:  # noqa: BLE001 - every failure of one question becomes its row
@@ -168,8 +169,11 @@ async def _batch_ending(cfg: BatchConfig, exc: Exception) -> BatchStop | None:
     timeout = isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException))
     if timeout or not isinstance(exc, (openai.APIConnectionError, httpx.TransportError)):
         return None
-    try:  # this question's connection failed: is the whole server gone, or was it just this reply?
-        await list_models(cfg.settings)
-    except Exception:  # noqa: BLE001 - any failure to list the models means the server is gone
-        return BatchStop(UNREACHABLE.format(base_url=cfg.settings.openai_api_base), EXIT_ENDPOINT)
-    return None
+    # This question's connection failed: is every endpoint gone, or was it just this reply?
+    for ep in cfg.settings.endpoints():
+        try:
+            await list_models(cfg.settings, endpoint=ep)
+            return None
+        except Exception:  # noqa: BLE001 - any failure to list the models means this endpoint is gone
+            continue
+    return BatchStop(UNREACHABLE.format(base_url=cfg.settings.openai_api_base), EXIT_ENDPOINT)

@@ -37,8 +37,16 @@ class CliError(click.ClickException):
 def endpoint_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Add --base-url and --model (they override OPENAI_API_BASE and AGENT_MODEL)."""
     fn = click.option("--model", "-m", help="Served model name (default: AGENT_MODEL, else the server's first).")(fn)
-    fn = click.option("--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.")(fn)
+    fn = click.option(
+        "--base-url", multiple=True, callback=_join_urls,
+        help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1; repeat it for failover, tried in order.",
+    )(fn)
     return fn
+
+
+def _join_urls(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> str | None:
+    """Several --base-url values become one comma-separated OPENAI_API_BASE (None when not given)."""
+    return ",".join(v.strip() for v in value if v.strip()) or None
 
 
 def agent_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -56,9 +64,13 @@ def agent_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def settings_from(**overrides: Any) -> Settings:
     """Settings from env/.env with command-line overrides; a bad value exits 2 with one line."""
     try:
-        return load_settings(**overrides)
+        settings = load_settings(**overrides)
     except ConfigError as err:
         raise CliError(str(err), EXIT_USAGE) from None
+    from graph.logs import setup_logging
+
+    setup_logging(settings)
+    return settings
 
 
 @contextlib.contextmanager
@@ -339,12 +351,17 @@ def _repl_turn(runner: asyncio.Runner, settings: Settings, graph: Any, line: str
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
 def doctor(base_url: str | None, model: str | None, as_json: bool) -> None:
     """Check the model server: reachable, model served, chat, tool calling, streaming, speed."""
-    from graph.doctor import print_report, run_checks
+    from graph.doctor import print_endpoints, print_report, run_all
 
     settings = settings_from(openai_api_base=base_url, agent_model=model)
-    report = asyncio.run(run_checks(settings))
-    print_report(report, as_json=as_json)
-    sys.exit(0 if report.ok else EXIT_ENDPOINT if report.endpoint_failed else 1)
+    reports = asyncio.run(run_all(settings))
+    if len(reports) == 1:
+        print_report(reports[0], as_json=as_json)
+    else:
+        print_endpoints(reports, as_json=as_json)
+    if all(r.ok for r in reports):
+        sys.exit(0)
+    sys.exit(1 if any(r.ok for r in reports) or not all(r.endpoint_failed for r in reports) else EXIT_ENDPOINT)
 
 
 EXIT_INTERRUPTED = 130
@@ -361,13 +378,15 @@ MAX_LISTED_BAD_ROWS = 10
 @click.option("--resume", is_flag=True, help="Continue OUTPUT: skip the ids that already have a row.")
 @click.option("--timeout", type=click.FloatRange(0, min_open=True), help="Seconds one question may take.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failed row.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535),
+              help="Serve Prometheus metrics on http://127.0.0.1:PORT/metrics while the batch runs.")
 @click.option("--max-steps", type=int, help="Most tool rounds per question (default AGENT_MAX_STEPS).")
 @endpoint_options
 @click.option("--demo", is_flag=True, help="Start a scripted vLLM-compatible demo server in-process and use it.")
 @click.pass_context
 def batch(ctx: click.Context, input_path: str, output: str | None, fmt: str | None, concurrency: int | None,
-          resume: bool, timeout: float | None, fail_fast: bool, max_steps: int | None, base_url: str | None,
-          model: str | None, demo: bool) -> None:
+          resume: bool, timeout: float | None, fail_fast: bool, metrics_port: int | None, max_steps: int | None,
+          base_url: str | None, model: str | None, demo: bool) -> None:
     """Answer every question in INPUT (JSONL, CSV or text; "-" reads stdin), one JSONL row each.
 
     \b
@@ -390,7 +409,7 @@ def batch(ctx: click.Context, input_path: str, output: str | None, fmt: str | No
     todo = [q for q in questions if q.key not in done]
     resume_hint = f"Resume with: {_resume_command(ctx, out)}"
     if todo:
-        with endpoint(demo, base_url, model, max_steps) as settings:
+        with endpoint(demo, base_url, model, max_steps) as settings, _metrics_server(metrics_port):
             try:
                 asyncio.run(_batch(settings, todo, out, concurrency or settings.batch_concurrency,
                                    timeout, fail_fast, resume_hint))
@@ -402,6 +421,25 @@ def batch(ctx: click.Context, input_path: str, output: str | None, fmt: str | No
     else:
         click.secho(f"Nothing to do: every question already has a row in {out}.", err=True, dim=True)
     sys.exit(_print_batch_summary(out, {q.key for q in questions}))
+
+
+@contextlib.contextmanager
+def _metrics_server(port: int | None) -> Iterator[None]:
+    """Serve /metrics on 127.0.0.1:`port` for the duration (nothing when `port` is None)."""
+    if port is None:
+        yield
+        return
+    from graph.metrics import start_metrics_server
+
+    try:
+        server = start_metrics_server(port)
+    except OSError as err:
+        raise CliError(f"--metrics-port {port}: cannot listen ({err.strerror}); pick a free port.", EXIT_USAGE) from None
+    click.secho(f"Prometheus metrics on http://127.0.0.1:{server.port}/metrics", err=True, dim=True)
+    try:
+        yield
+    finally:
+        server.stop()
 
 
 def _resumable_rows(out: Path) -> set[str]:
@@ -434,9 +472,11 @@ def _resume_command(ctx: click.Context, out: Path) -> str:
     prog = "work-agent" if Path(sys.argv[0]).name == "work-agent" else "python -m graph.cli"
     args = ["batch", p["input_path"], "-o", str(out), "--resume"]
     for flag, key in (("--format", "fmt"), ("--concurrency", "concurrency"), ("--timeout", "timeout"),
-                      ("--max-steps", "max_steps"), ("--base-url", "base_url"), ("--model", "model")):
+                      ("--max-steps", "max_steps"), ("--model", "model")):
         if p.get(key) is not None:
             args += [flag, str(p[key])]
+    for url in (p.get("base_url") or "").split(","):
+        args += ["--base-url", url] if url else []
     args += [flag for flag, key in (("--fail-fast", "fail_fast"), ("--demo", "demo")) if p.get(key)]
     stdin = " (with the same input on stdin)" if p["input_path"] == "-" else ""
     return f"{prog} {shlex.join(args)}{stdin}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -10,7 +11,7 @@ from typing import Any, Literal
 import httpx
 
 from configs.profiles import parser_for
-from configs.settings import Settings
+from configs.settings import Endpoint, Settings
 from graph.model import auth_headers
 from graph.recovery import has_tool_markup
 
@@ -75,16 +76,22 @@ def _error_text(resp: httpx.Response) -> str:
     return str(err.get("message", err) if isinstance(err, dict) else err)
 
 
-async def run_checks(settings: Settings, *, quick: bool = False) -> Report:
-    """Run every check against the configured endpoint; later checks are skipped once one blocks them.
+async def run_all(settings: Settings, *, quick: bool = False) -> list[Report]:
+    """Check every configured endpoint at once; one report each, in the configured order."""
+    return list(await asyncio.gather(*(run_checks(settings, quick=quick, endpoint=ep)
+                                       for ep in settings.endpoints())))
+
+
+async def run_checks(settings: Settings, *, quick: bool = False, endpoint: Endpoint | None = None) -> Report:
+    """Run every check against one endpoint (default the first); later checks are skipped once one blocks them.
 
     `quick` skips the streaming and speed check (the web UI's status badge).
     """
-    report = Report(base_url=settings.openai_api_base)
+    ep = endpoint or settings.endpoints()[0]
+    report = Report(base_url=ep.base_url)
     timeout = httpx.Timeout(settings.agent_request_timeout, connect=10.0)
-    async with httpx.AsyncClient(base_url=settings.openai_api_base, headers=auth_headers(settings),
-                                 timeout=timeout) as client:
-        model = await _check_models(client, settings, report)
+    async with httpx.AsyncClient(base_url=ep.base_url, headers=auth_headers(ep), timeout=timeout) as client:
+        model = await _check_models(client, ep, ep.model or settings.agent_model, report)
         if model is None:
             for name in ("chat", "tool calling", "streaming"):
                 report.add(name, "skip", "needs a reachable endpoint and a served model")
@@ -97,11 +104,11 @@ async def run_checks(settings: Settings, *, quick: bool = False) -> Report:
     return report
 
 
-async def _check_models(client: httpx.AsyncClient, settings: Settings, report: Report) -> str | None:
+async def _check_models(client: httpx.AsyncClient, ep: Endpoint, wanted: str | None, report: Report) -> str | None:
     try:
         resp = await client.get("/models")
     except httpx.HTTPError as exc:
-        report.add("endpoint", "fail", f"cannot connect to {settings.openai_api_base} ({type(exc).__name__})",
+        report.add("endpoint", "fail", f"cannot connect to {ep.base_url} ({type(exc).__name__})",
                    "start the server with ./run_vllm.sh, or set OPENAI_API_BASE / --base-url")
         return None
     if resp.status_code == 401:
@@ -114,7 +121,6 @@ async def _check_models(client: httpx.AsyncClient, settings: Settings, report: R
         return None
     served = [card["id"] for card in resp.json().get("data", [])]
     report.add("endpoint", "ok", f"reachable; serves {', '.join(served) or 'nothing'}")
-    wanted = settings.agent_model
     if not served:
         report.add("model served", "fail", "the server lists no models", "check the vLLM log")
         return None
@@ -243,4 +249,31 @@ def print_report(report: Report, *, as_json: bool = False) -> None:
     console.print(table)
     verdict = "[green]The agent can work with this endpoint.[/]" if report.ok else \
         "[red]The agent cannot work with this endpoint yet: see 'what to do'.[/]"
+    console.print(verdict)
+
+
+def print_endpoints(reports: list[Report], *, as_json: bool = False) -> None:
+    """Print one row per endpoint (several endpoints configured): verdict, model, speed, first problem."""
+    if as_json:
+        print(json.dumps({"ok": any(r.ok for r in reports), "endpoints": [{"ok": r.ok, **asdict(r)} for r in reports]},
+                         ensure_ascii=False, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="work-agent doctor · endpoints in failover order", title_justify="left")
+    for column in ("#", "endpoint", "result", "model", "time to first token", "details", "what to do"):
+        table.add_column(column)
+    for i, r in enumerate(reports, 1):
+        problem = next((c for c in r.checks if c.status in ("fail", "warn")), None)
+        mark = "[green]✓ ok[/]" if r.ok and problem is None else "[yellow]! warn[/]" if r.ok else "[red]✗ fail[/]"
+        detail = f"{problem.name}: {problem.detail}" if problem else "chat, tool calling and streaming work"
+        ttft = f"{r.ttft_ms:.0f} ms" if r.ttft_ms is not None else "-"
+        table.add_row(str(i), r.base_url, mark, r.model or "-", ttft, detail, problem.fix if problem else "")
+    console = Console(soft_wrap=False)
+    console.print(table)
+    working = sum(r.ok for r in reports)
+    verdict = (f"[green]All {len(reports)} endpoints work.[/]" if working == len(reports) else
+               f"[yellow]{working} of {len(reports)} endpoints work; the agent fails over to them.[/]" if working else
+               "[red]No endpoint works yet: see 'what to do'.[/]")
     console.print(verdict)

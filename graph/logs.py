@@ -185,6 +185,8 @@ def _ms(value: float | None) -> float | None:
 
 def log_step(step: Step, *, thread_id: str, interface: str) -> None:
     """Log one INFO line for a trace record (redacted by the handler `setup_logging` installed)."""
+    if not log.isEnabledFor(logging.INFO):
+        return  # the default level: skip building the fields on every step of a batch
     what = step.model if step.kind == "model" else step.name
     log.info("%s %s %s in %.0f ms", step.kind, what or "?", step.status, step.duration_ms,
              extra={"thread_id": thread_id, "interface": interface, **step_fields(step)})

@@ -14,7 +14,9 @@ from langgraph.errors import GraphRecursionError
 
 from configs.prompts import OUT_OF_STEPS_FALLBACK
 from graph.context import Context
+from graph import metrics
 from graph.graph import recursion_limit
+from graph.logs import log_step
 from graph.nodes import stop_reason
 from graph.trace import Step, usage_of
 
@@ -66,14 +68,34 @@ async def run_turn(
     context: Context,
     max_steps: int,
     on_event: Callable[[Event], None] = lambda event: None,
+    interface: str = "cli",
 ) -> TurnResult:
     """Ask `question` on `thread_id`; call `on_event` for tokens, tool starts/ends and trace records.
 
     Model-server failures propagate as their original exceptions (map them with `graph.errors.explain`).
     On cancellation the partial answer is saved to the thread, marked stopped, before re-raising.
+    Every trace record is logged and counted in the Prometheus metrics under `interface`.
     """
-    config = {"configurable": {"thread_id": thread_id}, "recursion_limit": recursion_limit(max_steps)}
+    metrics.record_question(interface)
+    status = "error"
     result = TurnResult(answer="", thread_id=thread_id)
+    try:
+        await _run(graph, question, thread_id, context, max_steps, on_event, result)
+        status = "stopped" if result.stopped else "ok"
+        return result
+    except asyncio.CancelledError:
+        status = "stopped"
+        raise
+    finally:
+        metrics.record_turn(result.steps, interface=interface, status=status)
+        for step in result.steps:
+            log_step(step, thread_id=thread_id, interface=interface)
+
+
+async def _run(graph: Any, question: str, thread_id: str, context: Context, max_steps: int,
+               on_event: Callable[[Event], None], result: TurnResult) -> None:
+    """Stream the turn into `result`."""
+    config = {"configurable": {"thread_id": thread_id}, "recursion_limit": recursion_limit(max_steps)}
     question_msg = HumanMessage(question)
     turn_messages: list[Any] = [question_msg]  # this turn's messages, to tell why it stopped
     partial: list[str] = []
@@ -107,7 +129,6 @@ async def run_turn(
     result.latency_ms = (time.perf_counter() - started) * 1000
     if result.stopped is None and any(s.node == "answer" for s in result.steps):
         result.stopped = stop_reason(turn_messages, max_steps) or "max_steps"
-    return result
 
 
 async def save_stopped(graph: Any, config: dict[str, Any], partial: str) -> None:

@@ -112,3 +112,25 @@ async def test_each_endpoint_gets_only_its_own_key():
         assert len(first.requests) == 1 and len(second.requests) == 2
         trace = json.dumps(result.as_json())
         assert not any(k in trace for k in keys)
+
+
+def test_doctor_checks_every_endpoint_one_row_each(vllm):
+    from tests.conftest import run_cli
+
+    down = free_port()
+    proc = run_cli("doctor", "--base-url", vllm.base_url, "--base-url", f"http://127.0.0.1:{down}/v1", "--json")
+    assert proc.returncode == 1, proc.stderr  # one endpoint works: degraded, not unreachable
+    report = json.loads(proc.stdout)
+    assert report["ok"] is True
+    first, second = report["endpoints"]
+    assert first["base_url"] == vllm.base_url and first["ok"] and first["model"] == MODEL
+    assert second["base_url"] == f"http://127.0.0.1:{down}/v1" and not second["ok"]
+    assert second["checks"][0]["status"] == "fail" and "cannot connect" in second["checks"][0]["detail"]
+
+    table = run_cli("doctor", "--base-url", vllm.base_url, "--base-url", f"http://127.0.0.1:{down}/v1",
+                    env={"COLUMNS": "250"})
+    assert "1 of 2 endpoints work" in table.stdout and f"127.0.0.1:{down}" in table.stdout
+    both_down = run_cli("doctor", "--base-url", f"http://127.0.0.1:{down}/v1",
+                        "--base-url", f"http://127.0.0.1:{free_port()}/v1")
+    assert both_down.returncode == 3 and "No endpoint works" in both_down.stdout
+    assert "Traceback" not in table.stderr + both_down.stderr

@@ -177,7 +177,8 @@ class Handlers:
         session.running = True
         events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         task = asyncio.create_task(run_turn(graph, question, thread_id=session.thread_id, context=ctx,
-                                            max_steps=steps_budget, on_event=events.put_nowait))
+                                            max_steps=steps_budget, on_event=events.put_nowait,
+                                            interface="ui"))
         waiter: asyncio.Future[Any] | None = None
         try:
             while not task.done():
