@@ -380,12 +380,16 @@ MAX_LISTED_BAD_ROWS = 10
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failed row.")
 @click.option("--metrics-port", type=click.IntRange(0, 65535),
               help="Serve Prometheus metrics on http://127.0.0.1:PORT/metrics while the batch runs.")
+@click.option("--metrics-file", type=click.Path(dir_okay=False),
+              help="Write the final Prometheus metrics to this file when the batch ends "
+                   "(node_exporter's textfile format, for batch jobs that end between scrapes).")
 @click.option("--max-steps", type=int, help="Most tool rounds per question (default AGENT_MAX_STEPS).")
 @endpoint_options
 @click.option("--demo", is_flag=True, help="Start a scripted vLLM-compatible demo server in-process and use it.")
 @click.pass_context
 def batch(ctx: click.Context, input_path: str, output: str | None, fmt: str | None, concurrency: int | None,
-          resume: bool, timeout: float | None, fail_fast: bool, metrics_port: int | None, max_steps: int | None,
+          resume: bool, timeout: float | None, fail_fast: bool, metrics_port: int | None,
+          metrics_file: str | None, max_steps: int | None,
           base_url: str | None, model: str | None, demo: bool) -> None:
     """Answer every question in INPUT (JSONL, CSV or text; "-" reads stdin), one JSONL row each.
 
@@ -409,7 +413,7 @@ def batch(ctx: click.Context, input_path: str, output: str | None, fmt: str | No
     todo = [q for q in questions if q.key not in done]
     resume_hint = f"Resume with: {_resume_command(ctx, out)}"
     if todo:
-        with endpoint(demo, base_url, model, max_steps) as settings, _metrics_server(metrics_port):
+        with endpoint(demo, base_url, model, max_steps) as settings, _metrics_server(metrics_port, metrics_file):
             try:
                 asyncio.run(_batch(settings, todo, out, concurrency or settings.batch_concurrency,
                                    timeout, fail_fast, resume_hint))
@@ -424,22 +428,28 @@ def batch(ctx: click.Context, input_path: str, output: str | None, fmt: str | No
 
 
 @contextlib.contextmanager
-def _metrics_server(port: int | None) -> Iterator[None]:
-    """Serve /metrics on 127.0.0.1:`port` for the duration (nothing when `port` is None)."""
-    if port is None:
-        yield
-        return
-    from graph.metrics import start_metrics_server
+def _metrics_server(port: int | None, path: str | None) -> Iterator[None]:
+    """Serve /metrics on 127.0.0.1:`port` for the duration, and write the final values to `path`."""
+    from graph.metrics import start_metrics_server, write_metrics_file
 
-    try:
-        server = start_metrics_server(port)
-    except OSError as err:
-        raise CliError(f"--metrics-port {port}: cannot listen ({err.strerror}); pick a free port.", EXIT_USAGE) from None
-    click.secho(f"Prometheus metrics on http://127.0.0.1:{server.port}/metrics", err=True, dim=True)
+    server = None
+    if port is not None:
+        try:
+            server = start_metrics_server(port)
+        except OSError as err:
+            raise CliError(f"--metrics-port {port}: cannot listen ({err.strerror}); pick a free port.",
+                           EXIT_USAGE) from None
+        click.secho(f"Prometheus metrics on http://127.0.0.1:{server.port}/metrics", err=True, dim=True)
     try:
         yield
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()
+        if path:
+            try:
+                write_metrics_file(path)
+            except OSError as err:
+                click.secho(f"Could not write --metrics-file {path}: {err.strerror}.", err=True, fg="yellow")
 
 
 def _resumable_rows(out: Path) -> set[str]:

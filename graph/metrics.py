@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import (
+    write_to_textfile,
     REGISTRY, Counter, Histogram, disable_created_metrics, make_asgi_app, start_http_server,
 )
 
@@ -199,3 +200,8 @@ def start_metrics_server(port: int, host: str = "127.0.0.1") -> MetricsServer:
     """Serve /metrics on host:port in a daemon thread (port 0 picks a free one)."""
     server, thread = start_http_server(port, addr=host, registry=REGISTRY)
     return MetricsServer(server, thread)
+
+
+def write_metrics_file(path: str) -> None:
+    """Write every metric to `path` atomically, in the format node_exporter's textfile collector reads."""
+    write_to_textfile(path, REGISTRY)

@@ -92,6 +92,7 @@ class CallRecord:
 
     cooling: list[str] = field(default_factory=list)  # "host:port: cooling down after ..."
     attempts: list[tuple[str, str | None]] = field(default_factory=list)  # (label, why it failed | None)
+    routed: list[str] = field(default_factory=list)  # upstreams a router tried before the one that answered
 
     @property
     def endpoint(self) -> str | None:
@@ -105,7 +106,7 @@ class CallRecord:
         for label, why in self.attempts:
             if why is not None and label != self.endpoint:
                 failed[label] = why
-        return [*(f"{label}: {why}" for label, why in failed.items()), *self.cooling]
+        return [*(f"{label}: {why}" for label, why in failed.items()), *self.routed, *self.cooling]
 
 
 CALL: ContextVar[CallRecord | None] = ContextVar("model_call_record", default=None)
@@ -180,11 +181,25 @@ class _TrackedTransport(httpx.AsyncBaseTransport):
             raise exc from raw.__cause__
         code = response.status_code
         self._note(f"HTTP {code}" if code >= 500 or code in _ENDPOINT_FAULT_STATUS else None)
+        if (record := CALL.get()) is not None and code < 400:
+            record.routed = router_retries(response.headers, self.endpoint.label)
         response.stream = _Body(response.stream)  # type: ignore[arg-type]
         return response
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+def router_retries(headers: httpx.Headers, label: str) -> list[str]:
+    """The upstreams a router in front of the replicas tried and passed over, from its response headers.
+
+    deploy/nginx.conf adds `X-Upstream-Addr` and `X-Upstream-Status` (nginx's `$upstream_addr` and
+    `$upstream_status`, e.g. "10.0.0.1:8000, 10.0.0.2:8000" and "502, 200") so a failover behind the router
+    shows in the trace and the metrics like one the agent made itself.
+    """
+    addrs = [a.strip() for a in headers.get("x-upstream-addr", "").replace(" : ", ",").split(",") if a.strip()]
+    codes = [c.strip() for c in headers.get("x-upstream-status", "").replace(" : ", ",").split(",") if c.strip()]
+    return [f"{addr}: HTTP {code} (behind the router at {label})" for addr, code in zip(addrs[:-1], codes)]
 
 
 def ordered_endpoints(settings: Settings) -> tuple[list[Endpoint], list[str]]:
