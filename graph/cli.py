@@ -227,7 +227,9 @@ def run(question: str, demo: bool, thread_id: str | None, max_steps: int | None,
     if not question.strip():
         raise CliError("The question is empty: pass it as an argument, or '-' to read stdin.", EXIT_USAGE)
     with endpoint(demo, base_url, model, max_steps) as settings:
-        asyncio.run(_run(settings, question.strip(), thread_id, as_json, not no_stream, verbose))
+        from graph.model import closing_models
+
+        asyncio.run(closing_models(_run(settings, question.strip(), thread_id, as_json, not no_stream, verbose)))
 
 
 async def _run(settings: Settings, question: str, thread_id: str | None, as_json: bool, stream: bool,
@@ -309,6 +311,9 @@ def _repl(settings: Settings, thread_id: str | None, stream: bool) -> None:
                     _repl_turn(runner, settings, graph, line, thread_id, name, stream)
         finally:
             runner.run(stack.aclose())
+            from graph.model import aclose_models
+
+            runner.run(aclose_models())
             history()
 
 
@@ -415,8 +420,10 @@ def batch(ctx: click.Context, input_path: str, output: str | None, fmt: str | No
     if todo:
         with endpoint(demo, base_url, model, max_steps) as settings, _metrics_server(metrics_port, metrics_file):
             try:
-                asyncio.run(_batch(settings, todo, out, concurrency or settings.batch_concurrency,
-                                   timeout, fail_fast, resume_hint))
+                from graph.model import closing_models
+
+                asyncio.run(closing_models(_batch(settings, todo, out, concurrency or settings.batch_concurrency,
+                                                  timeout, fail_fast, resume_hint)))
             except KeyboardInterrupt:
                 have = len(_rows_for(out, {q.key for q in questions}))
                 click.secho(f"\nInterrupted: {have} of {_count(len(questions), 'question')} have a row in {out}. "

@@ -71,7 +71,13 @@ class Redactor(logging.Filter):
         return self.redact(str(value))
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Redact the record in place; never drops it."""
+        """Redact the record in place; drop it only if redaction itself fails (e.g. at interpreter exit)."""
+        try:
+            return self._redact_record(record)
+        except Exception:  # noqa: BLE001 - an unredacted line could leak a key; losing it cannot
+            return False
+
+    def _redact_record(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, dict):
             record.msg = self.scrub(record.msg)
         else:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import httpx
@@ -24,6 +24,7 @@ _MODELS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ..
     weakref.WeakKeyDictionary()
 )
 _RESOLVED: dict[tuple[str, str], str] = {}
+T = TypeVar("T")
 # Enough connections for a busy batch (aiohttp keeps every one it may open alive for reuse).
 CONNECTION_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=256)
 # Errors that are the endpoint's fault, so the next endpoint may answer. A 400/422 (context too long,
@@ -193,7 +194,7 @@ class _TrackedTransport(httpx.AsyncBaseTransport):
 def router_retries(headers: httpx.Headers, label: str) -> list[str]:
     """The upstreams a router in front of the replicas tried and passed over, from its response headers.
 
-    deploy/nginx.conf adds `X-Upstream-Addr` and `X-Upstream-Status` (nginx's `$upstream_addr` and
+    deploy/nginx/router.conf adds `X-Upstream-Addr` and `X-Upstream-Status` (nginx's `$upstream_addr` and
     `$upstream_status`, e.g. "10.0.0.1:8000, 10.0.0.2:8000" and "502, 200") so a failover behind the router
     shows in the trace and the metrics like one the agent made itself.
     """
@@ -313,6 +314,24 @@ def make_chat_model(
         cache[key] = chats[0] if len(chats) == 1 else chats[0].with_fallbacks(
             chats[1:], exceptions_to_handle=FAILOVER_ERRORS)
     return cache[key]
+
+
+async def aclose_models() -> None:
+    """Close the connection pools of the models built on the running loop; call it before the loop ends.
+
+    aiohttp reports a session still open when it is garbage-collected, at exit, on stderr.
+    """
+    cache = _MODELS.pop(asyncio.get_running_loop(), {})
+    clients = {id(c): c for m in cache.values() if (c := getattr(m, "http_async_client", None)) is not None}
+    await asyncio.gather(*(c.aclose() for c in clients.values()), return_exceptions=True)
+
+
+async def closing_models(work: Awaitable[T]) -> T:
+    """Await `work`, then close the models' connection pools (the body of a CLI's `asyncio.run`)."""
+    try:
+        return await work
+    finally:
+        await aclose_models()
 
 
 def auth_headers(endpoint: Endpoint | Settings) -> dict[str, str]:
