@@ -15,6 +15,7 @@ import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import httpx
 from openai import AsyncOpenAI
 
 # The same request payload as the agent's (system prompt and the three tool schemas), so both clients put
@@ -39,7 +40,6 @@ def cpu() -> float:
 async def ask(client: AsyncOpenAI, model: str, q: str, stream: bool, probe: list[float]) -> str:
     messages: list[dict] = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": q}]
     for _ in range(4):
-        sent = time.time()
         if stream:
             calls: dict[int, dict] = {}
             text = []
@@ -60,7 +60,7 @@ async def ask(client: AsyncOpenAI, model: str, q: str, stream: bool, probe: list
                         if tc.function and tc.function.arguments:
                             c["arguments"] += tc.function.arguments
             if first and not calls:
-                probe.append(first - sent)
+                probe.append(first - SENT[-1])  # from the request leaving httpx, as for the agent
             tool_calls = [{"id": c["id"], "type": "function",
                            "function": {"name": c["name"], "arguments": c["arguments"] or "{}"}} for c in calls.values()]
             content = "".join(text)
@@ -79,6 +79,20 @@ async def ask(client: AsyncOpenAI, model: str, q: str, stream: bool, probe: list
     return content
 
 
+SENT: list[float] = []
+
+
+def note_sends() -> None:
+    """Note when each request leaves httpx (the streaming probe), at the same point as bench/agent_child.py."""
+    original = httpx.AsyncClient.send
+
+    async def send(self, request, **kwargs):
+        SENT.append(time.time())
+        return await original(self, request, **kwargs)
+
+    httpx.AsyncClient.send = send
+
+
 async def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--base-url", required=True)
@@ -88,6 +102,8 @@ async def main() -> None:
     p.add_argument("--stream", action="store_true")
     args = p.parse_args()
     questions = [json.loads(line)["question"] for line in open(args.input, encoding="utf-8")]
+    if args.stream:
+        note_sends()
     client = AsyncOpenAI(base_url=args.base_url, api_key="EMPTY", max_retries=2)
     sem = asyncio.Semaphore(args.concurrency)
     probe: list[float] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import sys
@@ -13,6 +14,8 @@ import gradio as gr
 from starlette.routing import Route
 
 from configs.settings import ConfigError, Settings, load_settings
+from graph.checkpoint import open_checkpointer
+from graph.errors import AgentError
 from graph.logs import setup_logging
 from graph.metrics import metrics_asgi_app
 from tools import TOOLS
@@ -148,6 +151,12 @@ def endpoint(settings: Settings, demo: bool) -> Iterator[tuple[Settings, str | N
         yield demo_settings, "demo model (scripted, no GPU): answers are canned, tools are real"
 
 
+async def _check_threads(settings: Settings) -> None:
+    """Open and close the checkpointer once (creates its tables; raises AgentError when it cannot)."""
+    async with open_checkpointer(settings):
+        pass
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 = your network).")
 @click.option("--port", default=7860, show_default=True, type=int, help="Port to serve on.")
@@ -172,6 +181,11 @@ def main(host: str, port: int, base_url: tuple[str, ...], model: str | None, aut
                     "use your model server and read every conversation. Pass --auth user:password "
                     "(or set UI_AUTH).", err=True, fg="red", bold=True)
     with endpoint(settings, demo) as (serve_settings, label):
+        try:  # a thread store that cannot be opened stops the UI now, with one line, not at the first question
+            asyncio.run(_check_threads(serve_settings))
+        except AgentError as err:
+            click.secho(f"Error: {err}", err=True, fg="red")
+            sys.exit(err.exit_code)
         backend = Backend(serve_settings, demo_label=label)
         app = build_app(backend)
         app.queue(default_concurrency_limit=settings.ui_concurrency_limit)

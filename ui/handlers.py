@@ -13,7 +13,7 @@ import gradio as gr
 
 from configs.settings import ConfigError
 from graph.context import Context
-from graph.errors import explain
+from graph.errors import AgentError, explain
 from graph.model import list_models, resolve_model_name
 from graph.runner import new_thread_id, run_turn
 from graph.threads import Turn, load_turns, rewind
@@ -151,7 +151,10 @@ class Handlers:
             yield (gr.skip(),) * 4 + SKIP_TRACE
             return
         who = owner_of(owner, request)
-        store = await self.backend.ready()
+        try:
+            store = await self.backend.ready()
+        except AgentError as err:  # the thread store went away after start-up
+            raise gr.Error(str(err)) from None
         session.thread_id = session.thread_id or new_thread_id()
         steps_budget = int(max_steps)
         try:
