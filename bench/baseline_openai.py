@@ -15,7 +15,6 @@ import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-import httpx
 from openai import AsyncOpenAI
 
 # The same request payload as the agent's (system prompt and the three tool schemas), so both clients put
@@ -84,13 +83,16 @@ SENT: list[float] = []
 
 def note_sends() -> None:
     """Note when each request leaves httpx (the streaming probe), at the same point as bench/agent_child.py."""
-    original = httpx.AsyncClient.send
+    from openai._base_client import AsyncHttpxClientWrapper
+
+    cls = next(c for c in AsyncHttpxClientWrapper.__mro__ if c.__name__ == "AsyncClient")  # httpx (or httpx2)
+    original = cls.send
 
     async def send(self, request, **kwargs):
         SENT.append(time.time())
         return await original(self, request, **kwargs)
 
-    httpx.AsyncClient.send = send
+    cls.send = send
 
 
 async def main() -> None:
