@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -17,6 +18,7 @@ EXISTS = "{path} already exists; pass --resume to continue it, or -o to write so
 SAME_AS_INPUT = "the output {path} is the input file; pass -o with another name."
 NOT_A_ROW = "line {line} of {path} is not a batch row ({why}); fix or remove that line, then run again."
 CANNOT_WRITE = "cannot write {path}: {why}."
+WRITE_FAILED = "cannot write {path}: {why}; the {count} rows written before are kept."
 NO_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
 
 
@@ -114,7 +116,8 @@ class RowWriter:
         created = not path.exists()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(path, "ab")  # noqa: SIM115 - closed in close()
+            # Unbuffered: a failed append (disk full) leaves nothing queued for close() to retry.
+            self._file = open(path, "ab", buffering=0)  # noqa: SIM115 - closed in close()
         except OSError as err:
             raise BatchInputError(CANNOT_WRITE.format(path=path, why=err.strerror or err)) from None
         if created:
@@ -132,9 +135,18 @@ class RowWriter:
         self._pool.submit(self._append, _encode(row)).result()
 
     def _append(self, data: bytes) -> None:
-        self._file.write(data)
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        fd = self._file.fileno()
+        start = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[self._file.write(view) :]
+            os.fsync(fd)
+        except OSError as err:  # ENOSPC, EFBIG, EIO: cut the partial row, keep every complete one
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)
+            raise BatchInputError(WRITE_FAILED.format(path=self.path, why=err.strerror or err,
+                                                      count=self.count)) from None
         self.count += 1
 
     def close(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import threading
 import time
 from collections import deque
@@ -34,6 +35,10 @@ from graph.demo_protocol import (
 )
 
 SUPPORTED_PARSERS = (None, "hermes", "qwen3_json")  # qwen3_json is vLLM's alias of hermes
+WEATHER_FAULTS = ("fault-garbage", "fault-hang", "fault-huge", "fault-500")
+"""City names the Open-Meteo stand-in answers badly (so a tool fails in a CLI or batch subprocess too):
+a 200 that is not JSON, no answer until the client gives up, a 10 MB place name, a 500."""
+HUGE_NAME_CHARS = 10 * 1024 * 1024
 _GUARDED_PREFIXES = ("/v1", "/v2", "/inference", "/cohere")
 
 
@@ -68,6 +73,9 @@ class Reply:
     body: dict[str, Any] | None = None
     hang: bool = False  # stream the role chunk then never finish (until the client disconnects)
     drop: bool = False  # send the response headers, then close the connection (a server dying mid-reply)
+    headers: dict[str, str] | None = None  # extra response headers of a `status` reply (e.g. Retry-After)
+    drop_after_tokens: int | None = None  # send N tokens (non-streaming: part of the body), then close
+    stall_after_tokens: int | None = None  # stream N tokens, then send nothing more (like `hang`)
 
 
 @dataclass
@@ -104,6 +112,8 @@ class EventStream(Response):
             nonlocal finished
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             async for event in self._events:
+                if event == DROP_CONNECTION:
+                    return  # like a crashed server: no final chunk, uvicorn closes the connection
                 await send({"type": "http.response.body", "body": event.encode(), "more_body": True})
             finished = True
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -130,17 +140,22 @@ class EventStream(Response):
 
 
 class DroppedResponse(Response):
-    """Send the headers, then return without a body: uvicorn closes the connection mid-reply."""
+    """Send the headers (and `partial`), then return mid-body: uvicorn closes the connection mid-reply."""
 
-    def __init__(self, media_type: str) -> None:
+    def __init__(self, media_type: str, partial: bytes = b"") -> None:
         self.status_code = 200
         self.background = None
         self.media_type = media_type
+        self.partial = partial
         self.init_headers()  # no Content-Length: chunked, so the client sees a truncated body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        await send({"type": "http.response.body", "body": b"", "more_body": True})
+        await send({"type": "http.response.body", "body": self.partial, "more_body": True})
+
+
+DROP_CONNECTION = "\x00drop-connection\x00"
+"""Sentinel event: EventStream returns without ending the response, so the connection is closed mid-stream."""
 
 
 class _ApiKeyAuth:
@@ -185,6 +200,7 @@ class FakeVllm:
     def __init__(self, config: DemoConfig) -> None:
         self.config = config
         self.requests: list[dict[str, Any]] = []
+        self.models_listed = 0  # GET /v1/models requests that passed the API key check
         self.disconnects = 0
         self.timings: list[dict[str, float]] = []
         """Per generated reply: arrival, first token and end (time.time()), and completion tokens."""
@@ -199,6 +215,7 @@ class FakeVllm:
             Route("/ping", _health, methods=["GET", "POST"]),
             Route("/version", _version, methods=["GET"]),
             Route("/demo/stats", self._stats, methods=["GET"]),
+            Route("/open-meteo/v1/search", self._geocode, methods=["GET"]),
             Mount("/open-meteo", routes=demo_openmeteo.ROUTES),
         ]
         app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
@@ -218,6 +235,7 @@ class FakeVllm:
             self._queue.clear()
             self._by_question.clear()
             self.requests.clear()
+            self.models_listed = 0
             self.disconnects = 0
             self.timings.clear()
 
@@ -226,6 +244,8 @@ class FakeVllm:
             self.disconnects += 1
 
     async def _models(self, request: Request) -> Response:
+        with self._lock:
+            self.models_listed += 1
         now, cfg = int(time.time()), self.config
         cards = [{
             "id": name, "object": "model", "created": now, "owned_by": "vllm",
@@ -243,6 +263,23 @@ class FakeVllm:
         """Timings of every generated reply (the benchmark reads the server's own busy time here)."""
         with self._lock:
             return JSONResponse({"timings": list(self.timings), "disconnects": self.disconnects})
+
+    async def _geocode(self, request: Request) -> Response:
+        """Open-Meteo geocoding, except for the WEATHER_FAULTS city names."""
+        fault = request.query_params.get("name", "").strip().lower()
+        if fault == "fault-garbage":
+            return Response("<html><body>502 Bad Gateway</body></html>\x00\xff", status_code=200,
+                            media_type="application/json")
+        if fault == "fault-hang":
+            await self._wait_for_disconnect(request, count=False)
+            return Response(status_code=204)
+        if fault == "fault-500":
+            return Response("upstream exploded", status_code=500, media_type="text/plain")
+        if fault == "fault-huge":
+            place = {"id": 1, "name": "Huge" + "x" * HUGE_NAME_CHARS, "latitude": 39.9, "longitude": 116.4,
+                     "country": "Nowhere", "population": 1}
+            return JSONResponse({"results": [place], "generationtime_ms": 0.1})
+        return await demo_openmeteo.search(request)
 
     def _timed(self, arrived: float, first: float, tokens: int) -> None:
         with self._lock:
@@ -267,20 +304,19 @@ class FakeVllm:
         reply = self._next_reply(body, parse)
         if reply.status is not None:
             payload = reply.body or error_body(HTTPStatus(reply.status).phrase, reply.status)
-            return JSONResponse(payload, status_code=reply.status)
+            return JSONResponse(payload, status_code=reply.status, headers=reply.headers)
         if reply.drop:
             return DroppedResponse("text/event-stream" if body.get("stream") else "application/json")
         request_id = request.headers.get("x-request-id") or body.get("request_id") or random_hex16()
         gen = _generate(f"chatcmpl-{request_id}", cfg, body, reply, parse, prompt_tokens, budget)
         if body.get("stream"):
             return EventStream(self._events(gen, reply, body, arrived), self.count_disconnect)
-        if reply.hang:
-            while not self.stopping.is_set():
-                if await request.is_disconnected():
-                    self.count_disconnect()
-                    break
-                await asyncio.sleep(0.02)
+        if reply.hang or reply.stall_after_tokens is not None:
+            await self._wait_for_disconnect(request)
             return Response(status_code=204)
+        if reply.drop_after_tokens is not None:
+            whole = json.dumps(_complete(gen), ensure_ascii=False).encode()
+            return DroppedResponse("application/json", whole[: max(1, len(whole) // 2)])
         if reply.error_after_tokens is not None:
             return JSONResponse(reply.body or error_body(ENGINE_ERROR, 500), status_code=500)
         if cfg.first_token_delay or cfg.token_delay:
@@ -291,6 +327,15 @@ class FakeVllm:
             first = time.time()
         self._timed(arrived, first, gen.completion_tokens)
         return JSONResponse(_complete(gen))
+
+    async def _wait_for_disconnect(self, request: Request, count: bool = True) -> None:
+        """Send nothing until the client gives up (or the server stops)."""
+        while not self.stopping.is_set():
+            if await request.is_disconnected():
+                if count:
+                    self.count_disconnect()
+                break
+            await asyncio.sleep(0.02)
 
     def _next_reply(self, body: dict[str, Any], parse: bool) -> Reply:
         with self._lock:
@@ -324,6 +369,13 @@ class FakeVllm:
         for i, piece in enumerate(pieces):
             if reply.error_after_tokens is not None and i >= reply.error_after_tokens:
                 break
+            if reply.drop_after_tokens is not None and i >= reply.drop_after_tokens:
+                yield DROP_CONNECTION
+                return
+            if reply.stall_after_tokens is not None and i >= reply.stall_after_tokens:
+                while not self.stopping.is_set():
+                    await asyncio.sleep(0.02)
+                return
             if self.config.token_delay:
                 await asyncio.sleep(self.config.token_delay)
             writer.completion_tokens += len(tokenize(piece))

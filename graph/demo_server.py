@@ -60,6 +60,11 @@ class DemoServer:
         return self._fake.requests
 
     @property
+    def models_listed(self) -> int:
+        """GET /v1/models requests received (with a valid key, when one is required)."""
+        return self._fake.models_listed
+
+    @property
     def timings(self) -> list[dict[str, float]]:
         """Per generated reply: arrival, first token and end times (time.time()) and completion tokens."""
         return self._fake.timings
@@ -106,7 +111,7 @@ class DemoServer:
         self._fake.script_for(question, *replies)
 
     def reset(self) -> None:
-        """Clear the reply queues, the recorded requests and the disconnect count."""
+        """Clear the reply queues, the recorded requests and the request and disconnect counts."""
         self._fake.reset()
 
     def start(self) -> DemoServer:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import re
+import sqlite3
 
 import httpx
 import openai
@@ -38,14 +40,32 @@ NO_TOOL_PARSER = (
     "--enable-auto-tool-choice --tool-call-parser {parser} (./run_vllm.sh adds both)."
 )
 CONTEXT_TOO_LONG = (
-    "The conversation no longer fits the model's context window ({detail}). Start a new thread "
-    "(/new in the REPL, or a new --thread), or restart vLLM with a larger --max-model-len."
+    "The conversation no longer fits the model's context window ({detail}). Shorten the question, start "
+    "a new thread (/new in the REPL, a new --thread, or a new conversation in the UI), or restart vLLM with a "
+    "larger --max-model-len."
 )
 MAX_TOKENS_TOO_BIG = (
     "AGENT_MAX_TOKENS={asked} is more than the server's whole context window (max_model_len={limit}). "
     "Lower AGENT_MAX_TOKENS, or restart vLLM with a larger --max-model-len."
 )
 BAD_REQUEST = "The model server rejected the request (400): {detail}"
+DISK_FULL = (
+    "Cannot save the conversation: writing the checkpoint file failed ({detail}); its disk is probably full. "
+    "Free some space, or set AGENT_CHECKPOINT_DB to a file on another disk."
+)
+CHECKPOINT_DAMAGED = (
+    "The checkpoint file (AGENT_CHECKPOINT_DB) is not a SQLite database or is damaged ({detail}); it was left as "
+    "it is. Move it aside, or set AGENT_CHECKPOINT_DB to another file."
+)
+CANNOT_WRITE_FILE = (
+    "Cannot write {path}: {why}. Use a writable location (AGENT_CHECKPOINT_DB for the conversation file)."
+)
+CHECKPOINT_UNOPENABLE = (
+    "Cannot open the checkpoint file (AGENT_CHECKPOINT_DB): {detail}. Check that its directory exists and is "
+    "writable, or set AGENT_CHECKPOINT_DB to another file."
+)
+_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+_DENIED_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
 SERVER_FAILED = "The model server failed while answering: {detail}. Try again; if it repeats, check the vLLM log."
 
 
@@ -84,6 +104,8 @@ def explain(exc: BaseException, *, base_url: str, model: str | None) -> AgentErr
         return exc
     if isinstance(exc, ConfigError):
         return AgentError(str(exc), EXIT_USAGE)
+    if local := _local_storage(exc):
+        return local
     if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException)):
         return AgentError(TIMEOUT.format(base_url=base_url), EXIT_ENDPOINT)
     if isinstance(exc, (openai.APIConnectionError, httpx.TransportError)) and _dropped(exc):
@@ -122,5 +144,24 @@ def explain(exc: BaseException, *, base_url: str, model: str | None) -> AgentErr
             return AgentError(BAD_REQUEST.format(detail=detail), EXIT_ENDPOINT)
         if status is not None and status >= 400 and status < 500:
             return AgentError(BAD_REQUEST.format(detail=f"HTTP {status}: {detail}"), EXIT_ENDPOINT)
-        return AgentError(SERVER_FAILED.format(detail=detail), EXIT_FAILURE)
+        return AgentError(SERVER_FAILED.format(detail=detail.rstrip(".")), EXIT_FAILURE)
     return AgentError(f"{type(exc).__name__}: {exc}", EXIT_FAILURE)
+
+
+def _local_storage(exc: BaseException) -> AgentError | None:
+    """Local file failures (the checkpoint file): a full disk, a place that cannot be written, a file that is not
+    (or no longer) a SQLite database, or one that cannot be opened."""
+    if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
+        return AgentError(DISK_FULL.format(detail=exc.strerror or "no space left"), EXIT_FAILURE)
+    if isinstance(exc, OSError) and exc.errno in _DENIED_ERRNOS and exc.filename:
+        return AgentError(CANNOT_WRITE_FILE.format(path=exc.filename, why=exc.strerror or exc), EXIT_USAGE)
+    if not isinstance(exc, sqlite3.Error):
+        return None
+    text = str(exc)
+    if "disk is full" in text or "disk I/O error" in text:  # SQLITE_FULL (ENOSPC), SQLITE_IOERR (e.g. EFBIG)
+        return AgentError(DISK_FULL.format(detail=text), EXIT_FAILURE)
+    if "file is not a database" in text or "malformed" in text:
+        return AgentError(CHECKPOINT_DAMAGED.format(detail=text), EXIT_USAGE)
+    if "unable to open database file" in text:
+        return AgentError(CHECKPOINT_UNOPENABLE.format(detail=text), EXIT_USAGE)
+    return None

@@ -1,0 +1,1313 @@
+"""Faults and bad input, measured (issue #7): every case through the CLI, the UI's chat handler and a batch row.
+
+Each test judges one (case, interface) pair and records a row of the reliability matrix (tests/faults/matrix.py;
+`RELIABILITY_RESULTS=path` collects them, `scripts/reliability_report.py` writes docs/reliability.md). Every
+case checks: one clear message saying what happened and what to do, the exit code, no traceback, no lost turn or
+row, the API key (SECRET) nowhere in what the user sees, and for the UI a normal turn right afterwards.
+
+Budget (2 cores): a CLI process costs 4-5 s of CPU, nearly all of it imports, so
+- the CLI runs every server fault but only one case per model, tool and input family; its processes run 4 at a
+  time, all started by one module fixture (`prefetched`) before the first CLI or batch test (only the selected
+  cases run, so `-k` stays cheap);
+- the model-side and per-question faults are rows of ONE batch file (`ROWS`, `_big_batch_job`); faults that end a
+  batch (unreachable, 401, 404, no tool parser) and bad input files are small batch runs of their own (`RUNS`);
+- the UI cases call `ui.handlers.Handlers.run` in-process (no browser), each followed by a normal turn.
+Three fake vLLM servers serve the module (accepting SECRET; wanting another key; no tool parser); each case asks a
+question carrying its own tag, so `script_for` scripts it and the requests it caused can be counted.
+"No lost turn": the question is in the thread afterwards whenever the turn started; a failure before it starts
+(model lookup: unreachable, 401; an empty question; a checkpoint file that cannot be opened or written) stores
+nothing, and the question stays visible in the chat (UI) or on the command line (CLI).
+Not applicable, so not run: the in-stream error event for batch (batch requests do not stream); invalid UTF-8,
+a BOM and a CSV header for the UI (the browser sends text, there is no file); SQLite cases for batch (batch
+keeps no threads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.tools import tool
+
+from configs.settings import get_settings, load_settings
+from graph.demo_server import DemoConfig, DemoServer, Reply, tool_call_text
+from tests.conftest import ROOT, SETTING_VARS
+from tests.faults.matrix import Done, Job, Observation, Recorder, one_line, run_jobs
+
+SECRET = "sk-fault-SECRET-1234"
+OTHER_SERVER_KEY = "vllm-other-server-key-5678"
+CLOSED_URL = "http://127.0.0.1:9/v1"
+MODEL = "Qwen/Qwen2.5-7B-Instruct"
+WORKERS = int(os.environ.get("FAULTS_WORKERS", "4"))
+PREFETCH_TIMEOUT = 900  # the first CLI/batch test also runs every selected process (pytest-timeout covers setup)
+WORDS = "word " * 60
+LONG_ASCII = ("lorem ipsum dolor sit amet " * 4000)[:100_000]  # ~25k tokens: fits a 32k context
+LONG_CJK = ("北京上海广州深圳" * 12500)[:100_000]  # ~75k tokens: more than max_model_len=32768
+LONG_ANSWER = "The full story goes on and on. " * 12
+REQUEST_TIMEOUT = "1"  # AGENT_REQUEST_TIMEOUT of the stall cases
+TOOL_TIMEOUT = "1"
+
+MISSING_BRACE = '<tool_call>\n{"name": "calculate", "arguments": {"expression": "6*7"}\n</tool_call>'
+SINGLE_QUOTES = "<tool_call>\n{'name': 'calculate', 'arguments': {'expression': '6*7'}}\n</tool_call>"
+TRAILING_COMMAS = '<tool_call>\n{"name": "calculate", "arguments": {"expression": "6*7",},}\n</tool_call>'
+TRUNCATED_CALL = '<tool_call>\n{"name": "calculate", "arguments": {"expression": "6*'
+UNKNOWN_TOOL = tool_call_text("get_stock_price", {"symbol": "NVDA"})
+BAD_ARGUMENTS = tool_call_text("calculate", {"expr": 42})
+FAILING_CALL = tool_call_text("calculate", {"expression": "1/0"})
+WORK_IT_OUT = "Please work it out"  # no numbers, no tool words: only the scripted call can produce "42"
+
+
+def weather_call(city: str) -> str:
+    return tool_call_text("get_city_weather", {"city": city})
+
+
+# ----------------------------------------------------------------------------------------------- cases
+
+
+@dataclass(frozen=True)
+class Case:
+    family: str
+    title: str
+    question: str = "Tell me something"
+    script: Callable[[bool], list[Reply | str]] = lambda stream: []
+    """The scripted replies for the case's question; the argument says whether the interface streams."""
+
+
+def _n(reply: Reply | str, n: int) -> Callable[[bool], list[Reply | str]]:
+    return lambda stream: [reply] * n
+
+
+CASES: dict[str, Case] = {
+    # server side
+    "server/down-at-start": Case("server", "endpoint down at start"),
+    "server/dropped-mid-stream": Case("server", "connection closed after some tokens",
+                                      script=_n(Reply(text=WORDS, drop_after_tokens=5), 3)),
+    "server/stalled-stream": Case("server", f"reply stalls past AGENT_REQUEST_TIMEOUT={REQUEST_TIMEOUT}s",
+                                  script=_n(Reply(text=WORDS, stall_after_tokens=5), 4)),
+    "server/http-500": Case("server", "500, retried with backoff, then reported", script=_n(Reply(status=500), 4)),
+    "server/http-503": Case("server", "503 without Retry-After, retried, then reported",
+                            script=_n(Reply(status=503), 4)),
+    "server/http-503-retry-after": Case("server", "503 with Retry-After: 1, retried, then reported",
+                                        script=_n(Reply(status=503, headers={"Retry-After": "1"}), 4)),
+    "server/error-event-in-stream": Case("server", 'data: {"error": ...} inside a 200 stream',
+                                         script=_n(Reply(text=WORDS, error_after_tokens=3), 2)),
+    "server/context-too-long": Case("server", "400 prompt longer than max_model_len (100k CJK characters)",
+                                    question=LONG_CJK),
+    "server/unauthorized": Case("server", "401 wrong API key"),
+    "server/unknown-model": Case("server", "404 unknown model"),
+    "server/no-auto-tool-choice": Case("server", "400 server started without --enable-auto-tool-choice"),
+    # model side
+    "model/json-missing-brace": Case("model", "<tool_call> JSON missing its closing brace", WORK_IT_OUT,
+                                     script=_n(MISSING_BRACE, 1)),
+    "model/json-single-quotes": Case("model", "<tool_call> JSON with single quotes", WORK_IT_OUT,
+                                     script=lambda stream: [SINGLE_QUOTES] * (2 if stream else 1)),
+    "model/json-trailing-commas": Case("model", "<tool_call> JSON with trailing commas", WORK_IT_OUT,
+                                       script=_n(TRAILING_COMMAS, 1)),
+    "model/call-cut-at-max-tokens": Case("model", "<tool_call> cut off by max tokens (finish_reason length)",
+                                         WORK_IT_OUT, script=_n(Reply(text=TRUNCATED_CALL, finish="length"), 1)),
+    "model/unknown-tool": Case("model", "call to a tool that does not exist", "Price of NVDA?",
+                               script=_n(UNKNOWN_TOOL, 1)),
+    "model/arguments-fail-schema": Case("model", "arguments that fail the tool's schema", WORK_IT_OUT,
+                                        script=_n(BAD_ARGUMENTS, 1)),
+    "model/same-failing-call-forever": Case("model", "the same failing call, repeated forever", "What is 1/0?",
+                                            script=_n(FAILING_CALL, 12)),
+    "model/step-budget": Case("model", "a different failing call every step, past the step budget",
+                              "Keep computing", script=lambda stream: [
+                                  tool_call_text("calculate", {"expression": f"{i}/0"}) for i in range(1, 12)]),
+    "model/answer-cut-by-length": Case("model", 'answer cut by finish_reason "length"',
+                                       script=_n(Reply(text=LONG_ANSWER, finish="length"), 2)),
+    # tool side
+    "tool/raises": Case("tool", "a tool that raises", "Weather in Paris?", script=_n(weather_call("fault-500"), 1)),
+    "tool/hangs-past-timeout": Case("tool", f"a tool that hangs past TOOL_TIMEOUT={TOOL_TIMEOUT}s",
+                                    "Weather in Paris?", script=_n(weather_call("fault-hang"), 1)),
+    "tool/ten-megabyte-result": Case("tool", "a tool returning 10 MB", "Weather in Paris?",
+                                     script=_n(weather_call("fault-huge"), 1)),
+    "tool/weather-garbage": Case("tool", "weather upstream answers 200 with garbage", "Weather in Paris?",
+                                 script=_n(weather_call("fault-garbage"), 1)),
+    "tool/weather-timeout": Case("tool", "weather upstream never answers (TOOL_TIMEOUT)", "Weather in Paris?",
+                                 script=_n(weather_call("fault-hang"), 1)),
+    # input side
+    "input/empty-question": Case("input", "an empty question", "   "),
+    "input/100k-question": Case("input", "a 100,000-character question", LONG_ASCII),
+    "input/invalid-utf8": Case("input", "invalid UTF-8 input"),
+    "input/bom": Case("input", "UTF-8 input starting with a BOM", "What time is it in Tokyo?"),
+    "input/csv-without-question-column": Case("input", "a CSV without a question column"),
+    "input/unwritable-output": Case("input", "an output path that cannot be written"),
+    "input/full-disk": Case("input", "a full disk while writing"),
+    "input/sqlite-two-writers": Case("input", "another process writing the same SQLite file", "What is 6*7?"),
+    "input/sqlite-corrupted": Case("input", "a corrupted SQLite checkpoint file"),
+}
+
+
+def tag_for(case_id: str, interface: str) -> str:
+    """A per-(case, interface) marker for the question: letters only, so the demo brain ignores it."""
+    digest = hashlib.sha1(f"{case_id}:{interface}".encode()).digest()
+    return "ref" + "".join(chr(97 + b % 26) for b in digest[:8])
+
+
+def question_for(case_id: str, interface: str) -> str:
+    case = CASES[case_id]
+    return f"{case.question} ({tag_for(case_id, interface)})"
+
+
+def asked(server: DemoServer, tag: str) -> int:
+    """Chat requests the server received whose latest user message carries `tag`."""
+    count = 0
+    for body in list(server.requests):
+        users = [m for m in body.get("messages") or [] if isinstance(m, dict) and m.get("role") == "user"]
+        if users and tag in str(users[-1].get("content")):
+            count += 1
+    return count
+
+
+@dataclass(frozen=True)
+class Want:
+    """What the user should get through one interface."""
+
+    expected: str  # one line for the report
+    exit: int | None = None
+    error: tuple[str, ...] | None = None  # substrings of the ONE error message; None: no error
+    shows: tuple[str, ...] = ()  # substrings of what the user sees (answer, steps, notes)
+    status: str | None = None  # batch row status
+    requests: int | None = None  # chat requests the question caused (1 + retries)
+    keeps_turn: bool = True  # the question is in the thread afterwards (CLI, UI)
+    stopped: str | None = None  # batch row `stopped`
+    recovered: bool = False  # batch row: a tool step was recovered from the reply's text
+
+
+# Messages the product should give (graph/errors.py wording), shared by the interfaces.
+UNREACHABLE = ("Cannot reach the model server", "Start it with ./run_vllm.sh", "OPENAI_API_BASE")
+DROPPED = ("closed the connection in the middle of a reply", "Check its log")
+TIMED_OUT = ("did not answer in time", "AGENT_REQUEST_TIMEOUT")
+SERVER_FAILED = ("The model server failed while answering", "Try again", "check the vLLM log")
+CONTEXT = ("context window", "max 32768 tokens", "--max-model-len")
+UNAUTHORIZED = ("refused the API key (401 Unauthorized)", "Set OPENAI_API_KEY")
+NOT_SERVED = ("The model 'gpt-4' is not served", f"it serves: {MODEL}", "AGENT_MODEL")
+NO_PARSER = ("started without tool calling", "--enable-auto-tool-choice --tool-call-parser hermes")
+CUT_BY_LENGTH = ("cut", "AGENT_MAX_TOKENS")
+KEY_OF_OTHER_SERVER = OTHER_SERVER_KEY
+
+
+# ------------------------------------------------------------------------------- known product bugs
+# One reason per bug (the tests that show it are marked xfail(strict=True) with it; fix, then drop the mark).
+
+BUG_LENGTH = (
+    "finish_reason 'length' is ignored: graph/nodes.py only records it in the trace, and graph/cli.py, "
+    "ui/render.py and graph/batch.py show the cut answer as if complete (batch: an 'ok' row), with no note that it "
+    "was cut and no hint to raise AGENT_MAX_TOKENS"
+)
+BUG_CUT_CALL = (
+    "graph/nodes.py runs a <tool_call> that finish_reason 'length' cut off: the partial arguments (streamed, or "
+    "completed by json_repair when not streaming) become calculate('6*'), which fails as if the model had erred; "
+    "nobody is told the reply was cut (AGENT_MAX_TOKENS)"
+)
+BUG_HUGE_RESULT = (
+    "graph/nodes.py make_call_tool passes a tool result of any size to the model: a 10 MB result makes the next "
+    "request 400 (context too long), the turn fails, and every later turn of that conversation fails the same "
+    "way (a batch row's trace also carries the whole 10 MB); cap results (e.g. 20,000 characters) with a note"
+)
+BUG_TOOL_NO_TIMEOUT = (
+    "graph/nodes.py make_call_tool has no time limit: TOOL_TIMEOUT only bounds the weather tool's own HTTP calls, "
+    "so a tool that never returns hangs the turn until the user presses Stop (wrap execute() in "
+    "asyncio.timeout(settings.tool_timeout) and return an error ToolMessage)"
+)
+BUG_CLI_CHECKPOINT_OPEN = (
+    "graph/cli.py _run (and _repl) opens the checkpointer outside the try that maps errors: a checkpoint file that "
+    "is not a database (sqlite3.DatabaseError) or cannot be created (PermissionError under /sys) ends `run` with "
+    "a traceback and exit 1; graph/errors.explain() now words both (exit 2), so catching them and raising "
+    "fail_on(...)(exc) is enough"
+)
+BUG_UI_CHECKPOINT_OPEN = (
+    "ui/handlers.py Handlers.run awaits backend.ready() before its try: a checkpoint file that is not a database "
+    "or cannot be created raises out of the handler, so the chat shows nothing (Gradio: a generic 'Error' toast, "
+    "a traceback in the log); handling it like the model lookup, with explain(), gives the one-line message"
+)
+BUG_UI_WRONG_ENDPOINT = (
+    "ui/handlers.py Handlers.run: when the model lookup fails (unreachable, 401) the message is built from "
+    "self.backend.settings, so it names the default OPENAI_API_BASE instead of the endpoint URL the session "
+    "uses (settings_for(base_url))"
+)
+BUG_STDIN_NOT_UTF8 = (
+    "graph/cli.py `run -` reads stdin with sys.stdin.read(): invalid UTF-8 raises UnicodeDecodeError and prints a "
+    "traceback (exit 1); graph/batch_io.decode() already words it with the iconv command"
+)
+BUG_STDIN_BOM = (
+    "graph/cli.py `run -` keeps a leading BOM (U+FEFF) in the question (str.strip() does not remove it): it is "
+    "sent to the model and stored in the thread"
+)
+BUG_BATCH_WRITE_FAILS = (
+    "graph/cli.py _batch catches only BatchStop around run_batch: when appending a row fails (disk full: "
+    "EFBIG/ENOSPC), the BatchInputError that graph/batch_output.RowWriter now raises ends `batch` with a traceback "
+    "and no resume command; catch it like BatchStop (exit 2, plus the resume hint)"
+)
+BUG_BATCH_NO_PARSER = (
+    "graph/batch.py _batch_ending() does not treat the no-tool-parser 400 as batch-ending: every question is sent "
+    "and fails with the same message, exit 1, instead of stopping at once with exit 3 like 401/404"
+)
+
+
+# ------------------------------------------------------------------------------------- fake servers
+
+
+@dataclass
+class Servers:
+    main: DemoServer  # accepts SECRET
+    wrong_key: DemoServer  # wants another key: 401
+    no_parser: DemoServer  # started without --enable-auto-tool-choice
+    side: DemoServer  # accepts SECRET, used by one case at a time (its model lookups and timings are that case's)
+
+    def url(self, name: str) -> str:
+        return CLOSED_URL if name == "closed" else getattr(self, name).base_url
+
+    def server(self, name: str) -> DemoServer:
+        return self.main if name == "closed" else getattr(self, name)
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[Servers]:
+    main = DemoServer(DemoConfig(api_key=SECRET)).start()
+    wrong = DemoServer(DemoConfig(api_key=OTHER_SERVER_KEY)).start()
+    bare = DemoServer(DemoConfig(api_key=SECRET, enable_auto_tool_choice=False, tool_call_parser=None)).start()
+    side = DemoServer(DemoConfig(api_key=SECRET)).start()
+    try:
+        yield Servers(main, wrong, bare, side)
+    finally:
+        for server in (main, wrong, bare, side):
+            server.stop()
+
+
+def script(server: DemoServer, case_id: str, interface: str, stream: bool) -> str:
+    """Queue the case's replies for its tagged question on `server`; return the tag."""
+    tag = tag_for(case_id, interface)
+    replies = CASES[case_id].script(stream)
+    if replies:
+        server.script_for(tag, *replies)
+    return tag
+
+
+def base_env(servers: Servers, workdir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in SETTING_VARS}
+    env.update({
+        "OPENAI_API_BASE": servers.main.base_url, "OPENAI_API_KEY": SECRET,
+        "WEATHER_GEOCODING_URL": servers.main.geocoding_url, "WEATHER_FORECAST_URL": servers.main.forecast_url,
+        "AGENT_CHECKPOINT_DB": str(workdir / "threads.sqlite"), "AGENT_MAX_RETRIES": "0",
+        "GRADIO_ANALYTICS_ENABLED": "False", "LANGSMITH_TRACING": "false", "PYTHONPATH": str(ROOT),
+        "PYTHONIOENCODING": "utf-8",
+    })
+    env.update(extra)
+    return env
+
+
+# --------------------------------------------------------------------------- SQLite helpers (files)
+
+
+HOLD_LOCK = textwrap.dedent("""
+    import select, sqlite3, sys, time
+    conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE IF NOT EXISTS other_writer (at REAL)")
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("INSERT INTO other_writer VALUES (?)", (time.time(),))
+    print("locked", flush=True)
+    select.select([sys.stdin], [], [], float(sys.argv[2]))  # until told, or the timeout
+    conn.execute("COMMIT")
+    print("released", time.time(), flush=True)
+""")
+
+
+class OtherWriter:
+    """Another process holding the SQLite file's write lock (an open write transaction) until released."""
+
+    def __init__(self, db: Path, hold_s: float) -> None:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(db), str(hold_s)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "locked"
+
+    def release(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
+    def release_when(self, ready: Callable[[], bool], then_s: float, limit_s: float = 60.0) -> None:
+        """Release `then_s` seconds after `ready()` turns true (polled from a thread)."""
+        def watch() -> None:
+            deadline = time.monotonic() + limit_s
+            while not ready() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(then_s)
+            self.release()
+
+        threading.Thread(target=watch, name="release-sqlite-lock", daemon=True).start()
+
+    def finish(self) -> float:
+        """Wait for the commit; the time (time.time()) the lock was released."""
+        out, _ = self.proc.communicate(timeout=90)
+        return float(out.split()[-1])
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def first_arrival(server: DemoServer, since: float) -> float | None:
+    """When the first generated chat reply after `since` arrived at `server`."""
+    arrivals = [t["arrived"] for t in list(server.timings) if t["arrived"] >= since]
+    return min(arrivals) if arrivals else None
+
+
+def corrupt(db: Path) -> tuple[bytes, int]:
+    """Write a file that is not a SQLite database; return its bytes and mtime to compare later."""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    data = hashlib.sha256(b"garbage").digest() * 2048  # 64 KiB of noise
+    db.write_bytes(data)
+    return data, db.stat().st_mtime_ns
+
+
+def untouched(db: Path, before: tuple[bytes, int]) -> bool:
+    return db.exists() and db.read_bytes() == before[0] and db.stat().st_mtime_ns == before[1]
+
+
+def make_checkpoint_db(db: Path) -> None:
+    """A ready checkpoint file (tables created, WAL), as a previous run leaves it."""
+    async def setup() -> None:
+        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+        async with AsyncSqliteSaver.from_conn_string(str(db)) as saver:
+            await saver.conn.execute("PRAGMA journal_mode=WAL")
+            await saver.setup()
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    asyncio.run(setup())
+
+
+async def thread_questions(db: Path, thread_id: str) -> list[str]:
+    """The user questions stored in a thread of a checkpoint file (never creates the file)."""
+    if not db.exists():
+        return []
+    from langchain_core.messages import HumanMessage
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    async with AsyncSqliteSaver.from_conn_string(str(db)) as saver:
+        found = await saver.aget_tuple({"configurable": {"thread_id": thread_id}})
+    messages = found.checkpoint["channel_values"].get("messages", []) if found else []
+    return [str(m.content) for m in messages if isinstance(m, HumanMessage)]
+
+
+# ------------------------------------------------------------------------------------- CLI matrix
+
+
+@dataclass(frozen=True)
+class CliCase:
+    want: Want
+    server: str = "main"
+    args: tuple[str, ...] = ()  # extra arguments after the question
+    env: dict[str, str] = field(default_factory=dict)
+    stdin: bytes | None = None  # the question is read from stdin (`run -`) when set
+    via_stdin: bool = False  # the case's tagged question is sent on stdin (`run -`): too long for argv
+    question: str | None = None  # instead of the case's tagged question
+    setup: str | None = None  # "corrupt" | "lock" | "full-disk" | "unwritable"
+    xfail: str | None = None
+
+
+RETRIES = "2"
+CLI: dict[str, CliCase] = {
+    "server/down-at-start": CliCase(
+        Want("exit 3; says the server is unreachable, how to start it or set OPENAI_API_BASE", exit=3,
+             error=UNREACHABLE, keeps_turn=False), server="closed"),
+    "server/dropped-mid-stream": CliCase(
+        Want("exit 3; says the connection closed mid-reply and to check the server log; the streamed part stays "
+             "on screen", exit=3, error=DROPPED, shows=("word word",), requests=1)),
+    "server/stalled-stream": CliCase(
+        Want("exit 3; says the server did not answer in time and to raise AGENT_REQUEST_TIMEOUT; a stream that "
+             "already started is not retried", exit=3, error=TIMED_OUT, requests=1),
+        env={"AGENT_REQUEST_TIMEOUT": REQUEST_TIMEOUT, "AGENT_MAX_RETRIES": "1"}),
+    "server/http-500": CliCase(
+        Want(f"exit 1 after 1+{RETRIES} requests; says the server failed, try again, check the vLLM log", exit=1,
+             error=SERVER_FAILED, requests=1 + int(RETRIES)), env={"AGENT_MAX_RETRIES": RETRIES}),
+    "server/http-503-retry-after": CliCase(
+        Want(f"exit 1 after 1+{RETRIES} requests, waiting Retry-After (>= 2 s); says try again", exit=1,
+             error=SERVER_FAILED, requests=1 + int(RETRIES)), env={"AGENT_MAX_RETRIES": RETRIES}),
+    "server/error-event-in-stream": CliCase(
+        Want("exit 1; says the server failed while answering, with vLLM's message; the streamed part stays on "
+             "screen", exit=1, error=SERVER_FAILED + ("EngineCore encountered an issue",), shows=("word word",),
+             requests=1)),
+    "server/context-too-long": CliCase(
+        Want("exit 3; says the question no longer fits the context, to shorten it or raise --max-model-len",
+             exit=3, error=CONTEXT + ("Shorten",), requests=1), via_stdin=True),
+    "server/unauthorized": CliCase(
+        Want("exit 3; says the key was refused and to set OPENAI_API_KEY; the key is never shown", exit=3,
+             error=UNAUTHORIZED, keeps_turn=False), server="wrong_key"),
+    "server/unknown-model": CliCase(
+        Want("exit 3; names the model, lists the served ones, says to set AGENT_MODEL", exit=3, error=NOT_SERVED,
+             requests=1), args=("--model", "gpt-4")),
+    "server/no-auto-tool-choice": CliCase(
+        Want("exit 3; names the vLLM flags to restart with", exit=3, error=NO_PARSER, requests=1),
+        server="no_parser"),
+    "model/json-missing-brace": CliCase(
+        Want("exit 0; the call runs (the stream parser sends it as a call); the answer has the result", exit=0,
+             shows=("✓ calculate", "42"), requests=2)),
+    "model/same-failing-call-forever": CliCase(
+        Want("exit 0; stops after the same call failed twice, says so, shows the tool error", exit=0,
+             shows=("division by zero", "stopped early: repeated failure"), requests=2)),
+    "model/answer-cut-by-length": CliCase(
+        Want("exit 0; the cut answer is shown and the user is told it was cut and to raise AGENT_MAX_TOKENS",
+             exit=0, shows=("The full story goes on",) + CUT_BY_LENGTH),
+        xfail=BUG_LENGTH),
+    "tool/raises": CliCase(
+        Want("exit 0; the failed tool step says the weather service is unavailable; the model answers", exit=0,
+             shows=("✗ get_city_weather", "weather service unavailable, try again later"))),
+    "tool/hangs-past-timeout": CliCase(
+        Want(f"exit 0; the tool step fails after TOOL_TIMEOUT={TOOL_TIMEOUT}s saying it did not answer in time",
+             exit=0, shows=("✗ get_city_weather", "did not answer within 1 seconds")),
+        env={"TOOL_TIMEOUT": TOOL_TIMEOUT}),
+    "tool/ten-megabyte-result": CliCase(
+        Want("exit 0; the 10 MB result reaches the model truncated with a note, and the model answers", exit=0,
+             shows=("Here's what I found",)),
+        xfail=BUG_HUGE_RESULT),
+    "input/empty-question": CliCase(
+        Want("exit 2; says the question is empty and how to pass one", exit=2,
+             error=("The question is empty", "'-' to read stdin"), keeps_turn=False), question=""),
+    "input/100k-question": CliCase(
+        Want("exit 0; answered (100k ASCII characters fit the 32k context)", exit=0, shows=("Work Agent demo",),
+             requests=1), via_stdin=True),
+    "input/invalid-utf8": CliCase(
+        Want("exit 2; says stdin is not UTF-8 and how to convert it", exit=2, error=("not UTF-8", "iconv"),
+             keeps_turn=False), stdin=b"Quelle heure est-il \xe0 Paris ?\n",
+        xfail=BUG_STDIN_NOT_UTF8),
+    "input/bom": CliCase(
+        Want("exit 0; answered; the BOM is not part of the stored question", exit=0, shows=("Asia/Tokyo",)),
+        stdin="\ufeffWhat time is it in Tokyo?\n".encode(),
+        xfail=BUG_STDIN_BOM),
+    "input/unwritable-output": CliCase(
+        Want("exit 2; says the checkpoint file cannot be written and to set AGENT_CHECKPOINT_DB", exit=2,
+             error=("AGENT_CHECKPOINT_DB",), keeps_turn=False), setup="unwritable",
+        xfail=BUG_CLI_CHECKPOINT_OPEN),
+    "input/full-disk": CliCase(
+        Want("exit 1; says the checkpoint could not be saved because the disk is full, and what to do", exit=1,
+             error=("Cannot save the conversation", "disk is probably full", "AGENT_CHECKPOINT_DB"),
+             keeps_turn=False), setup="full-disk"),
+    "input/sqlite-two-writers": CliCase(
+        Want("exit 0; waits for the other process's write transaction (busy timeout), then answers and saves the "
+             "turn", exit=0, shows=("42",), requests=2), server="side", setup="lock"),
+    "input/sqlite-corrupted": CliCase(
+        Want("exit 2; says the checkpoint file is not a SQLite database and to move it or set AGENT_CHECKPOINT_DB; "
+             "the file is not modified", exit=2, error=("not a SQLite database", "AGENT_CHECKPOINT_DB"),
+             keeps_turn=False), setup="corrupt",
+        xfail=BUG_CLI_CHECKPOINT_OPEN),
+}
+
+
+# ------------------------------------------------------------------------------------ batch matrix
+
+BATCH_ENV = {"AGENT_MAX_RETRIES": "1", "AGENT_REQUEST_TIMEOUT": "3", "TOOL_TIMEOUT": TOOL_TIMEOUT}
+BATCH_MAX_STEPS = 3
+
+
+@dataclass(frozen=True)
+class RowCase:
+    """One row of the big batch file (ids are the case ids)."""
+
+    want: Want
+    question: str | None = None  # None: the case's tagged question
+    xfail: str | None = None
+
+
+ROWS: dict[str, RowCase] = {
+    "server/dropped-mid-stream": RowCase(Want(
+        "row error after 1+1 requests (a non-streaming reply is retried): connection closed mid-reply; the batch "
+        "goes on", status="error", error=DROPPED, requests=2)),
+    "server/stalled-stream": RowCase(Want(
+        "row error after 1+1 requests: did not answer in time, raise AGENT_REQUEST_TIMEOUT", status="error",
+        error=TIMED_OUT, requests=2)),
+    "server/http-500": RowCase(Want(
+        "row error after 1+1 requests: server failed, try again; retries=1 in the row", status="error",
+        error=SERVER_FAILED, requests=2)),
+    "server/http-503": RowCase(Want(
+        "row error after 1+1 requests: server failed, try again", status="error", error=SERVER_FAILED, requests=2)),
+    "server/http-503-retry-after": RowCase(Want(
+        "row error after 1+1 requests: server failed, try again", status="error", error=SERVER_FAILED, requests=2)),
+    "server/context-too-long": RowCase(Want(
+        "row error: too long for the context, shorten it or raise --max-model-len", status="error",
+        error=CONTEXT + ("Shorten",), requests=1)),
+    "model/json-missing-brace": RowCase(Want(
+        "row ok: the call is recovered from text and runs", status="ok", shows=("42",), requests=2,
+        recovered=True)),
+    "model/json-single-quotes": RowCase(Want(
+        "row ok: the call is recovered from text and runs", status="ok", shows=("42",), requests=2,
+        recovered=True)),
+    "model/json-trailing-commas": RowCase(Want(
+        "row ok: the call is recovered from text and runs", status="ok", shows=("42",), requests=2,
+        recovered=True)),
+    "model/call-cut-at-max-tokens": RowCase(Want(
+        "the cut call is not run; the row says the reply was cut and to raise AGENT_MAX_TOKENS", shows=CUT_BY_LENGTH),
+        xfail=BUG_CUT_CALL),
+    "model/unknown-tool": RowCase(Want(
+        "row ok: the tool step says the tool does not exist and lists the valid ones; the model answers",
+        status="ok", shows=("get_stock_price is not a valid tool", "get_current_time, get_city_weather, calculate"))),
+    "model/arguments-fail-schema": RowCase(Want(
+        "row ok: the tool step names the schema problem and the expected arguments", status="ok",
+        shows=("invalid arguments for tool 'calculate'", "expression (string, required)"))),
+    "model/same-failing-call-forever": RowCase(Want(
+        "row error (answer kept): stopped after the same call failed twice, with the tool error", status="error",
+        error=("Stopped early: a tool call kept failing", "division by zero"), stopped="repeated_failure",
+        requests=2)),
+    "model/step-budget": RowCase(Want(
+        f"row error (answer kept): used all {BATCH_MAX_STEPS} steps, raise --max-steps", status="error",
+        error=(f"used all {BATCH_MAX_STEPS} tool steps", "raise --max-steps"), stopped="max_steps",
+        requests=BATCH_MAX_STEPS)),
+    "model/answer-cut-by-length": RowCase(Want(
+        "the row keeps the cut answer and says it was cut, raise AGENT_MAX_TOKENS",
+        shows=("The full story goes on",) + CUT_BY_LENGTH),
+        xfail=BUG_LENGTH),
+    "tool/raises": RowCase(Want(
+        "row ok: the failed tool step says the weather service is unavailable", status="ok",
+        shows=("weather service unavailable, try again later",))),
+    "tool/hangs-past-timeout": RowCase(Want(
+        f"row ok: the tool step fails after TOOL_TIMEOUT={TOOL_TIMEOUT}s", status="ok",
+        shows=("did not answer within 1 seconds",))),
+    "tool/ten-megabyte-result": RowCase(Want(
+        "row ok: the 10 MB result reaches the model truncated with a note", status="ok",
+        shows=("Here's what I found",)),
+        xfail=BUG_HUGE_RESULT),
+    "tool/weather-garbage": RowCase(Want(
+        "row ok: the tool step says the weather response could not be read", status="ok",
+        shows=("could not be read",))),
+    "input/empty-question": RowCase(Want(
+        "row error: the question is empty (line number)", status="error", error=("the question is empty",),
+        requests=0), question="   "),
+    "input/100k-question": RowCase(Want(
+        "row ok: answered", status="ok", shows=("Work Agent demo",), requests=1)),
+    "input/bom": RowCase(Want(
+        "row ok: the first line, after the BOM, is read normally", status="ok", shows=("Asia/Tokyo",))),
+}
+BOM_ROW = "input/bom"  # the first line of the file
+
+
+@dataclass(frozen=True)
+class RunCase:
+    """A batch run of its own (faults that end the batch, bad input files)."""
+
+    want: Want
+    server: str = "main"
+    args: tuple[str, ...] = ()
+    input: str = "jsonl"  # jsonl | csv | invalid-utf8
+    setup: str | None = None  # "unwritable" | "full-disk"
+    xfail: str | None = None
+
+
+RUNS: dict[str, RunCase] = {
+    "server/down-at-start": RunCase(Want(
+        "exit 3 before any question runs; unreachable, how to start it; no row claims a failure", exit=3,
+        error=UNREACHABLE), server="closed"),
+    "server/unauthorized": RunCase(Want(
+        "exit 3 before any question runs; key refused, set OPENAI_API_KEY; the key is never shown", exit=3,
+        error=UNAUTHORIZED), server="wrong_key"),
+    "server/unknown-model": RunCase(Want(
+        "exit 3 at once; model not served, the served names; the resume command", exit=3,
+        error=NOT_SERVED + ("--resume",)), args=("--model", "gpt-4")),
+    "server/no-auto-tool-choice": RunCase(Want(
+        "exit 3 at once (every request would be refused); the flags to restart vLLM with", exit=3,
+        error=NO_PARSER), server="no_parser",
+        xfail=BUG_BATCH_NO_PARSER),
+    "input/invalid-utf8": RunCase(Want(
+        "exit 2; the line and byte, and the iconv command; nothing written", exit=2,
+        error=("is not UTF-8: byte 0xe0 on line 2", "iconv -f GBK -t UTF-8")), input="invalid-utf8"),
+    "input/csv-without-question-column": RunCase(Want(
+        "exit 2; names the missing column and shows the header", exit=2,
+        error=("has no 'question' column", "its header is: id, prompt")), input="csv"),
+    "input/unwritable-output": RunCase(Want(
+        "exit 2; says the output cannot be written and why", exit=2, error=("cannot write", "Permission denied")),
+        setup="unwritable"),
+    "input/full-disk": RunCase(Want(
+        "exit 2 with one line: the output could not be written (file too large / disk full), the rows already "
+        "written are kept (no torn line), the resume command", exit=2,
+        error=("cannot write", "File too large", "rows written before are kept", "--resume")), setup="full-disk",
+        xfail=BUG_BATCH_WRITE_FAILS),
+}
+RUN_QUESTIONS = ["What is 6*7?", "What time is it in Tokyo?", "What is 2+3?", "Hello there", "What is 10-4?"]
+
+
+# ------------------------------------------------------------------------------------ the prefetch
+
+
+@dataclass
+class Prefetched:
+    """Every selected CLI case and batch run, run once per module, 4 processes at a time."""
+
+    servers: Servers
+    workdir: Path
+    cli: dict[str, Done] = field(default_factory=dict)
+    cli_extra: dict[str, Any] = field(default_factory=dict)
+    runs: dict[str, Done] = field(default_factory=dict)
+    big: Done | None = None
+    big_ids: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+
+
+def _selected(session: pytest.Session, test_name: str) -> list[str]:
+    return [item.callspec.params["case"] for item in session.items
+            if getattr(item, "originalname", None) == test_name and hasattr(item, "callspec")]
+
+
+def _cli_job(case_id: str, spec: CliCase, servers: Servers, root: Path) -> Job:
+    workdir = root / "cli" / case_id.replace("/", "-")
+    workdir.mkdir(parents=True)
+    db = workdir / "threads.sqlite"
+    env = base_env(servers, workdir, **spec.env)
+    server = servers.server(spec.server)
+    env["OPENAI_API_BASE"] = servers.url(spec.server)
+    tag = script(server, case_id, "cli", stream=True)
+    before = after = None
+    stdin = question_for(case_id, "cli").encode() if spec.via_stdin else spec.stdin
+    if stdin is not None:
+        args = ["run", "-", "--thread", tag, *spec.args]
+    else:
+        question = question_for(case_id, "cli") if spec.question is None else spec.question
+        args = ["run", question, "--thread", tag, *spec.args]
+    fsize = None
+    if spec.setup == "corrupt":
+        state = corrupt(db)
+        after = lambda _: untouched(db, state)  # noqa: E731
+    elif spec.setup == "lock":
+        def hold() -> OtherWriter:
+            writer = OtherWriter(db, hold_s=90)
+            # Once the CLI has looked its model up it opens the file and must wait for the lock: release it then.
+            writer.release_when(lambda: server.models_listed > 0, then_s=1.5)
+            return writer
+
+        before, after = hold, OtherWriter.finish
+    elif spec.setup == "full-disk":
+        make_checkpoint_db(db)
+        fsize = 40960  # room for the -shm file (32 KiB), not for the WAL writes of one turn
+    elif spec.setup == "unwritable":
+        env["AGENT_CHECKPOINT_DB"] = "/sys/work-agent-faults/threads.sqlite"
+    return Job(key=f"cli:{case_id}", args=args, env=env, cwd=workdir, stdin=stdin, fsize=fsize,
+               before=before, after=after)
+
+
+def _big_batch_job(ids: list[str], servers: Servers, root: Path) -> Job:
+    workdir = root / "batch-big"
+    workdir.mkdir(parents=True)
+    lines = []
+    for case_id in ids:
+        spec = ROWS[case_id]
+        script(servers.main, case_id, "batch", stream=False)
+        question = question_for(case_id, "batch") if spec.question is None else spec.question
+        lines.append(json.dumps({"id": case_id, "question": question, "family": CASES[case_id].family},
+                                ensure_ascii=False))
+    (workdir / "questions.jsonl").write_bytes(("\ufeff" + "\n".join(lines) + "\n").encode("utf-8"))
+    args = ["batch", "questions.jsonl", "-o", "answers.jsonl", "--concurrency", "8",
+            "--max-steps", str(BATCH_MAX_STEPS)]
+    return Job(key="big-batch", args=args, env=base_env(servers, workdir, **BATCH_ENV), cwd=workdir)
+
+
+def _run_job(case_id: str, spec: RunCase, servers: Servers, root: Path) -> Job:
+    workdir = root / "batch" / case_id.replace("/", "-")
+    workdir.mkdir(parents=True)
+    env = base_env(servers, workdir, **BATCH_ENV)
+    env["OPENAI_API_BASE"] = servers.url(spec.server)
+    tag = tag_for(case_id, "batch-run")
+    questions = [f"{q} ({tag})" for q in RUN_QUESTIONS]
+    if spec.input == "csv":
+        source = workdir / "questions.csv"
+        source.write_text("id,prompt\n" + "".join(f"q{i},{q}\n" for i, q in enumerate(questions)), encoding="utf-8")
+    elif spec.input == "invalid-utf8":
+        source = workdir / "questions.txt"
+        source.write_bytes(questions[0].encode() + b"\nQuelle heure est-il \xe0 Paris ?\n")
+    else:
+        source = workdir / "questions.jsonl"
+        source.write_text("".join(json.dumps({"id": f"q{i}", "question": q}) + "\n" for i, q in enumerate(questions)),
+                          encoding="utf-8")
+    out = "answers.jsonl"
+    fsize = None
+    if spec.setup == "unwritable":
+        out = "/sys/work-agent-faults.answers.jsonl"
+    elif spec.setup == "full-disk":
+        fsize = 2500  # about one row fits
+    args = ["batch", source.name, "-o", out, "--concurrency", "1", *spec.args]
+    return Job(key=f"run:{case_id}", args=args, env=env, cwd=workdir, fsize=fsize)
+
+
+@pytest.fixture(scope="module")
+def prefetched(request: pytest.FixtureRequest, servers: Servers,
+               tmp_path_factory: pytest.TempPathFactory) -> Prefetched:
+    root = tmp_path_factory.mktemp("faults")
+    done = Prefetched(servers=servers, workdir=root)
+    jobs = [_cli_job(c, CLI[c], servers, root) for c in dict.fromkeys(_selected(request.session, "test_cli"))]
+    jobs += [_run_job(c, RUNS[c], servers, root) for c in dict.fromkeys(_selected(request.session, "test_batch_run"))]
+    if _selected(request.session, "test_batch_row"):
+        # The BOM row first: the file's BOM sits in front of its line.
+        done.big_ids = [BOM_ROW] + [c for c in ROWS if c != BOM_ROW]
+        jobs.append(_big_batch_job(done.big_ids, servers, root))
+    jobs.sort(key=lambda j: j.key != "big-batch")  # the longest run first
+    started = time.perf_counter()
+    results = run_jobs(jobs, WORKERS)
+    done.wall_s = time.perf_counter() - started
+    for key, result in results.items():
+        kind, _, case_id = key.partition(":")
+        if kind == "big-batch":
+            done.big = result
+        elif kind == "cli":
+            done.cli[case_id] = result
+        else:
+            done.runs[case_id] = result
+    return done
+
+
+# --------------------------------------------------------------------------------------- judging
+
+
+@pytest.fixture
+def matrix(request: pytest.FixtureRequest) -> Iterator[Recorder]:
+    recorder = Recorder(request.node)
+    yield recorder
+    recorder.abandoned()
+
+
+def begin(matrix: Recorder, case: str, interface: str, want: Want) -> None:
+    info = CASES[case]
+    matrix.begin(case=case, family=info.family, title=info.title, interface=interface, expected=want.expected,
+                 order=list(CASES).index(case))
+
+
+def _params(table: dict[str, Any]) -> list[Any]:
+    return [pytest.param(case_id, id=case_id,
+                         marks=[pytest.mark.xfail(strict=True, reason=spec.xfail)] if spec.xfail else [])
+            for case_id, spec in table.items()]
+
+
+def common_checks(obs: Observation, *texts: str) -> None:
+    """No traceback and no API key in anything the user sees."""
+    blob = "\n".join(texts)
+    obs.check("Traceback" not in blob, "a traceback was shown")
+    obs.check(SECRET not in blob, "the API key (OPENAI_API_KEY) was shown")
+    obs.check(KEY_OF_OTHER_SERVER not in blob, "the server's key was shown")
+
+
+def check_message(obs: Observation, want: Want, message: str, count: int) -> None:
+    """`count` error messages were shown; `message` is the first."""
+    if want.error is None:
+        obs.check(count == 0, f"an unexpected error was shown: {one_line(message, 200)!r}")
+        return
+    obs.check(count == 1, f"{count} error messages were shown, expected exactly one")
+    for part in want.error:
+        obs.check(part in message, f"the message lacks {part!r}")
+
+
+def check_shows(obs: Observation, want: Want, seen: str) -> None:
+    for part in want.shows:
+        obs.check(part in seen, f"the user never sees {part!r}")
+
+
+def check_requests(obs: Observation, want: Want, server: DemoServer, tag: str) -> None:
+    obs.requests = asked(server, tag)
+    if want.requests is not None:
+        obs.check(obs.requests == want.requests,
+                  f"the server saw {obs.requests} requests for the question, expected {want.requests}")
+
+
+def cli_message(stderr: str, stdout: str) -> tuple[str, int]:
+    """The error line(s) on stderr; else what the user reads about the outcome."""
+    errors = [line for line in stderr.splitlines() if line.startswith("Error:")]
+    if errors:
+        return errors[0], len(errors)
+    if "Traceback" in stderr:
+        last = [line for line in stderr.splitlines() if line.strip()][-1]
+        return f"(traceback) {last}", 0
+    notes = [line.strip() for line in stderr.splitlines() if line.strip().startswith(("✗", "(stopped"))]
+    return " | ".join(notes + [one_line(stdout, 200)]) if notes else one_line(stdout, 300), 0
+
+
+@pytest.mark.timeout(PREFETCH_TIMEOUT)
+@pytest.mark.parametrize("case", _params(CLI))
+def test_cli(case: str, prefetched: Prefetched, matrix: Recorder) -> None:
+    spec = CLI[case]
+    want = spec.want
+    begin(matrix, case, "cli", want)
+    done = prefetched.cli[case]
+    obs = Observation(exit_code=done.returncode, duration_s=done.duration_s)
+    obs.message, count = cli_message(done.stderr, done.stdout)
+    obs.check(done.returncode == want.exit, f"exit code {done.returncode}, expected {want.exit}")
+    check_message(obs, want, obs.message, count)
+    check_shows(obs, want, done.stdout + done.stderr)
+    common_checks(obs, done.stdout, done.stderr)
+    tag = tag_for(case, "cli")
+    server = prefetched.servers.server(spec.server)
+    check_requests(obs, want, server, tag)
+    db = prefetched.workdir / "cli" / case.replace("/", "-") / "threads.sqlite"
+    stored = asyncio.run(thread_questions(db, tag)) if spec.setup not in ("corrupt", "full-disk") else []
+    question = (spec.stdin.decode("utf-8", "replace") if spec.stdin is not None
+                else question_for(case, "cli") if spec.question is None else spec.question).strip("\ufeff \n")
+    if want.keeps_turn:
+        obs.check(question in [q.lstrip("\ufeff") for q in stored],
+                  "the user's question is not in the thread afterwards")
+    if case == "server/http-503-retry-after":
+        obs.check(done.duration_s >= 2.0, f"took {done.duration_s:.1f}s: Retry-After: 1 was not honoured")
+    if spec.setup == "corrupt":
+        obs.check(done.extra is True, "the corrupted checkpoint file was modified")
+    if spec.setup == "lock":
+        obs.check("locked" not in done.stderr, "'database is locked' reached the user")
+        arrived = first_arrival(server, since=0)
+        obs.check(arrived is not None and arrived >= done.extra,
+                  "the turn did not wait for the other writer (no contention was measured)")
+    if case == "input/bom":
+        obs.check(all(not q.startswith("\ufeff") for q in stored), "the stored question starts with the BOM")
+    matrix.verdict(obs)
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.mark.timeout(PREFETCH_TIMEOUT)
+@pytest.mark.parametrize("case", _params(ROWS))
+def test_batch_row(case: str, prefetched: Prefetched, matrix: Recorder) -> None:
+    spec = ROWS[case]
+    want = spec.want
+    begin(matrix, case, "batch", want)
+    done = prefetched.big
+    assert done is not None
+    out = prefetched.workdir / "batch-big" / "answers.jsonl"
+    rows = _rows(out)
+    mine = [r for r in rows if r.get("id") == case]
+    row = mine[0] if mine else {}
+    obs = Observation(exit_code=done.returncode, duration_s=(row.get("latency_ms") or 0) / 1000)
+    obs.check(done.returncode == 1, f"the batch exit code is {done.returncode}, expected 1 (some rows failed)")
+    obs.check(len(mine) == 1, f"{len(mine)} rows for this id, expected exactly one")
+    obs.check(sorted(str(r["id"]) for r in rows) == sorted(prefetched.big_ids),
+              "the output does not hold exactly one row per input id")
+    error = row.get("error") or ""
+    step_errors = " ".join(s["error"] for s in row.get("steps") or [] if s.get("error"))
+    obs.message = error or f"(ok) {row.get('answer') or ''}" + (f" | tool: {step_errors}" if step_errors else "")
+    if want.status is not None:
+        obs.check(row.get("status") == want.status, f"status {row.get('status')!r}, expected {want.status!r}")
+    if want.stopped is not None:
+        obs.check(row.get("stopped") == want.stopped, f"stopped {row.get('stopped')!r}, expected {want.stopped!r}")
+    check_message(obs, want, error, 1 if error else 0)
+    obs.check("\n" not in error, "the row's error is more than one line")
+    check_shows(obs, want, f"{row.get('answer') or ''} {error} {step_errors}")
+    common_checks(obs, done.stdout, done.stderr, out.read_text(encoding="utf-8") if out.exists() else "")
+    check_requests(obs, want, prefetched.servers.main, tag_for(case, "batch"))
+    if case == "server/http-500":
+        obs.check(row.get("retries") == 1, f"retries={row.get('retries')} in the row, expected 1")
+    if want.recovered:
+        obs.check(any(st.get("recovered") and st.get("kind") == "tool" for st in row.get("steps") or []),
+                  "no tool step is marked recovered from text")
+    matrix.verdict(obs)
+
+
+@pytest.mark.timeout(PREFETCH_TIMEOUT)
+@pytest.mark.parametrize("case", _params(RUNS))
+def test_batch_run(case: str, prefetched: Prefetched, matrix: Recorder) -> None:
+    spec = RUNS[case]
+    want = spec.want
+    begin(matrix, case, "batch", want)
+    done = prefetched.runs[case]
+    workdir = prefetched.workdir / "batch" / case.replace("/", "-")
+    obs = Observation(exit_code=done.returncode, duration_s=done.duration_s)
+    obs.message, count = cli_message(done.stderr, done.stdout)
+    out = workdir / "answers.jsonl"
+    if count == 0 and spec.setup != "full-disk" and _rows(out):
+        errors = [r.get("error") or "ok" for r in _rows(out)]
+        obs.message = f"(no error line; {len(errors)} rows, the first says) {errors[0]}"
+    obs.check(done.returncode == want.exit, f"exit code {done.returncode}, expected {want.exit}")
+    check_message(obs, want, obs.message, count)
+    common_checks(obs, done.stdout, done.stderr, out.read_text(encoding="utf-8", errors="replace")
+                  if out.exists() else "")
+    check_requests(obs, want, prefetched.servers.server(spec.server), tag_for(case, "batch-run"))
+    rows = _rows(out) if spec.setup != "full-disk" else []
+    if spec.setup == "full-disk":
+        data = out.read_bytes() if out.exists() else b""
+        complete = data[: data.rfind(b"\n") + 1]
+        kept = [json.loads(line) for line in complete.splitlines()]
+        obs.check(len(kept) >= 1, "no row survived: the rows written before the disk filled up are lost")
+        obs.check(data == complete, "a partly written row was left at the end of the output")
+    elif spec.server != "main" or spec.args:
+        obs.check(not out.exists(), "rows were written claiming the questions failed (they never ran)")
+    else:
+        obs.check(not rows, "an output file was written for an input that was refused")
+    matrix.verdict(obs)
+
+
+# ---------------------------------------------------------------------------------------- the UI
+
+HUGE = 10 * 1024 * 1024
+
+
+@tool
+def explode(text: str) -> str:
+    """Fail like a buggy tool: a runtime error whose message carries the API key.
+
+    Args:
+        text: Anything.
+    """
+    raise RuntimeError(f"connection to the inventory database lost (auth {SECRET})")
+
+
+@tool
+async def never_returns(text: str) -> str:
+    """Hang like a tool whose backend never answers.
+
+    Args:
+        text: Anything.
+    """
+    await asyncio.sleep(3600)
+    return "unreachable"
+
+
+@tool
+def huge_report(text: str) -> str:
+    """Return a 10 MB report.
+
+    Args:
+        text: Anything.
+    """
+    return "x" * HUGE
+
+
+EXTRA_TOOLS = [explode, never_returns, huge_report]
+
+
+@dataclass(frozen=True)
+class UiCase:
+    want: Want
+    server: str = "main"  # the endpoint URL the session uses for the faulty turn
+    model: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    script: list[Reply | str] | None = None  # instead of the case's script
+    question: str | None = None
+    setup: str | None = None  # "corrupt" | "lock" | "full-disk" | "unwritable"
+    follow_up: str = "same"  # "same": the next turn on the same conversation; "new": a new conversation
+    timeout: float = 12.0  # the turn must end by itself within this many seconds
+    max_steps: int = 8
+    xfail: str | None = None
+
+
+def ui_call(name: str) -> list[Reply | str]:
+    return [tool_call_text(name, {"text": "go"})]
+
+
+UI: dict[str, UiCase] = {
+    "server/down-at-start": UiCase(Want(
+        "one error bubble naming the session's endpoint: unreachable, how to start it or set OPENAI_API_BASE",
+        error=UNREACHABLE, keeps_turn=False), server="closed", xfail=BUG_UI_WRONG_ENDPOINT),
+    "server/dropped-mid-stream": UiCase(Want(
+        "one error bubble: connection closed mid-reply, check the log; the partial answer stays", error=DROPPED,
+        shows=("word word",), requests=1)),
+    "server/stalled-stream": UiCase(Want(
+        "one error bubble: did not answer in time, raise AGENT_REQUEST_TIMEOUT", error=TIMED_OUT, requests=1),
+        env={"AGENT_REQUEST_TIMEOUT": REQUEST_TIMEOUT, "AGENT_MAX_RETRIES": "1"}),
+    "server/http-500": UiCase(Want(
+        f"one error bubble after 1+{RETRIES} requests: server failed, try again", error=SERVER_FAILED,
+        requests=1 + int(RETRIES)), env={"AGENT_MAX_RETRIES": RETRIES}),
+    "server/http-503": UiCase(Want(
+        f"one error bubble after 1+{RETRIES} requests: server failed, try again", error=SERVER_FAILED,
+        requests=1 + int(RETRIES)), env={"AGENT_MAX_RETRIES": RETRIES}),
+    "server/http-503-retry-after": UiCase(Want(
+        f"one error bubble after 1+{RETRIES} requests (Retry-After honoured)", error=SERVER_FAILED,
+        requests=1 + int(RETRIES)), env={"AGENT_MAX_RETRIES": RETRIES}),
+    "server/error-event-in-stream": UiCase(Want(
+        "one error bubble with vLLM's message; the partial answer stays", error=SERVER_FAILED,
+        shows=("word word",), requests=1)),
+    "server/context-too-long": UiCase(Want(
+        "one error bubble: does not fit the context, shorten it or raise --max-model-len; then a new "
+        "conversation works", error=CONTEXT + ("Shorten",), requests=1), follow_up="new"),
+    "server/unauthorized": UiCase(Want(
+        "one error bubble naming the session's endpoint: key refused, set OPENAI_API_KEY; the key is never shown",
+        error=UNAUTHORIZED, keeps_turn=False), server="wrong_key", xfail=BUG_UI_WRONG_ENDPOINT),
+    "server/unknown-model": UiCase(Want(
+        "one error bubble: model not served, the served names, AGENT_MODEL", error=NOT_SERVED, requests=1),
+        model="gpt-4"),
+    "server/no-auto-tool-choice": UiCase(Want(
+        "one error bubble naming the vLLM flags", error=NO_PARSER, requests=1), server="no_parser"),
+    "model/json-missing-brace": UiCase(Want("answered with the result (the stream parser already sends a call)",
+                                            shows=("42",), requests=2)),
+    "model/json-single-quotes": UiCase(Want("answered with the result, recovered from the non-streamed text",
+                                            shows=("42", "recovered from text"), requests=3)),
+    "model/json-trailing-commas": UiCase(Want("answered with the result, the arguments repaired",
+                                              shows=("42", "recovered from text"), requests=2)),
+    "model/call-cut-at-max-tokens": UiCase(
+        Want("the cut call is not run; the user is told the reply was cut and to raise AGENT_MAX_TOKENS",
+             shows=CUT_BY_LENGTH),
+        xfail=BUG_CUT_CALL),
+    "model/unknown-tool": UiCase(Want(
+        "a failed tool bubble listing the valid tools; the model answers",
+        shows=("get_stock_price failed", "not a valid tool", "get_current_time, get_city_weather, calculate"))),
+    "model/arguments-fail-schema": UiCase(Want(
+        "a failed tool bubble naming the expected arguments; the model answers",
+        shows=("calculate failed", "expression (string, required)"))),
+    "model/same-failing-call-forever": UiCase(Want(
+        "stops after the same call failed twice; the chat says so", shows=("division by zero",
+                                                                         "the same tool call kept failing"),
+        requests=2)),
+    "model/step-budget": UiCase(Want(
+        f"stops after {BATCH_MAX_STEPS} failing tool rounds; the chat says the step budget was used",
+        shows=(f"step budget of {BATCH_MAX_STEPS} used", "division by zero"), requests=BATCH_MAX_STEPS),
+        max_steps=BATCH_MAX_STEPS),
+    "model/answer-cut-by-length": UiCase(
+        Want("the cut answer stays and the user is told it was cut, raise AGENT_MAX_TOKENS",
+             shows=("The full story goes on",) + CUT_BY_LENGTH),
+        xfail=BUG_LENGTH),
+    "tool/raises": UiCase(Want(
+        "a failed tool bubble: the error type and message, the key redacted; the model answers",
+        shows=("explode failed", "tool failed: RuntimeError", "[redacted]")), script=ui_call("explode")),
+    "tool/hangs-past-timeout": UiCase(
+        Want(f"the tool is abandoned after TOOL_TIMEOUT={TOOL_TIMEOUT}s with a failed tool bubble saying so",
+             shows=("never_returns failed",)),
+        script=ui_call("never_returns"), env={"TOOL_TIMEOUT": TOOL_TIMEOUT}, timeout=5.0,
+        xfail=BUG_TOOL_NO_TIMEOUT),
+    "tool/ten-megabyte-result": UiCase(
+        Want("the 10 MB result reaches the model truncated with a note; the model answers; the thread still works",
+             shows=("Here's what I found",)), script=ui_call("huge_report"),
+        xfail=BUG_HUGE_RESULT),
+    "tool/weather-garbage": UiCase(Want(
+        "a failed tool bubble: the weather response could not be read", shows=("get_city_weather failed",
+                                                                              "could not be read"))),
+    "tool/weather-timeout": UiCase(Want(
+        f"a failed tool bubble after TOOL_TIMEOUT={TOOL_TIMEOUT}s: did not answer in time",
+        shows=("get_city_weather failed", "did not answer within 1 seconds")), env={"TOOL_TIMEOUT": TOOL_TIMEOUT}),
+    "input/empty-question": UiCase(Want(
+        "nothing is sent and nothing is added to the chat", requests=0, keeps_turn=False), question=""),
+    "input/100k-question": UiCase(Want("answered", shows=("Work Agent demo",), requests=1)),
+    "input/unwritable-output": UiCase(
+        Want("one error bubble: the checkpoint file cannot be written, set AGENT_CHECKPOINT_DB",
+             error=("AGENT_CHECKPOINT_DB",), keeps_turn=False), setup="unwritable",
+        xfail=BUG_UI_CHECKPOINT_OPEN),
+    "input/full-disk": UiCase(Want(
+        "one error bubble: the conversation could not be saved, the disk is full, what to do",
+        error=("Cannot save the conversation", "disk is probably full", "AGENT_CHECKPOINT_DB"), keeps_turn=False),
+        setup="full-disk",
+        question="Keep this note: " + "n" * 20_000),  # bigger than the free space left in the file's pages
+    "input/sqlite-two-writers": UiCase(Want(
+        "waits for the other process's write transaction (2 s), then answers", shows=("42",)), server="side",
+        setup="lock"),
+    "input/sqlite-corrupted": UiCase(
+        Want("one error bubble: the checkpoint file is not a SQLite database, move it or set AGENT_CHECKPOINT_DB; "
+             "the file is not modified", error=("not a SQLite database", "AGENT_CHECKPOINT_DB"), keeps_turn=False),
+        setup="corrupt",
+        xfail=BUG_UI_CHECKPOINT_OPEN),
+}
+
+
+MIN_SECONDS = {"server/http-500": 1.1, "server/http-503": 1.1, "server/http-503-retry-after": 2.0}
+
+
+class _Request:
+    username = None
+
+
+def _chat_text(messages: list[Any]) -> list[tuple[str, str, str]]:
+    """(role, title, content) of each chat message."""
+    out = []
+    for m in messages:
+        if isinstance(m, dict):
+            role, meta, content = m.get("role", ""), m.get("metadata") or {}, m.get("content")
+        else:
+            role, meta, content = m.role, m.metadata or {}, m.content
+        out.append((str(role), str((meta or {}).get("title") or ""), str(content)))
+    return out
+
+
+async def ui_turn(handlers: Any, session: Any, question: str, *, base_url: str | None = None,
+                  model: str | None = None, timeout: float = 20.0,
+                  max_steps: int = 8) -> tuple[list[tuple[str, str, str]], bool]:
+    """Run one turn through the chat handler; the turn's messages, and whether it ended by itself in time."""
+    from tools import TOOLS
+
+    before = len(session.display())
+    names = [t.name for t in [*TOOLS, *EXTRA_TOOLS]]
+    gen = handlers.run(question, session, "owner", base_url, model, 0.2, 1024, max_steps, names, _Request())
+
+    async def consume() -> None:
+        async for _ in gen:
+            pass
+
+    try:
+        await asyncio.wait_for(consume(), timeout)
+        ended = True
+    except TimeoutError:
+        ended = False
+    return _chat_text(session.display()[before:]), ended
+
+
+ERROR_TITLE = "💥 Error"
+
+
+@pytest.mark.parametrize("case", _params(UI))
+async def test_ui(case: str, servers: Servers, matrix: Recorder, monkeypatch: pytest.MonkeyPatch,
+                  tmp_path: Path) -> None:
+    from graph.graph import build_graph
+    from tools import TOOLS
+    from ui import backend as backend_module
+    from ui.backend import Backend, Session
+    from ui.handlers import Handlers
+
+    spec, info = UI[case], CASES[case]
+    want = spec.want
+    begin(matrix, case, "ui", want)
+    db = tmp_path / "ui" / "threads.sqlite"
+    env = {"OPENAI_API_BASE": servers.main.base_url, "OPENAI_API_KEY": SECRET,
+           "WEATHER_GEOCODING_URL": servers.main.geocoding_url, "WEATHER_FORECAST_URL": servers.main.forecast_url,
+           "AGENT_CHECKPOINT_DB": str(db), "AGENT_MAX_RETRIES": "0", **spec.env}
+    if spec.setup == "unwritable":
+        env["AGENT_CHECKPOINT_DB"] = "/sys/work-agent-faults/threads.sqlite"
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    monkeypatch.setattr(backend_module, "build_graph",
+                        lambda **kw: build_graph(tools=[*TOOLS, *EXTRA_TOOLS], **kw))
+    server = servers.server(spec.server)
+    tag = tag_for(case, "ui")
+    replies = spec.script if spec.script is not None else CASES[case].script(True)
+    if replies:
+        server.script_for(tag, *replies)
+    question = f"{info.question} ({tag})" if spec.question is None else spec.question
+    state = corrupt(db) if spec.setup == "corrupt" else None
+    locker = OtherWriter(db, hold_s=2.0) if spec.setup == "lock" else None
+
+    backend = Backend(load_settings())
+    handlers, session = Handlers(backend), Session()
+    obs = Observation()
+    started, started_at = time.perf_counter(), time.time()
+    try:
+        if spec.setup == "full-disk":
+            await backend.ready()
+            pages = (await (await backend._saver.conn.execute("PRAGMA page_count")).fetchone())[0]
+            await backend._saver.conn.execute(f"PRAGMA max_page_count={pages}")
+        base_url = None if spec.server == "main" else servers.url(spec.server)
+        raised: Exception | None = None
+        try:
+            turn, ended = await ui_turn(handlers, session, question, base_url=base_url, model=spec.model,
+                                        timeout=spec.timeout, max_steps=spec.max_steps)
+        except Exception as exc:  # noqa: BLE001 - an exception out of the handler is itself the finding
+            raised, turn, ended = exc, [], True
+        obs.duration_s = time.perf_counter() - started
+        if locker is not None:
+            released = locker.finish()
+            arrived = first_arrival(server, since=started_at)
+            obs.check(arrived is not None and arrived >= released,
+                      "the turn did not wait for the other writer (no contention was measured)")
+        if spec.setup == "full-disk":
+            await backend._saver.conn.execute("PRAGMA max_page_count=1073741823")
+        obs.check(ended, f"the turn did not end by itself within {spec.timeout:g} s")
+        if case in MIN_SECONDS:  # the retries waited (backoff 0.5 s then 1 s, minus jitter; or Retry-After: 1)
+            obs.check(obs.duration_s >= MIN_SECONDS[case],
+                      f"took {obs.duration_s:.2f}s: the retries did not back off (>= {MIN_SECONDS[case]}s)")
+        errors = [content for role, title, content in turn if title == ERROR_TITLE]
+        tools_failed = [f"{title}: {content}" for role, title, content in turn if title.startswith("💥 ")
+                        and title != ERROR_TITLE]
+        answer = [content for role, title, content in turn if role == "assistant" and not title]
+        obs.message = errors[0] if errors else " | ".join(tools_failed + answer[-1:]) or "(nothing shown)"
+        if raised is not None:
+            obs.message = f"(the chat handler raised {type(raised).__name__}: {raised})"
+            obs.check(False, f"the chat handler raised {type(raised).__name__} instead of showing a message")
+        check_message(obs, want, errors[0] if errors else "", len(errors))
+        endpoint = servers.url(spec.server)
+        if errors and "http://" in errors[0]:
+            obs.check(endpoint in errors[0], f"the message names another endpoint than the one used ({endpoint})")
+        rendered = "\n".join(f"{title}\n{content}" for _, title, content in turn)
+        check_shows(obs, want, rendered)
+        common_checks(obs, rendered)
+        check_requests(obs, want, server, tag)
+        if spec.question == "":
+            obs.check(turn == [], "the empty question added something to the chat")
+        else:
+            obs.check(any(role == "user" and question.strip() in content for role, _, content in turn),
+                      "the question is not in the chat")
+        if want.keeps_turn and session.thread_id:
+            stored = [t.question for t in await handlers.last_turns(session, None)]
+            obs.check(question in stored, "the user's question is not in the conversation afterwards")
+        if state is not None:
+            obs.check(untouched(db, state), "the corrupted checkpoint file was modified")
+            db.rename(db.with_suffix(".corrupt"))  # what the message tells the user to do
+        if spec.setup == "unwritable":
+            backend.settings = load_settings(agent_checkpoint_db=tmp_path / "ui" / "moved.sqlite")
+        # The handlers still serve a normal turn afterwards.
+        if spec.follow_up == "new":
+            handlers.new_conversation(session)
+        after, ended = await ui_turn(handlers, session, "What time is it in Tokyo?")
+        after_errors = [content for _, title, content in after if title == ERROR_TITLE]
+        obs.check(ended and not after_errors and any("Current time (get_current_time)" in c for _, _, c in after),
+                  "the next normal turn failed: " + one_line(" ".join(after_errors) or str(after[-1:]), 200))
+        common_checks(obs, "\n".join(c for _, _, c in after))
+    finally:
+        if locker is not None:
+            locker.kill()
+        await backend.close()
+    matrix.verdict(obs)
+
+
+# ------------------------------------------------------------------ the fake server's fault modes, on the wire
+
+
+def test_fake_server_fault_modes_on_the_wire(servers: Servers) -> None:
+    """The modes the matrix relies on behave as described in graph/demo_chat.py (not a matrix row)."""
+    import httpx
+
+    main = servers.main
+    headers = {"Authorization": f"Bearer {SECRET}"}
+
+    def body(tag: str, stream: bool) -> dict[str, Any]:
+        return {"model": MODEL, "messages": [{"role": "user", "content": f"hi {tag}"}], "stream": stream}
+
+    main.script_for("wirea", Reply(status=503, headers={"Retry-After": "1"}))
+    main.script_for("wireb", Reply(text=WORDS, drop_after_tokens=3))
+    main.script_for("wirec", Reply(text=WORDS, stall_after_tokens=2))
+    main.script_for("wired", Reply(text=WORDS, drop_after_tokens=3))
+    with httpx.Client(base_url=main.url, headers=headers, timeout=5) as http:
+        refused = http.post("/v1/chat/completions", json=body("wirea", False))
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        assert refused.json()["error"]["type"] == "ServiceUnavailableError"
+        events: list[str] = []
+        with pytest.raises(httpx.RemoteProtocolError):
+            with http.stream("POST", "/v1/chat/completions", json=body("wireb", True)) as response:
+                events.extend(line for line in response.iter_lines() if line.startswith("data: "))
+        assert len(events) == 4 and "[DONE]" not in "".join(events)  # the role chunk and 3 tokens, no end
+        events.clear()
+        with pytest.raises(httpx.ReadTimeout):
+            with http.stream("POST", "/v1/chat/completions", json=body("wirec", True),
+                             timeout=httpx.Timeout(5, read=0.5)) as response:
+                events.extend(line for line in response.iter_lines() if line.startswith("data: "))
+        assert len(events) == 3
+        with pytest.raises(httpx.RemoteProtocolError):
+            http.post("/v1/chat/completions", json=body("wired", False))
+        garbage = http.get("/open-meteo/v1/search", params={"name": "fault-garbage"})
+        assert garbage.status_code == 200 and not garbage.text.startswith("{")
+        assert http.get("/open-meteo/v1/search", params={"name": "fault-500"}).status_code == 500
+        huge = http.get("/open-meteo/v1/search", params={"name": "fault-huge"}).json()
+        assert len(huge["results"][0]["name"]) > HUGE
+        with pytest.raises(httpx.ReadTimeout):
+            http.get("/open-meteo/v1/search", params={"name": "fault-hang"}, timeout=httpx.Timeout(5, read=0.3))
+        assert http.get("/open-meteo/v1/search", params={"name": "Paris"}).json()["results"][0]["name"] == "Paris"
+
+
+def test_checkpoint_file_failures_are_explained() -> None:
+    """graph/errors.py words a full disk and a damaged checkpoint file (not a matrix row)."""
+    import errno
+
+    from graph.errors import EXIT_FAILURE, EXIT_USAGE, explain
+
+    full = explain(sqlite3.OperationalError("database or disk is full"), base_url=CLOSED_URL, model=MODEL)
+    assert full.exit_code == EXIT_FAILURE and "AGENT_CHECKPOINT_DB" in str(full) and "Free some space" in str(full)
+    efbig = explain(OSError(errno.EFBIG, "File too large"), base_url=CLOSED_URL, model=MODEL)
+    assert "disk is probably full" in str(efbig)
+    damaged = explain(sqlite3.DatabaseError("file is not a database"), base_url=CLOSED_URL, model=MODEL)
+    assert damaged.exit_code == EXIT_USAGE and "not a SQLite database" in str(damaged)
+    assert "Move it aside" in str(damaged)
