@@ -29,3 +29,8 @@ UNREADABLE_CALL_FALLBACK = (
     "I tried to call a tool, but the call came back in a form I could not read. If this keeps "
     "happening, the server's --tool-call-parser may not match the model: run `work-agent doctor`."
 )
+
+CUT_CALL_FALLBACK = (
+    "(The reply was cut at the token limit while it was writing a tool call, so the call was not run. "
+    "Raise AGENT_MAX_TOKENS and ask again.)"
+)

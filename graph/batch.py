@@ -18,7 +18,7 @@ from configs.settings import Settings
 from graph.batch_io import Question
 from graph.batch_output import RowWriter, input_failure_row, output_row
 from graph.context import Context
-from graph.errors import EXIT_ENDPOINT, EXIT_FAILURE, UNREACHABLE, explain
+from graph.errors import EXIT_ENDPOINT, EXIT_FAILURE, UNREACHABLE, explain, no_tool_parser
 from graph.graph import build_graph
 from graph.model import REQUEST_TALLY, ModelNotFoundError, RequestTally, list_models
 from graph.runner import run_turn
@@ -26,6 +26,7 @@ from graph.trace import Step, usage_of
 
 TIMED_OUT = "Timed out after {seconds:g}s (--timeout); the question was abandoned."
 STOPPED_EARLY = {
+    "length": "The answer was cut at the token limit (AGENT_MAX_TOKENS): raise it; the cut answer is kept.",
     "max_steps": "Stopped early: used all {max_steps} tool steps (raise --max-steps); the answer is a best effort.",
     "repeated_failure": "Stopped early: a tool call kept failing ({detail}); the answer is a best effort.",
 }
@@ -165,6 +166,8 @@ def _explain(cfg: BatchConfig, exc: BaseException) -> str:
 async def _batch_ending(cfg: BatchConfig, exc: Exception) -> BatchStop | None:
     """A failure every later question would share: wrong key or model, or a server that no longer answers."""
     if getattr(exc, "status_code", None) in (401, 404) or isinstance(exc, ModelNotFoundError):
+        return BatchStop(_explain(cfg, exc), EXIT_ENDPOINT)
+    if no_tool_parser(exc):  # every request would be refused the same way
         return BatchStop(_explain(cfg, exc), EXIT_ENDPOINT)
     timeout = isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException))
     if timeout or not isinstance(exc, (openai.APIConnectionError, httpx.TransportError)):

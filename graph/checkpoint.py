@@ -4,6 +4,7 @@ AGENT_CHECKPOINT_URL is set (several UI replicas sharing conversations)."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,7 +15,7 @@ import aiosqlite
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from configs.settings import Settings
-from graph.errors import EXIT_ENDPOINT, AgentError
+from graph.errors import EXIT_ENDPOINT, AgentError, explain
 
 BUSY_TIMEOUT_S = 30
 CONNECT_TIMEOUT_S = 10
@@ -56,7 +57,7 @@ async def open_checkpointer(
     CliError so the line is printed without a traceback.)
     """
     if settings.agent_checkpoint_url is None:
-        async with open_sqlite(settings.agent_checkpoint_db) as saver:
+        async with open_sqlite(settings.agent_checkpoint_db, error=error) as saver:
             yield saver
     else:
         async with open_postgres(settings.agent_checkpoint_url.get_secret_value().strip(), error=error) as saver:
@@ -64,11 +65,17 @@ async def open_checkpointer(
 
 
 @asynccontextmanager
-async def open_sqlite(path: Path) -> AsyncIterator[AsyncSqliteSaver]:
-    """An AsyncSqliteSaver on `path`, safe for several processes writing the same file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = await aiosqlite.connect(str(path), timeout=BUSY_TIMEOUT_S)
+async def open_sqlite(path: Path, *, error: Callable[[str, int], Exception] = AgentError,
+                      ) -> AsyncIterator[AsyncSqliteSaver]:
+    """An AsyncSqliteSaver on `path`, safe for several processes writing the same file.
+
+    A file that cannot be created or is not a SQLite database raises `error(one_line_message, exit_code)`;
+    the file is never modified or replaced.
+    """
+    conn = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = await aiosqlite.connect(str(path), timeout=BUSY_TIMEOUT_S)
         # WAL lets readers and one writer work at once; the busy timeout makes a second writer wait
         # instead of failing with "database is locked".
         await conn.execute("PRAGMA journal_mode=WAL")
@@ -76,6 +83,12 @@ async def open_sqlite(path: Path) -> AsyncIterator[AsyncSqliteSaver]:
         await conn.execute("PRAGMA synchronous=NORMAL")
         saver = AsyncSqliteSaver(conn)
         await saver.setup()
+    except (sqlite3.Error, OSError) as exc:
+        if conn is not None:
+            await conn.close()
+        found = explain(exc, base_url="", model=None)
+        raise error(str(found), found.exit_code) from None
+    try:
         yield saver
     finally:
         await conn.close()

@@ -34,6 +34,15 @@ class CliError(click.ClickException):
         click.secho(f"Error: {self.message}", err=True, fg="red")
 
 
+def stop_note(stopped: str) -> str:
+    """Why a turn ended early, for the terminal."""
+    if stopped == "length":
+        from graph.trace import CUT_NOTE
+
+        return CUT_NOTE
+    return f"stopped early: {stopped.replace('_', ' ')}"
+
+
 def endpoint_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Add --base-url and --model (they override OPENAI_API_BASE and AGENT_MODEL)."""
     fn = click.option("--model", "-m", help="Served model name (default: AGENT_MODEL, else the server's first).")(fn)
@@ -223,7 +232,12 @@ def run(question: str, demo: bool, thread_id: str | None, max_steps: int | None,
         model: str | None, as_json: bool, no_stream: bool, verbose: bool) -> None:
     """Ask one QUESTION ("-" reads it from stdin) and print the answer."""
     if question == "-":
-        question = sys.stdin.read()
+        from graph.batch_io import BatchInputError, decode
+
+        try:  # UTF-8 with or without a BOM; anything else is one line saying how to convert it
+            question = decode(sys.stdin.buffer.read(), "-")
+        except BatchInputError as err:
+            raise CliError(str(err), EXIT_USAGE) from None
     if not question.strip():
         raise CliError("The question is empty: pass it as an argument, or '-' to read stdin.", EXIT_USAGE)
     with endpoint(demo, base_url, model, max_steps) as settings:
@@ -249,7 +263,7 @@ async def _run(settings: Settings, question: str, thread_id: str | None, as_json
         return
     printer.finish(result.answer)
     if result.stopped:
-        click.secho(f"(stopped early: {result.stopped.replace('_', ' ')})", err=True, fg="yellow")
+        click.secho(f"({stop_note(result.stopped)})", err=True, fg="yellow")
     click.secho(f"thread {thread_id} · {result.latency_ms / 1000:.1f}s · {result.usage['total_tokens']} tokens"
                 f" · continue with --thread {thread_id}", err=True, dim=True)
 
@@ -349,6 +363,8 @@ def _repl_turn(runner: asyncio.Runner, settings: Settings, graph: Any, line: str
         err.show()
         return
     printer.finish(result.answer)
+    if result.stopped:
+        click.secho(f"({stop_note(result.stopped)})", err=True, fg="yellow")
 
 
 @cli.command()
@@ -523,6 +539,8 @@ async def _batch(settings: Settings, todo: list[Any], out: Path, concurrency: in
         if created and writer.count == 0:
             out.unlink(missing_ok=True)  # nothing ran: the same command can simply be run again
         raise CliError(f"{stop} {resume_hint}", stop.exit_code) from None
+    except BatchInputError as err:  # a row could not be written (disk full): the rows before it are kept
+        raise CliError(f"{err} {resume_hint}", EXIT_USAGE) from None
     finally:
         progress.close()
     took = time.perf_counter() - started

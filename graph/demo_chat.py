@@ -413,7 +413,8 @@ def _generate(id: str, cfg: DemoConfig, body: dict[str, Any], reply: Reply, pars
         tokens, finish = tokens[:budget], "length"
     return _Generation(
         id=id, model=cfg.served_model_names[0], text="".join(tokens), finish=finish,
-        prompt_tokens=prompt_tokens, completion_tokens=len(tokens) + (finish == "stop"),
+        # A "length" finish means the engine generated its whole budget; a scripted shorter text stands in for it.
+        prompt_tokens=prompt_tokens, completion_tokens=budget if finish == "length" else len(tokens) + 1,
         parse=parse, tool_choice=body.get("tool_choice"), parallel=parallel,
     )
 

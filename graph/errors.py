@@ -98,6 +98,14 @@ def _dropped(exc: BaseException) -> bool:
     return False
 
 
+def no_tool_parser(exc: BaseException) -> bool:
+    """vLLM's 400 for a request with tools to a server started without tool calling."""
+    if not isinstance(exc, openai.APIError) or getattr(exc, "status_code", None) != 400:
+        return False
+    detail = _detail(exc)
+    return "--enable-auto-tool-choice" in detail or "requires --tool-call-parser" in detail
+
+
 def explain(exc: BaseException, *, base_url: str, model: str | None) -> AgentError:
     """Map an exception from a model call to an AgentError (unknown errors keep their type name)."""
     if isinstance(exc, AgentError):
@@ -130,7 +138,7 @@ def explain(exc: BaseException, *, base_url: str, model: str | None) -> AgentErr
                 EXIT_ENDPOINT,
             )
         if status == 400:
-            if "--enable-auto-tool-choice" in detail or "requires --tool-call-parser" in detail:
+            if no_tool_parser(exc):
                 parser = parser_for(model or "") or "hermes"  # the model profile names its parser
                 return AgentError(NO_TOOL_PARSER.format(base_url=base_url, parser=parser), EXIT_ENDPOINT)
             too_many = re.search(r"max_(?:completion_)?tokens=(\d+) cannot be greater than max_model_len=(\d+)", detail)

@@ -25,6 +25,7 @@ from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.runtime import Runtime
 
 from configs.prompts import (
+    CUT_CALL_FALLBACK,
     OUT_OF_STEPS_FALLBACK,
     OUT_OF_STEPS_PROMPT,
     REPEATED_FAILURE_PROMPT,
@@ -43,6 +44,15 @@ INVALID_ARGS_TEMPLATE = (
     "that matches its parameters."
 )
 DISABLED_TOOL_TEMPLATE = "Error: {name} is not a valid tool, try one of [{available}]."
+TOOL_TIMEOUT_TEMPLATE = (
+    "Error: {name} did not answer within {seconds:g} seconds and was stopped (TOOL_TIMEOUT={timeout:g}). "
+    "Try again later, or answer without it."
+)
+# A tool's HTTP calls each get TOOL_TIMEOUT, and a tool may make two (geocoding, then the forecast); the
+# whole call gets twice that before it is abandoned.
+TOOL_CALL_LIMIT_FACTOR = 2
+MAX_TOOL_RESULT_CHARS = 20_000
+TRUNCATED_NOTE = "\n\n[Truncated: the tool returned {total:,} characters; only the first {kept:,} are shown.]"
 
 Writer = Callable[[Any], None]
 ModelFactory = Callable[[Context, bool], Awaitable[tuple[BaseChatModel, str]]]
@@ -201,6 +211,16 @@ def repair_calls(ai: AIMessage) -> tuple[AIMessage, bool]:
     return fixed_msg, recovered
 
 
+def hit_token_limit(ai: AIMessage, max_tokens: int) -> bool:
+    """The reply ended because it used all its tokens.
+
+    vLLM reports "tool_calls", not "length", for a streamed reply that sent any tool delta, so a cut call
+    shows only in the usage: as many completion tokens as were allowed.
+    """
+    used = (ai.usage_metadata or {}).get("output_tokens") or 0
+    return ai.response_metadata.get("finish_reason") == "length" or used >= max_tokens
+
+
 def model_step(
     ai: AIMessage, *, node: str, turn: int, model: str, started: float, t0: float,
     ttft: float | None, recovered: bool, call: CallRecord | None = None,
@@ -237,6 +257,13 @@ def make_plan(settings: Settings, tools: Sequence[BaseTool], factory: ModelFacto
                 plain, _ = await factory(ctx, False)
                 ai = await bind_tools(plain, usable).ainvoke(messages)
         ai, recovered = repair_calls(ai)
+        if ai.tool_calls and hit_token_limit(ai, ctx.max_tokens):
+            # The token limit cut the reply inside a tool call: its arguments are incomplete, so running it
+            # would fail as if the model had erred. End the turn and say why instead.
+            text = ai.content if isinstance(ai.content, str) else ""
+            ai = AIMessage(content=f"{text.strip()}\n\n{CUT_CALL_FALLBACK}".strip(), usage_metadata=ai.usage_metadata,
+                           response_metadata={**ai.response_metadata, "finish_reason": "length"}, id=ai.id)
+            recovered = False
         step = model_step(ai, node="plan", turn=turn_number(state.messages), model=name,
                           started=started, t0=t0, ttft=ttft, recovered=recovered, call=call)
         return {"messages": [ai], "steps": [step]}
@@ -263,9 +290,10 @@ def make_call_tool(settings: Settings, tools: Sequence[BaseTool]) -> ToolNode:
             content = DISABLED_TOOL_TEMPLATE.format(name=call["name"], available=", ".join(allowed))
             result = ToolMessage(content, name=call["name"], tool_call_id=call["id"], status="error")
         else:
-            result = await execute(request)
+            result = await _limited(execute, request, settings.tool_timeout)
         duration = (time.perf_counter() - t0) * 1000
         if isinstance(result, ToolMessage):
+            result.content = _capped(result.content)
             result.response_metadata = {
                 **result.response_metadata, "started_at": started, "duration_ms": duration,
             }
@@ -276,6 +304,26 @@ def make_call_tool(settings: Settings, tools: Sequence[BaseTool]) -> ToolNode:
         return result
 
     return ToolNode(list(tools), name="call_tool", handle_tool_errors=handle_tool_error, awrap_tool_call=timed)
+
+
+async def _limited(execute: Callable[[ToolCallRequest], Awaitable[Any]], request: ToolCallRequest,
+                   timeout: float) -> Any:
+    """Run the tool call; one that outlives its limit becomes an error message the model can act on."""
+    limit = timeout * TOOL_CALL_LIMIT_FACTOR
+    call = request.tool_call
+    try:
+        async with asyncio.timeout(limit):
+            return await execute(request)
+    except TimeoutError:
+        content = TOOL_TIMEOUT_TEMPLATE.format(name=call["name"], seconds=limit, timeout=timeout)
+        return ToolMessage(content, name=call["name"], tool_call_id=call["id"], status="error")
+
+
+def _capped(content: Any) -> Any:
+    """A tool result cut to MAX_TOOL_RESULT_CHARS with a note, so one huge result cannot overflow the context."""
+    if not isinstance(content, str) or len(content) <= MAX_TOOL_RESULT_CHARS:
+        return content
+    return content[:MAX_TOOL_RESULT_CHARS] + TRUNCATED_NOTE.format(total=len(content), kept=MAX_TOOL_RESULT_CHARS)
 
 
 def observe(state: State) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from graph import metrics
 from graph.graph import recursion_limit
 from graph.logs import log_step
 from graph.nodes import stop_reason
-from graph.trace import Step, usage_of
+from graph.trace import Step, cut_at_token_limit, usage_of
 
 STOPPED_MARK = "\n\n*(stopped)*"
 CANCELLED_TOOL = "Cancelled: the user stopped this turn before the tool finished."
@@ -129,6 +129,8 @@ async def _run(graph: Any, question: str, thread_id: str, context: Context, max_
     result.latency_ms = (time.perf_counter() - started) * 1000
     if result.stopped is None and any(s.node == "answer" for s in result.steps):
         result.stopped = stop_reason(turn_messages, max_steps) or "max_steps"
+    if result.stopped is None and cut_at_token_limit(result.steps):
+        result.stopped = "length"  # the answer was cut at the token limit (AGENT_MAX_TOKENS)
 
 
 async def save_stopped(graph: Any, config: dict[str, Any], partial: str) -> None:

@@ -9,7 +9,7 @@ from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 
 from graph.nodes import stop_reason
 from graph.state import turn_number
-from graph.trace import Step
+from graph.trace import Step, cut_at_token_limit
 
 
 @dataclass
@@ -38,6 +38,7 @@ def split_turns(messages: list[AnyMessage], records: list[dict[str, Any]], max_s
         answers = [m for m in chunk if isinstance(m, AIMessage) and not m.tool_calls]
         steps = [Step.model_validate(r) for r in records if r.get("turn") == n]
         stopped = stop_reason(messages[:end], max_steps) if any(s.node == "answer" for s in steps) else None
+        stopped = stopped or ("length" if cut_at_token_limit(steps) else None)
         turns.append(Turn(turn=n, question=str(messages[start].content),
                           answer=str(answers[-1].content) if answers else "", steps=steps, stopped=stopped))
     return turns

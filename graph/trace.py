@@ -60,6 +60,15 @@ class Step(BaseModel):
         return f"{mark} {self.name}{tag} {args} {secs} → {short}"
 
 
+CUT_NOTE = "the answer was cut at the token limit: raise AGENT_MAX_TOKENS, or ask it to continue"
+
+
+def cut_at_token_limit(steps: list[Step]) -> bool:
+    """The turn's last model call ended at the token limit (finish_reason "length"), so its answer is cut."""
+    last = next((s for s in reversed(steps) if s.kind == "model"), None)
+    return last is not None and last.finish_reason == "length"
+
+
 def steps_of_turn(records: list[dict[str, Any]], turn: int) -> list[Step]:
     """The steps recorded for one turn, as Step objects."""
     return [Step.model_validate(r) for r in records if r.get("turn") == turn]

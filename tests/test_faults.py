@@ -201,64 +201,6 @@ CUT_BY_LENGTH = ("cut", "AGENT_MAX_TOKENS")
 KEY_OF_OTHER_SERVER = OTHER_SERVER_KEY
 
 
-# ------------------------------------------------------------------------------- known product bugs
-# One reason per bug (the tests that show it are marked xfail(strict=True) with it; fix, then drop the mark).
-
-BUG_LENGTH = (
-    "finish_reason 'length' is ignored: graph/nodes.py only records it in the trace, and graph/cli.py, "
-    "ui/render.py and graph/batch.py show the cut answer as if complete (batch: an 'ok' row), with no note that it "
-    "was cut and no hint to raise AGENT_MAX_TOKENS"
-)
-BUG_CUT_CALL = (
-    "graph/nodes.py runs a <tool_call> that finish_reason 'length' cut off: the partial arguments (streamed, or "
-    "completed by json_repair when not streaming) become calculate('6*'), which fails as if the model had erred; "
-    "nobody is told the reply was cut (AGENT_MAX_TOKENS)"
-)
-BUG_HUGE_RESULT = (
-    "graph/nodes.py make_call_tool passes a tool result of any size to the model: a 10 MB result makes the next "
-    "request 400 (context too long), the turn fails, and every later turn of that conversation fails the same "
-    "way (a batch row's trace also carries the whole 10 MB); cap results (e.g. 20,000 characters) with a note"
-)
-BUG_TOOL_NO_TIMEOUT = (
-    "graph/nodes.py make_call_tool has no time limit: TOOL_TIMEOUT only bounds the weather tool's own HTTP calls, "
-    "so a tool that never returns hangs the turn until the user presses Stop (wrap execute() in "
-    "asyncio.timeout(settings.tool_timeout) and return an error ToolMessage)"
-)
-BUG_CLI_CHECKPOINT_OPEN = (
-    "graph/cli.py _run (and _repl) opens the checkpointer outside the try that maps errors: a checkpoint file that "
-    "is not a database (sqlite3.DatabaseError) or cannot be created (PermissionError under /sys) ends `run` with "
-    "a traceback and exit 1; graph/errors.explain() now words both (exit 2), so catching them and raising "
-    "fail_on(...)(exc) is enough"
-)
-BUG_UI_CHECKPOINT_OPEN = (
-    "ui/handlers.py Handlers.run awaits backend.ready() before its try: a checkpoint file that is not a database "
-    "or cannot be created raises out of the handler, so the chat shows nothing (Gradio: a generic 'Error' toast, "
-    "a traceback in the log); handling it like the model lookup, with explain(), gives the one-line message"
-)
-BUG_UI_WRONG_ENDPOINT = (
-    "ui/handlers.py Handlers.run: when the model lookup fails (unreachable, 401) the message is built from "
-    "self.backend.settings, so it names the default OPENAI_API_BASE instead of the endpoint URL the session "
-    "uses (settings_for(base_url))"
-)
-BUG_STDIN_NOT_UTF8 = (
-    "graph/cli.py `run -` reads stdin with sys.stdin.read(): invalid UTF-8 raises UnicodeDecodeError and prints a "
-    "traceback (exit 1); graph/batch_io.decode() already words it with the iconv command"
-)
-BUG_STDIN_BOM = (
-    "graph/cli.py `run -` keeps a leading BOM (U+FEFF) in the question (str.strip() does not remove it): it is "
-    "sent to the model and stored in the thread"
-)
-BUG_BATCH_WRITE_FAILS = (
-    "graph/cli.py _batch catches only BatchStop around run_batch: when appending a row fails (disk full: "
-    "EFBIG/ENOSPC), the BatchInputError that graph/batch_output.RowWriter now raises ends `batch` with a traceback "
-    "and no resume command; catch it like BatchStop (exit 2, plus the resume hint)"
-)
-BUG_BATCH_NO_PARSER = (
-    "graph/batch.py _batch_ending() does not treat the no-tool-parser 400 as batch-ending: every question is sent "
-    "and fails with the same message, exit 1, instead of stopping at once with exit 3 like 401/404"
-)
-
-
 # ------------------------------------------------------------------------------------- fake servers
 
 
@@ -466,8 +408,7 @@ CLI: dict[str, CliCase] = {
              shows=("division by zero", "stopped early: repeated failure"), requests=2)),
     "model/answer-cut-by-length": CliCase(
         Want("exit 0; the cut answer is shown and the user is told it was cut and to raise AGENT_MAX_TOKENS",
-             exit=0, shows=("The full story goes on",) + CUT_BY_LENGTH),
-        xfail=BUG_LENGTH),
+             exit=0, shows=("The full story goes on",) + CUT_BY_LENGTH)),
     "tool/raises": CliCase(
         Want("exit 0; the failed tool step says the weather service is unavailable; the model answers", exit=0,
              shows=("✗ get_city_weather", "weather service unavailable, try again later"))),
@@ -477,8 +418,7 @@ CLI: dict[str, CliCase] = {
         env={"TOOL_TIMEOUT": TOOL_TIMEOUT}),
     "tool/ten-megabyte-result": CliCase(
         Want("exit 0; the 10 MB result reaches the model truncated with a note, and the model answers", exit=0,
-             shows=("Here's what I found",)),
-        xfail=BUG_HUGE_RESULT),
+             shows=("Here's what I found",))),
     "input/empty-question": CliCase(
         Want("exit 2; says the question is empty and how to pass one", exit=2,
              error=("The question is empty", "'-' to read stdin"), keeps_turn=False), question=""),
@@ -487,16 +427,13 @@ CLI: dict[str, CliCase] = {
              requests=1), via_stdin=True),
     "input/invalid-utf8": CliCase(
         Want("exit 2; says stdin is not UTF-8 and how to convert it", exit=2, error=("not UTF-8", "iconv"),
-             keeps_turn=False), stdin=b"Quelle heure est-il \xe0 Paris ?\n",
-        xfail=BUG_STDIN_NOT_UTF8),
+             keeps_turn=False), stdin=b"Quelle heure est-il \xe0 Paris ?\n"),
     "input/bom": CliCase(
         Want("exit 0; answered; the BOM is not part of the stored question", exit=0, shows=("Asia/Tokyo",)),
-        stdin="\ufeffWhat time is it in Tokyo?\n".encode(),
-        xfail=BUG_STDIN_BOM),
+        stdin="\ufeffWhat time is it in Tokyo?\n".encode()),
     "input/unwritable-output": CliCase(
         Want("exit 2; says the checkpoint file cannot be written and to set AGENT_CHECKPOINT_DB", exit=2,
-             error=("AGENT_CHECKPOINT_DB",), keeps_turn=False), setup="unwritable",
-        xfail=BUG_CLI_CHECKPOINT_OPEN),
+             error=("AGENT_CHECKPOINT_DB",), keeps_turn=False), setup="unwritable"),
     "input/full-disk": CliCase(
         Want("exit 1; says the checkpoint could not be saved because the disk is full, and what to do", exit=1,
              error=("Cannot save the conversation", "disk is probably full", "AGENT_CHECKPOINT_DB"),
@@ -507,8 +444,7 @@ CLI: dict[str, CliCase] = {
     "input/sqlite-corrupted": CliCase(
         Want("exit 2; says the checkpoint file is not a SQLite database and to move it or set AGENT_CHECKPOINT_DB; "
              "the file is not modified", exit=2, error=("not a SQLite database", "AGENT_CHECKPOINT_DB"),
-             keeps_turn=False), setup="corrupt",
-        xfail=BUG_CLI_CHECKPOINT_OPEN),
+             keeps_turn=False), setup="corrupt"),
 }
 
 
@@ -554,8 +490,8 @@ ROWS: dict[str, RowCase] = {
         "row ok: the call is recovered from text and runs", status="ok", shows=("42",), requests=2,
         recovered=True)),
     "model/call-cut-at-max-tokens": RowCase(Want(
-        "the cut call is not run; the row says the reply was cut and to raise AGENT_MAX_TOKENS", shows=CUT_BY_LENGTH),
-        xfail=BUG_CUT_CALL),
+        "row error: the cut call is not run; the row says the reply was cut and to raise AGENT_MAX_TOKENS",
+        status="error", error=CUT_BY_LENGTH, stopped="length", shows=CUT_BY_LENGTH)),
     "model/unknown-tool": RowCase(Want(
         "row ok: the tool step says the tool does not exist and lists the valid ones; the model answers",
         status="ok", shows=("get_stock_price is not a valid tool", "get_current_time, get_city_weather, calculate"))),
@@ -571,9 +507,8 @@ ROWS: dict[str, RowCase] = {
         error=(f"used all {BATCH_MAX_STEPS} tool steps", "raise --max-steps"), stopped="max_steps",
         requests=BATCH_MAX_STEPS)),
     "model/answer-cut-by-length": RowCase(Want(
-        "the row keeps the cut answer and says it was cut, raise AGENT_MAX_TOKENS",
-        shows=("The full story goes on",) + CUT_BY_LENGTH),
-        xfail=BUG_LENGTH),
+        "row error (answer kept): the row keeps the cut answer and says it was cut, raise AGENT_MAX_TOKENS",
+        status="error", error=CUT_BY_LENGTH, stopped="length", shows=("The full story goes on",) + CUT_BY_LENGTH)),
     "tool/raises": RowCase(Want(
         "row ok: the failed tool step says the weather service is unavailable", status="ok",
         shows=("weather service unavailable, try again later",))),
@@ -582,8 +517,7 @@ ROWS: dict[str, RowCase] = {
         shows=("did not answer within 1 seconds",))),
     "tool/ten-megabyte-result": RowCase(Want(
         "row ok: the 10 MB result reaches the model truncated with a note", status="ok",
-        shows=("Here's what I found",)),
-        xfail=BUG_HUGE_RESULT),
+        shows=("Here's what I found",))),
     "tool/weather-garbage": RowCase(Want(
         "row ok: the tool step says the weather response could not be read", status="ok",
         shows=("could not be read",))),
@@ -622,8 +556,7 @@ RUNS: dict[str, RunCase] = {
         error=NOT_SERVED + ("--resume",)), args=("--model", "gpt-4")),
     "server/no-auto-tool-choice": RunCase(Want(
         "exit 3 at once (every request would be refused); the flags to restart vLLM with", exit=3,
-        error=NO_PARSER), server="no_parser",
-        xfail=BUG_BATCH_NO_PARSER),
+        error=NO_PARSER), server="no_parser"),
     "input/invalid-utf8": RunCase(Want(
         "exit 2; the line and byte, and the iconv command; nothing written", exit=2,
         error=("is not UTF-8: byte 0xe0 on line 2", "iconv -f GBK -t UTF-8")), input="invalid-utf8"),
@@ -636,8 +569,7 @@ RUNS: dict[str, RunCase] = {
     "input/full-disk": RunCase(Want(
         "exit 2 with one line: the output could not be written (file too large / disk full), the rows already "
         "written are kept (no torn line), the resume command", exit=2,
-        error=("cannot write", "File too large", "rows written before are kept", "--resume")), setup="full-disk",
-        xfail=BUG_BATCH_WRITE_FAILS),
+        error=("cannot write", "File too large", "rows written before are kept", "--resume")), setup="full-disk"),
 }
 RUN_QUESTIONS = ["What is 6*7?", "What time is it in Tokyo?", "What is 2+3?", "Hello there", "What is 10-4?"]
 
@@ -1007,7 +939,7 @@ def ui_call(name: str) -> list[Reply | str]:
 UI: dict[str, UiCase] = {
     "server/down-at-start": UiCase(Want(
         "one error bubble naming the session's endpoint: unreachable, how to start it or set OPENAI_API_BASE",
-        error=UNREACHABLE, keeps_turn=False), server="closed", xfail=BUG_UI_WRONG_ENDPOINT),
+        error=UNREACHABLE, keeps_turn=False), server="closed"),
     "server/dropped-mid-stream": UiCase(Want(
         "one error bubble: connection closed mid-reply, check the log; the partial answer stays", error=DROPPED,
         shows=("word word",), requests=1)),
@@ -1031,7 +963,7 @@ UI: dict[str, UiCase] = {
         "conversation works", error=CONTEXT + ("Shorten",), requests=1), follow_up="new"),
     "server/unauthorized": UiCase(Want(
         "one error bubble naming the session's endpoint: key refused, set OPENAI_API_KEY; the key is never shown",
-        error=UNAUTHORIZED, keeps_turn=False), server="wrong_key", xfail=BUG_UI_WRONG_ENDPOINT),
+        error=UNAUTHORIZED, keeps_turn=False), server="wrong_key"),
     "server/unknown-model": UiCase(Want(
         "one error bubble: model not served, the served names, AGENT_MODEL", error=NOT_SERVED, requests=1),
         model="gpt-4"),
@@ -1045,8 +977,7 @@ UI: dict[str, UiCase] = {
                                               shows=("42", "recovered from text"), requests=2)),
     "model/call-cut-at-max-tokens": UiCase(
         Want("the cut call is not run; the user is told the reply was cut and to raise AGENT_MAX_TOKENS",
-             shows=CUT_BY_LENGTH),
-        xfail=BUG_CUT_CALL),
+             shows=CUT_BY_LENGTH)),
     "model/unknown-tool": UiCase(Want(
         "a failed tool bubble listing the valid tools; the model answers",
         shows=("get_stock_price failed", "not a valid tool", "get_current_time, get_city_weather, calculate"))),
@@ -1063,20 +994,17 @@ UI: dict[str, UiCase] = {
         max_steps=BATCH_MAX_STEPS),
     "model/answer-cut-by-length": UiCase(
         Want("the cut answer stays and the user is told it was cut, raise AGENT_MAX_TOKENS",
-             shows=("The full story goes on",) + CUT_BY_LENGTH),
-        xfail=BUG_LENGTH),
+             shows=("The full story goes on",) + CUT_BY_LENGTH)),
     "tool/raises": UiCase(Want(
         "a failed tool bubble: the error type and message, the key redacted; the model answers",
         shows=("explode failed", "tool failed: RuntimeError", "[redacted]")), script=ui_call("explode")),
     "tool/hangs-past-timeout": UiCase(
         Want(f"the tool is abandoned after TOOL_TIMEOUT={TOOL_TIMEOUT}s with a failed tool bubble saying so",
              shows=("never_returns failed",)),
-        script=ui_call("never_returns"), env={"TOOL_TIMEOUT": TOOL_TIMEOUT}, timeout=5.0,
-        xfail=BUG_TOOL_NO_TIMEOUT),
+        script=ui_call("never_returns"), env={"TOOL_TIMEOUT": TOOL_TIMEOUT}, timeout=5.0),
     "tool/ten-megabyte-result": UiCase(
         Want("the 10 MB result reaches the model truncated with a note; the model answers; the thread still works",
-             shows=("Here's what I found",)), script=ui_call("huge_report"),
-        xfail=BUG_HUGE_RESULT),
+             shows=("Here's what I found",)), script=ui_call("huge_report")),
     "tool/weather-garbage": UiCase(Want(
         "a failed tool bubble: the weather response could not be read", shows=("get_city_weather failed",
                                                                               "could not be read"))),
@@ -1088,8 +1016,7 @@ UI: dict[str, UiCase] = {
     "input/100k-question": UiCase(Want("answered", shows=("Work Agent demo",), requests=1)),
     "input/unwritable-output": UiCase(
         Want("one error bubble: the checkpoint file cannot be written, set AGENT_CHECKPOINT_DB",
-             error=("AGENT_CHECKPOINT_DB",), keeps_turn=False), setup="unwritable",
-        xfail=BUG_UI_CHECKPOINT_OPEN),
+             error=("AGENT_CHECKPOINT_DB",), keeps_turn=False), setup="unwritable"),
     "input/full-disk": UiCase(Want(
         "one error bubble: the conversation could not be saved, the disk is full, what to do",
         error=("Cannot save the conversation", "disk is probably full", "AGENT_CHECKPOINT_DB"), keeps_turn=False),
@@ -1101,8 +1028,7 @@ UI: dict[str, UiCase] = {
     "input/sqlite-corrupted": UiCase(
         Want("one error bubble: the checkpoint file is not a SQLite database, move it or set AGENT_CHECKPOINT_DB; "
              "the file is not modified", error=("not a SQLite database", "AGENT_CHECKPOINT_DB"), keeps_turn=False),
-        setup="corrupt",
-        xfail=BUG_UI_CHECKPOINT_OPEN),
+        setup="corrupt"),
 }
 
 

@@ -13,7 +13,7 @@ import gradio as gr
 
 from configs.settings import ConfigError
 from graph.context import Context
-from graph.errors import AgentError, explain
+from graph.errors import explain
 from graph.model import list_models, resolve_model_name
 from graph.runner import new_thread_id, run_turn
 from graph.threads import Turn, load_turns, rewind
@@ -151,17 +151,15 @@ class Handlers:
             yield (gr.skip(),) * 4 + SKIP_TRACE
             return
         who = owner_of(owner, request)
-        try:
-            store = await self.backend.ready()
-        except AgentError as err:  # the thread store went away after start-up
-            raise gr.Error(str(err)) from None
         session.thread_id = session.thread_id or new_thread_id()
         steps_budget = int(max_steps)
+        settings = self.backend.settings
         try:
+            store = await self.backend.ready()  # the thread store (its failures are one line too)
             settings = self.backend.settings_for(base_url)
             name = await resolve_model_name(settings, model or None)
         except Exception as exc:  # noqa: BLE001 - shown in the chat as one line
-            settings, name = self.backend.settings, model or ""
+            name = model or ""
             session.view = TurnView(question, turn=session.turns + 1, max_steps=steps_budget)
             session.view.fail(str(explain(exc, base_url=settings.openai_api_base, model=name)))
             session.history, session.view = session.display(), None

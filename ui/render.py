@@ -9,7 +9,7 @@ from typing import Any, Literal
 import gradio as gr
 
 from graph.recovery import strip_tool_markup
-from graph.trace import Step
+from graph.trace import CUT_NOTE, Step
 
 RESULT_LIMIT = 2000
 PLAN_TITLE = "🧠 Plan"
@@ -22,6 +22,7 @@ STOPPED_NOTE = "*(stopped)*"
 BUDGET_NOTE = "*(stopped early: step budget of {n} used)*"
 BUDGET_NOTE_UNKNOWN = "*(stopped early: step budget used)*"
 REPEATED_FAILURE_NOTE = "*(stopped: the same tool call kept failing)*"
+CUT_ANSWER_NOTE = f"*({CUT_NOTE})*"
 
 ToolStatus = Literal["pending", "ok", "error", "cancelled"]
 
@@ -210,6 +211,8 @@ class TurnView:
             self._notes.append(BUDGET_NOTE.format(n=n) if n else BUDGET_NOTE_UNKNOWN)
         elif stopped == "repeated_failure":
             self._notes.append(REPEATED_FAILURE_NOTE)
+        elif stopped == "length":
+            self._notes.append(CUT_ANSWER_NOTE)
         elif stopped and not self._final.endswith(STOPPED_NOTE):
             self._notes.append(STOPPED_NOTE)
         self._end()
