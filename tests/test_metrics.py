@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from graph import metrics
 from graph.metrics import fallback_reason, record_question, record_turn, start_metrics_server
 from graph.trace import Step
-from tests.ui_fixtures import UiApp, app_env, start_app, ui_workdir  # noqa: F401 - fixtures are used by name
+from tests.ui_fixtures import UiApp, ui_app, ui_workdir  # noqa: F401 - fixtures are used by name
 
 QUESTION = "What is the weather in Ulaanbaatar for thread 4f1c-secret-thread?"
 COUNTERS = {
@@ -248,13 +246,6 @@ async def test_metrics_asgi_app_serves_the_registry():
 # --- the web UI -----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def ui_app(demo_server: Any, ui_workdir: Path) -> Iterator[UiApp]:
-    app = start_app(app_env(demo_server, ui_workdir), ui_workdir)
-    try:
-        yield app
-    finally:
-        app.stop()
 
 
 def test_ui_serves_metrics_next_to_the_page(ui_app: UiApp):

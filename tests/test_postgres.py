@@ -187,33 +187,12 @@ async def test_two_ui_replicas_share_conversations(vllm, pg_url):
 async def test_postgres_store_behaves_like_the_sqlite_one(pg_url):
     """The scenario of tests/test_ui_store.py, on the Postgres store."""
     from graph.checkpoint import open_checkpointer
+    from tests.test_ui_store import check_owner_scenario
     from ui.store import PostgresConversationStore
 
     async with open_checkpointer(get_settings()) as saver:
         store = PostgresConversationStore(saver.conn)
-        await store.setup()
-        await store.setup()  # idempotent
-        await store.touch("alice", "t1", "查询北京的天气")
-        await store.touch("bob", "t2", "What time is it in Tokyo?")
-        await store.touch("alice", "t3", "second question")
-        assert [c.thread_id for c in await store.list("alice")] == ["t3", "t1"]  # newest first
-        assert [c.title for c in await store.list("bob")] == ["What time is it in Tokyo?"]
-        await store.touch("alice", "t1", "a later question keeps the first title")
-        first = await store.list("alice")
-        assert first[0].thread_id == "t1" and first[0].title == "查询北京的天气"
-        assert first[0].updated_at > first[0].created_at
-
-        assert not await store.rename("bob", "t1", "stolen")
-        assert await store.rename("alice", "t1", "Beijing weather")
-        assert (await store.get("t1")).title == "Beijing weather"
-        assert await store.get("nope") is None
-        assert not await store.delete("bob", "t1")
-        assert await store.delete("alice", "t1")
-        assert [c.thread_id for c in await store.list("alice")] == ["t3"]
-
-        assert await store.claim("bob", "cli-thread", "from the CLI")  # unowned thread: claimable
-        assert not await store.claim("alice", "cli-thread", "x")       # now bob's: alice cannot open it
-        assert await store.claim("bob", "cli-thread", "again")
+        await check_owner_scenario(store)
         assert (await store.get("cli-thread")).title == "from the CLI"
 
 
