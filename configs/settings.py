@@ -146,7 +146,7 @@ class Settings(BaseSettings):
     )
     tool_timeout: float = Field(
         20.0, gt=0, validation_alias=_env("TOOL_TIMEOUT"),
-        description="Seconds a tool's HTTP calls may take.",
+        description="Seconds a tool's HTTP calls may take; a whole tool call is stopped after three times that.",
     )
     weather_geocoding_url: str = Field(
         "https://geocoding-api.open-meteo.com/v1/search",

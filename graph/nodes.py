@@ -48,9 +48,10 @@ TOOL_TIMEOUT_TEMPLATE = (
     "Error: {name} did not answer within {seconds:g} seconds and was stopped (TOOL_TIMEOUT={timeout:g}). "
     "Try again later, or answer without it."
 )
-# A tool's HTTP calls each get TOOL_TIMEOUT, and a tool may make two (geocoding, then the forecast); the
-# whole call gets twice that before it is abandoned.
-TOOL_CALL_LIMIT_FACTOR = 2
+# A tool's HTTP calls each get TOOL_TIMEOUT per network operation, a tool may make two (geocoding, then the
+# forecast), and a large answer keeps flowing past it; the whole call gets three times that before it is
+# abandoned as hung.
+TOOL_CALL_LIMIT_FACTOR = 3
 MAX_TOOL_RESULT_CHARS = 20_000
 TRUNCATED_NOTE = "\n\n[Truncated: the tool returned {total:,} characters; only the first {kept:,} are shown.]"
 

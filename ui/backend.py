@@ -80,5 +80,8 @@ class Backend:
         await self._saver.adelete_thread(thread_id)
 
     async def close(self) -> None:
-        """Close the checkpointer (the SQLite file, or the Postgres pool)."""
+        """Close the checkpointer (the SQLite file, or the Postgres pool) and the models' connection pools."""
+        from graph.model import aclose_models
+
         await self._stack.aclose()
+        await aclose_models()
