@@ -182,10 +182,15 @@ def is_empty(ai: AIMessage) -> bool:
 def repair_calls(ai: AIMessage) -> tuple[AIMessage, bool]:
     """Recover tool calls a server sent as text, and repair calls whose arguments are bad JSON."""
     recovered = False
-    calls = list(ai.tool_calls)
+    # A call without a name cannot run (a stream can merge one from a stray argument delta); one without an
+    # id gets one, since its result must point back to it.
+    calls = [c if c.get("id") else {**c, "id": f"call-{i}"} for i, c in enumerate(ai.tool_calls) if c.get("name")]
     invalid: dict[str, str] = {}
     for bad in ai.invalid_tool_calls:
-        fixed = repair_json(bad.get("args") or "{}", return_objects=True)
+        try:
+            fixed = repair_json(bad.get("args") or "{}", return_objects=True)
+        except RecursionError:  # runaway nesting: unrepairable, the model is told its arguments were bad
+            fixed = None
         call_id = bad.get("id") or f"invalid-{len(calls)}"
         if isinstance(fixed, dict) and bad.get("name"):
             calls.append({"name": bad["name"], "args": fixed, "id": call_id, "type": "tool_call"})

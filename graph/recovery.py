@@ -21,7 +21,8 @@ _BLOCK_RE = re.compile(
     r"|(?P<fn><function=.*?</function>)|(?P<fnu><function=.*)",
     re.DOTALL,
 )
-_ORPHAN_TAG_RE = re.compile(r"</?tool_call>|</function>|</parameter>")
+# Also the openers: cutting a block out can join the text on its two sides into one ("<tool_" + "call>").
+_TAG_RE = re.compile(r"</?tool_call>|<function=|</function>|</parameter>")
 _FENCE_RE = re.compile(r"^\s*```[\w-]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
 _FUNCTION_RE = re.compile(r"<function=([^>\s]+)>?")
 _PARAM_RE = re.compile(
@@ -56,8 +57,16 @@ def _split(text: str) -> tuple[str, list[tuple[str, str]]]:
         else:
             blocks.append(("qwen3_coder" if body.lstrip().startswith("<function=") else "hermes", body))
     parts.append(text[pos:])
-    visible = _ORPHAN_TAG_RE.sub("", "".join(parts))
+    visible = _remove_tags("".join(parts))
     return re.sub(r"\n{3,}", "\n\n", visible).strip(), blocks
+
+
+def _remove_tags(text: str) -> str:
+    """Remove stray tags until none is left: removing one can join its neighbours into another
+    ("<</tool_call>tool_call>")."""
+    while (cleaner := _TAG_RE.sub("", text)) != text:
+        text = cleaner
+    return text
 
 
 def strip_tool_markup(text: str) -> str:
@@ -79,7 +88,7 @@ def _loads_lenient(raw: str) -> Any:
         return None
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the decoder allows ("[[[[...")
         pass
     try:
         return json_repair.loads(raw)
@@ -95,7 +104,7 @@ def _convert_value(raw: str) -> Any:
     """Qwen3-Coder parameter value: JSON scalars/objects/arrays are decoded, anything else stays a string."""
     try:
         return json.loads(raw, parse_constant=_reject_constant)  # no NaN/Infinity
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the decoder allows
         return raw
 
 

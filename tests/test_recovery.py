@@ -213,6 +213,22 @@ def test_no_block_found() -> None:
     assert rec == Recovered(text="Just an answer, the tag is called tool_call.", tool_calls=[], format=None, errors=[])
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("<tool_call>" + "[" * 5000, []),
+        ('<tool_call>{"name": "f", "arguments": ' + "[" * 5000, []),
+        ("<function=f><parameter=x>" + "[" * 5000 + "</parameter></function>", [("f", {"x": "[" * 5000})]),
+    ],
+    ids=["hermes-body", "hermes-arguments", "qwen3-value"],
+)
+def test_runaway_nesting_is_not_a_crash(text: str, expected: list) -> None:
+    # Found by tests/test_fuzz_recovery.py: json.loads raised RecursionError past the interpreter's limit.
+    rec = recover_tool_calls(text)
+    assert calls(rec) == expected
+    assert rec.errors == ([] if expected else ["tool call block 1: not a JSON object"])
+
+
 # --- strip_tool_markup / has_tool_markup ------------------------------------------------------------------
 
 
@@ -229,6 +245,21 @@ def test_no_block_found() -> None:
 )
 def test_strip_tool_markup(text: str, expected: str) -> None:
     assert strip_tool_markup(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("<</tool_call>tool_call>", ""),
+        ("<tool_</function>call>x", "x"),
+        ("<func</parameter>tion=f>", "f>"),
+        ('a <tool_<tool_call>{"name": "f", "arguments": {}}</tool_call>call> b', "a  b"),
+    ],
+)
+def test_strip_removes_markup_that_a_removal_joins(text: str, expected: str) -> None:
+    # Found by tests/test_fuzz_recovery.py: one pass of removal turned "<</tool_call>tool_call>" into "<tool_call>".
+    assert strip_tool_markup(text) == expected
+    assert recover_tool_calls(text).text == expected
 
 
 @pytest.mark.parametrize(
