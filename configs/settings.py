@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -185,10 +185,15 @@ class Settings(BaseSettings):
 
     def endpoints(self) -> list[Endpoint]:
         """The endpoints to try, in order, each with its key filled in from OPENAI_API_KEY if unset."""
+        return list(self._endpoints)
+
+    @cached_property
+    def _endpoints(self) -> tuple[Endpoint, ...]:
+        """Built once: the model factory asks for them on every model call."""
         listed = self.agent_endpoints or [Endpoint(base_url=u) for u in self.openai_api_base.split(",")]
         # An endpoint's own model wins; otherwise the run's model (--model, AGENT_MODEL) applies to it.
-        return [Endpoint(base_url=e.base_url, api_key=e.api_key or self.openai_api_key, model=e.model)
-                for e in listed]
+        return tuple(Endpoint(base_url=e.base_url, api_key=e.api_key or self.openai_api_key, model=e.model)
+                     for e in listed)
 
     @property
     def base_url(self) -> str:

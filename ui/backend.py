@@ -62,7 +62,8 @@ class Backend:
         if not url or url.rstrip("/") == self.settings.openai_api_base:
             return self.settings
         try:
-            return Settings(**{**self.settings.model_dump(), "openai_api_base": url})
+            # The URL typed in the session replaces every configured endpoint (AGENT_ENDPOINTS too).
+            return Settings(**{**self.settings.model_dump(), "openai_api_base": url, "agent_endpoints": []})
         except ValueError as err:
             raise ConfigError(f"Endpoint URL {url!r} is not valid: use http://HOST:PORT/v1.") from err
 
