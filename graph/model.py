@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -20,7 +20,7 @@ from langchain_openai import ChatOpenAI
 
 from configs.settings import Endpoint, Settings
 
-_MODELS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], Runnable]] = (
+_MODELS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], Any]] = (
     weakref.WeakKeyDictionary()
 )
 _RESOLVED: dict[tuple[str, str], str] = {}
@@ -314,6 +314,23 @@ def make_chat_model(
         cache[key] = chats[0] if len(chats) == 1 else chats[0].with_fallbacks(
             chats[1:], exceptions_to_handle=FAILOVER_ERRORS)
     return cache[key]
+
+
+def bind_tools(model: Runnable, tools: Sequence[Any]) -> Runnable:
+    """`model.bind_tools(tools)`, converted once per model and tool set (the schemas never change).
+
+    Kept beside the model in its loop's cache, so it goes when the loop's models go.
+    """
+    if not tools:
+        return model  # vLLM 400s on `tools: []`
+    cache = _MODELS.get(asyncio.get_running_loop())
+    key = ("bound", id(model), tuple(t.name for t in tools))
+    hit = cache.get(key) if cache is not None else None
+    if hit is None or hit[0] is not model:  # a model built outside the cache, or an id reused
+        hit = (model, model.bind_tools(tools))
+        if cache is not None:
+            cache[key] = hit
+    return hit[1]
 
 
 async def aclose_models() -> None:

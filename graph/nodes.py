@@ -33,7 +33,7 @@ from configs.prompts import (
 )
 from configs.settings import Settings
 from graph.context import Context
-from graph.model import CallRecord, cached_chat_model, make_chat_model, resolve_model_name, track_call
+from graph.model import CallRecord, bind_tools, cached_chat_model, make_chat_model, resolve_model_name, track_call
 from graph.recovery import MarkupGuard, has_tool_markup, recover_tool_calls, strip_tool_markup
 from graph.state import State, current_turn, tool_rounds, turn_number
 from graph.trace import Step
@@ -99,20 +99,6 @@ def default_model_factory(settings: Settings) -> ModelFactory:
         return model, name
 
     return factory
-
-
-_BOUND: dict[tuple[int, tuple[str, ...]], tuple[Any, Any]] = {}
-
-
-def bind_tools(model: Any, tools: Sequence[BaseTool]) -> Any:
-    """`model.bind_tools(tools)`, converted once per model and tool set (the schemas never change)."""
-    if not tools:
-        return model  # vLLM 400s on `tools: []`
-    key = (id(model), tuple(t.name for t in tools))
-    hit = _BOUND.get(key)
-    if hit is None or hit[0] is not model:  # the id of a collected model can be reused
-        hit = _BOUND[key] = (model, model.bind_tools(tools))
-    return hit[1]
 
 
 def stop_reason(messages: list[AnyMessage], max_steps: int) -> str | None:
