@@ -24,6 +24,8 @@ _BLOCK_RE = re.compile(
 # Also the openers: cutting a block out can join the text on its two sides into one ("<tool_" + "call>").
 _TAG_RE = re.compile(r"</?tool_call>|<function=|</function>|</parameter>")
 _FENCE_RE = re.compile(r"^\s*```[\w-]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
+# A function name is one word: no spaces, quotes, brackets, separators or control characters.
+_NAME_RE = re.compile(r"[^\s\x00-\x1f\"'{}\[\]:,<>=()]+")
 _FUNCTION_RE = re.compile(r"<function=([^>\s]+)>?")
 _PARAM_RE = re.compile(
     r"<parameter=([^>\s]+)>(.*?)(?:</parameter>|(?=<parameter=)|(?=</function>)|\Z)", re.DOTALL
@@ -118,6 +120,8 @@ def _parse_hermes(body: str) -> tuple[list[tuple[str, dict]], str | None]:
         name = item.get("name")
         if not isinstance(name, str) or not name.strip():
             return [], "no function name"
+        if not _NAME_RE.fullmatch(name.strip()):  # e.g. json_repair read the rest of a broken block as the name
+            return [], "the function name is not a name"
         args = item.get("arguments", item.get("parameters"))
         if isinstance(args, str):
             args = _loads_lenient(args) if args.strip() else {}

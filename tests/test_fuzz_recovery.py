@@ -13,7 +13,7 @@ import json
 import re
 from typing import Any
 
-from hypothesis import HealthCheck, Phase, assume, given, settings
+from hypothesis import example, HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 from langchain_core.messages import AIMessage
 from langchain_core.messages.tool import invalid_tool_call, tool_call
@@ -294,6 +294,9 @@ def test_unclosed_final_block_is_still_recovered(blocks: list[tuple[str, str, di
 
 @FUZZ
 @given(corrupted_texts())
+# Found in CI: json_repair read a broken block's rest as the name ('"arguments": {"city": "\x1f0"}').
+@example('<tool_call>\n{"name": " "arguments": {"city": "\\u001f0"}}\n</tool_call>'
+         '<tool_call>\n{"name": "get_current_time", "arguments": {}}\n</tool_call>')
 def test_corrupted_blocks_never_raise_nor_invent_calls(text: str) -> None:
     rec = recover_tool_calls(text)
     assert_well_formed(rec)

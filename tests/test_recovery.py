@@ -340,3 +340,11 @@ def test_guard_char_by_char_stops_at_markup() -> None:
     assert "".join(shown) + tail == "Let me check.\n"
     assert guard.in_markup
     assert guard.feed("more") == ""
+
+
+def test_a_broken_block_whose_rest_reads_as_a_name_is_not_a_call():
+    text = ('<tool_call>\n{"name": " "arguments": {"city": "Paris"}}\n</tool_call>'
+            '<tool_call>{"name": "get_current_time", "arguments": {}}</tool_call>')
+    rec = recover_tool_calls(text)
+    assert calls(rec) == [("get_current_time", {})]
+    assert rec.errors == ["tool call block 1: the function name is not a name"]
