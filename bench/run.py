@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.workload import script, write_input  # noqa: E402
-from graph.demo_server import DemoConfig, DemoServer  # noqa: E402
+from graph.demo.server import DemoConfig, DemoServer  # noqa: E402
 
 MODEL = "Qwen/Qwen2.5-7B-Instruct"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from graph.demo_server import DemoServer, tool_call_text
+from graph.demo.server import DemoServer, tool_call_text
 
 ANSWER = ("The current time in UTC is shown above by the clock tool, and it is a fine moment to "
           "check the weather or do some arithmetic if you need it, thanks.")

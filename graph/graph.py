@@ -12,7 +12,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
 from configs.settings import Settings, get_settings
-from graph import metrics
+from graph.obs import metrics
 from graph.context import Context
 from graph.nodes import (
     ModelFactory,

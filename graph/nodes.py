@@ -33,7 +33,8 @@ from configs.prompts import (
 )
 from configs.settings import Settings
 from graph.context import Context
-from graph.model import CallRecord, bind_tools, cached_chat_model, make_chat_model, resolve_model_name, track_call
+from graph.failover import CallRecord, track_call
+from graph.model import bind_tools, cached_chat_model, make_chat_model, resolve_model_name
 from graph.recovery import MarkupGuard, has_tool_markup, recover_tool_calls, strip_tool_markup
 from graph.state import State, current_turn, tool_rounds, turn_number
 from graph.trace import Step

@@ -14,9 +14,9 @@ from langgraph.errors import GraphRecursionError
 
 from configs.prompts import OUT_OF_STEPS_FALLBACK
 from graph.context import Context
-from graph import metrics
+from graph.obs import metrics
 from graph.graph import recursion_limit
-from graph.logs import log_step
+from graph.obs.logs import log_step
 from graph.nodes import stop_reason
 from graph.trace import Step, cut_at_token_limit, usage_of
 

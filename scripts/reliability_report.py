@@ -173,7 +173,7 @@ def render(rows: list[dict], *, summary: str, took: float | None, load: str, cod
         "",
         "## How the faults are made",
         "",
-        "- Three fake vLLM 0.33 servers (`graph/demo_server.py`) serve the module: one accepting the key, one",
+        "- Three fake vLLM 0.33 servers (`graph/demo/server.py`) serve the module: one accepting the key, one",
         "  wanting another key (401), one started without `--enable-auto-tool-choice`. Server faults are scripted",
         "  per question with `script_for`: `Reply(status=500/503, headers={'Retry-After': '1'})`,",
         "  `Reply(drop_after_tokens=5)` (the connection closes mid-reply), `Reply(stall_after_tokens=5)` (nothing",

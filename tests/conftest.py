@@ -44,7 +44,7 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Pa
 @pytest.fixture(scope="session")
 def demo_server() -> Iterator[object]:
     """One demo server for the session (tests reset it)."""
-    from graph.demo_server import DemoServer
+    from graph.demo.server import DemoServer
 
     with DemoServer() as server:
         yield server
@@ -53,7 +53,7 @@ def demo_server() -> Iterator[object]:
 @pytest.fixture
 def vllm(demo_server, monkeypatch: pytest.MonkeyPatch):
     """The demo server, reset, with the environment pointing the agent and the weather tool at it."""
-    from graph.demo_server import DemoConfig
+    from graph.demo.server import DemoConfig
 
     demo_server.reset()
     demo_server.config = DemoConfig()

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from configs.settings import load_settings
-from graph.batch import BatchConfig, Progress, run_batch
-from graph.batch_io import Question
-from graph.batch_output import RowWriter
-from graph.demo_server import Reply, tool_call_text
+from graph.batch.run import BatchConfig, Progress, run_batch
+from graph.batch.inputs import Question
+from graph.batch.outputs import RowWriter
+from graph.demo.server import Reply, tool_call_text
 from tests.conftest import ROOT, run_cli
 
 CJK = range(0x4E00, 0xA000)

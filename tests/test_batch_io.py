@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from graph.batch_io import BatchInputError, Question, detect_format, load_questions
-from graph.batch_output import (
+from graph.batch.inputs import BatchInputError, Question, detect_format, load_questions
+from graph.batch.outputs import (
     RowWriter,
     check_output,
     default_output,
@@ -17,8 +17,8 @@ from graph.batch_output import (
     read_rows,
     repair,
 )
-from graph.report import busy_seconds, summarize
-from graph.report_html import render_html
+from graph.batch.report import busy_seconds, summarize
+from graph.batch.report_html import render_html
 
 
 def write(path: Path, data: str | bytes) -> str:

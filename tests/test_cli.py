@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from graph.demo_server import Reply, tool_call_text
+from graph.demo.server import Reply, tool_call_text
 from tests.conftest import ROOT, run_cli
 
 

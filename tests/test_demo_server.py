@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from graph.demo_hermes import HermesStreamParser, tokenize
-from graph.demo_server import DemoConfig, DemoServer, Reply, qwen3_coder_call_text, tool_call_text
+from graph.demo.hermes import HermesStreamParser, tokenize
+from graph.demo.server import DemoConfig, DemoServer, Reply, qwen3_coder_call_text, tool_call_text
 
 MODEL = "Qwen/Qwen2.5-7B-Instruct"
 CHAT_ID = re.compile(r"^chatcmpl-[0-9a-f]{16}$")

@@ -32,7 +32,7 @@ DOCS = ROOT / "docs" / "deploy.md"
 
 VLLM_SERVICES = ("vllm-0", "vllm-1")
 
-# The agent's metrics (graph/metrics.py), as exported: counters with _total, histograms by base name.
+# The agent's metrics (graph/obs/metrics.py), as exported: counters with _total, histograms by base name.
 AGENT_METRICS = {
     "work_agent_questions_total", "work_agent_answers_total", "work_agent_steps_per_answer",
     "work_agent_tool_calls_total", "work_agent_tool_duration_seconds", "work_agent_model_ttft_seconds",
@@ -317,7 +317,7 @@ def test_dashboard_queries_known_metrics() -> None:
 
 
 def test_dashboard_agent_metrics_exist_in_graph_metrics() -> None:
-    metrics = pytest.importorskip("graph.metrics")
+    metrics = pytest.importorskip("graph.obs.metrics")
     from prometheus_client import Counter, Histogram
 
     exported = {obj._name + "_total" if isinstance(obj, Counter) else obj._name
@@ -469,7 +469,7 @@ def test_image_package_builds_from_the_copied_files(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
         entry_points = next(zf.read(n).decode() for n in names if n.endswith("entry_points.txt"))
-    assert {"ui/app.py", "graph/cli.py", "configs/models.toml", "tools/__init__.py"} <= names
+    assert {"ui/app.py", "graph/cli/__init__.py", "graph/demo/server.py", "configs/models.toml", "tools/__init__.py"} <= names
     assert "work-agent = graph.cli:main" in entry_points and "work-agent-ui = ui.app:main" in entry_points
 
 

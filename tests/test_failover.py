@@ -10,9 +10,9 @@ import pytest
 
 from configs.settings import load_settings
 from graph.context import Context
-from graph.demo_server import DemoServer, Reply
+from graph.demo.server import DemoServer, Reply
 from graph.graph import build_graph
-from graph.model import HEALTH
+from graph.failover import HEALTH
 from graph.runner import run_turn
 
 MODEL = "Qwen/Qwen2.5-7B-Instruct"

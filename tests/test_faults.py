@@ -43,7 +43,7 @@ import pytest
 from langchain_core.tools import tool
 
 from configs.settings import get_settings, load_settings
-from graph.demo_server import DemoConfig, DemoServer, Reply, tool_call_text
+from graph.demo.server import DemoConfig, DemoServer, Reply, tool_call_text
 from tests.conftest import ROOT, SETTING_VARS
 from tests.faults.matrix import Done, Job, Observation, Recorder, one_line, run_jobs
 
@@ -1184,7 +1184,7 @@ async def test_ui(case: str, servers: Servers, matrix: Recorder, monkeypatch: py
 
 
 def test_fake_server_fault_modes_on_the_wire(servers: Servers) -> None:
-    """The modes the matrix relies on behave as described in graph/demo_chat.py (not a matrix row)."""
+    """The modes the matrix relies on behave as described in graph/demo/chat.py (not a matrix row)."""
     import httpx
 
     main = servers.main

@@ -19,7 +19,7 @@ from langchain_core.messages import AIMessage
 from langchain_core.messages.tool import invalid_tool_call, tool_call
 
 from configs.prompts import UNREADABLE_CALL_FALLBACK
-from graph.demo_hermes import qwen3_coder_call_text, tool_call_text
+from graph.demo.hermes import qwen3_coder_call_text, tool_call_text
 from graph.nodes import is_empty, repair_calls
 from graph.recovery import MarkupGuard, Recovered, has_tool_markup, recover_tool_calls, strip_tool_markup
 from tests.test_recovery import ID_RE, calls

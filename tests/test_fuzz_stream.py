@@ -25,10 +25,10 @@ from hypothesis import strategies as st
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_openai import ChatOpenAI
 
-from graph.demo_hermes import (
+from graph.demo.hermes import (
     TOOL_CALL_START, HermesStreamParser, new_tool_call_id, stream_chunks, tokenize, tool_call_text,
 )
-from graph.demo_protocol import DONE_EVENT, ENGINE_ERROR, ChunkWriter, error_body, sse
+from graph.demo.protocol import DONE_EVENT, ENGINE_ERROR, ChunkWriter, error_body, sse
 from graph.nodes import repair_calls, stream_model
 from tools import TOOLS
 
@@ -61,7 +61,7 @@ class Wire:
 
 
 def vllm_stream(text: str, chunking: str = "fine", *, error_after: int | None = None) -> Wire:
-    """The SSE events the fake vLLM (graph/demo_chat.py `_events`) sends for raw model `text` with the
+    """The SSE events the fake vLLM (graph/demo/chat.py `_events`) sends for raw model `text` with the
     hermes parser on and `stream_options.include_usage`; with `error_after`, the mid-stream error event
     it sends after that many tokens instead of the finish."""
     wire = Wire()

@@ -11,7 +11,7 @@ from langchain_core.tools import tool
 from configs.settings import get_settings
 from graph.checkpoint import open_checkpointer
 from graph.context import Context
-from graph.demo_server import Reply, tool_call_text
+from graph.demo.server import Reply, tool_call_text
 from graph.graph import build_graph
 from graph.runner import run_turn
 from tools import TOOLS

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from configs.settings import Settings, load_settings
-from graph.logs import HANDLER_NAME, NOISY_LOGGERS, Redactor, log_step, secrets_of, setup_logging
+from graph.obs.logs import HANDLER_NAME, NOISY_LOGGERS, Redactor, log_step, secrets_of, setup_logging
 from graph.trace import Step
 
 API_KEY = "sk-test-SECRET123"

@@ -10,8 +10,8 @@ import pytest
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from graph import metrics
-from graph.metrics import fallback_reason, record_question, record_turn, start_metrics_server
+from graph.obs import metrics
+from graph.obs.metrics import fallback_reason, record_question, record_turn, start_metrics_server
 from graph.trace import Step
 from tests.ui_fixtures import UiApp, ui_app, ui_workdir  # noqa: F401 - fixtures are used by name
 

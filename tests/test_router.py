@@ -17,7 +17,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from graph.demo_server import DemoConfig, DemoServer
+from graph.demo.server import DemoConfig, DemoServer
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUTER_CONF = ROOT / "deploy" / "nginx" / "router.conf"

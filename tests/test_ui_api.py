@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from graph.demo_server import Reply
+from graph.demo.server import Reply
 from tests.ui_fixtures import UiApp, app_env, start_app, ui_workdir  # noqa: F401 - fixtures are used by name
 
 gradio_client = pytest.importorskip("gradio_client")

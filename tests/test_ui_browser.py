@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from graph.demo_server import Reply
+from graph.demo.server import Reply
 from tests.conftest import ROOT
 from tests.ui_fixtures import (  # noqa: F401 - fixtures are used by name
     UiApp, app_env, chromium, free_port, open_page, open_ui_pages, ui_app, ui_page, ui_workdir, wait_until,

@@ -16,8 +16,8 @@ from starlette.routing import Route
 from configs.settings import ConfigError, Settings, load_settings
 from graph.checkpoint import open_checkpointer
 from graph.errors import AgentError
-from graph.logs import setup_logging
-from graph.metrics import metrics_asgi_app
+from graph.obs.logs import setup_logging
+from graph.obs.metrics import metrics_asgi_app
 from tools import TOOLS
 from ui.api import register_api
 from ui.backend import Backend, Session
@@ -143,7 +143,7 @@ def endpoint(settings: Settings, demo: bool) -> Iterator[tuple[Settings, str | N
     if not demo:
         yield settings, None
         return
-    from graph.demo_server import DemoConfig, DemoServer
+    from graph.demo.server import DemoConfig, DemoServer
 
     with DemoServer(DemoConfig(token_delay=0.03)) as server:
         demo_settings = Settings(**{**settings.model_dump(), "openai_api_base": server.base_url,

@@ -6,8 +6,8 @@ import json
 import re
 from typing import Any
 
-from graph.demo_cities import find_city
-from graph.demo_hermes import qwen3_coder_call_text, tool_call_text
+from graph.demo.cities import find_city
+from graph.demo.hermes import qwen3_coder_call_text, tool_call_text
 
 Call = tuple[str, dict[str, Any]]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from graph.batch_io import RESULT_FIELDS, BatchInputError, Question
+from graph.batch.inputs import RESULT_FIELDS, BatchInputError, Question
 
 EXISTS = "{path} already exists; pass --resume to continue it, or -o to write somewhere else."
 SAME_AS_INPUT = "the output {path} is the input file; pass -o with another name."

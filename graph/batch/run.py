@@ -15,12 +15,13 @@ import openai
 from tqdm import tqdm
 
 from configs.settings import Settings
-from graph.batch_io import Question
-from graph.batch_output import RowWriter, input_failure_row, output_row
+from graph.batch.inputs import Question
+from graph.batch.outputs import RowWriter, input_failure_row, output_row
 from graph.context import Context
 from graph.errors import EXIT_ENDPOINT, EXIT_FAILURE, UNREACHABLE, explain, no_tool_parser
 from graph.graph import build_graph
-from graph.model import REQUEST_TALLY, ModelNotFoundError, RequestTally, list_models
+from graph.failover import REQUEST_TALLY, RequestTally
+from graph.model import ModelNotFoundError, list_models
 from graph.runner import run_turn
 from graph.trace import Step, usage_of
 
@@ -119,7 +120,7 @@ async def run_batch(cfg: BatchConfig, questions: list[Question], writer: RowWrit
 async def answer(graph: Any, cfg: BatchConfig, q: Question) -> dict[str, Any]:
     """Run one question; return its row (an error row for anything but a batch-ending failure)."""
     tally, steps = RequestTally(), []
-    token = REQUEST_TALLY.set(tally)  # the httpx hook in graph.model counts this question's requests
+    token = REQUEST_TALLY.set(tally)  # the httpx hook in graph.failover counts this question's requests
     started, t0 = time.time(), time.perf_counter()
     result = dict(answer=None, stopped=None, error=None)
     try:

@@ -11,9 +11,9 @@ from typing import Any
 
 import uvicorn
 
-from graph.demo_chat import SUPPORTED_PARSERS, DemoConfig, FakeVllm, Reply
-from graph.demo_hermes import qwen3_coder_call_text, tool_call_text
-from graph.demo_protocol import VLLM_VERSION
+from graph.demo.chat import SUPPORTED_PARSERS, DemoConfig, FakeVllm, Reply
+from graph.demo.hermes import qwen3_coder_call_text, tool_call_text
+from graph.demo.protocol import VLLM_VERSION
 
 __all__ = ["DemoConfig", "DemoServer", "Reply", "main", "qwen3_coder_call_text", "tool_call_text"]
 
@@ -179,7 +179,7 @@ def _check_config(config: DemoConfig) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m graph.demo_server",
+        prog="python -m graph.demo",
         description=f"Fake vLLM {VLLM_VERSION} OpenAI-compatible server, scripted model, no GPU.",
     )
     parser.add_argument("--host", default="127.0.0.1")

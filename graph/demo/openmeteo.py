@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from graph.demo_cities import ALIASES, City, nearest_city
+from graph.demo.cities import ALIASES, City, nearest_city
 
 _CAPITALS = {"Beijing", "Tokyo", "London", "Paris", "Berlin"}
 _COUNTRY_ZH = {"China": "中国", "Japan": "日本", "United Kingdom": "英国", "France": "法国",

@@ -22,13 +22,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from graph import demo_openmeteo
-from graph.demo_hermes import (
+from graph.demo import openmeteo
+from graph.demo.hermes import (
     TOOL_CALL_END, Extraction, HermesStreamParser, extract_tool_calls, new_tool_call_id,
     random_hex16, stream_chunks, tokenize,
 )
-from graph.demo_model import default_reply, text_of
-from graph.demo_protocol import (
+from graph.demo.model import default_reply, text_of
+from graph.demo.protocol import (
     DONE_EVENT, ENGINE_ERROR, VLLM_VERSION, ApiError, ChunkWriter, check_model, check_tool_parser,
     completion_body, count_prompt_tokens, error_body, generation_budget, named_tool, parse_body, sse,
     validate_request,
@@ -216,7 +216,7 @@ class FakeVllm:
             Route("/version", _version, methods=["GET"]),
             Route("/demo/stats", self._stats, methods=["GET"]),
             Route("/open-meteo/v1/search", self._geocode, methods=["GET"]),
-            Mount("/open-meteo", routes=demo_openmeteo.ROUTES),
+            Mount("/open-meteo", routes=openmeteo.ROUTES),
         ]
         app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
         self.app: ASGIApp = _ApiKeyAuth(app, lambda: self.config.api_key)
@@ -279,7 +279,7 @@ class FakeVllm:
             place = {"id": 1, "name": "Huge" + "x" * HUGE_NAME_CHARS, "latitude": 39.9, "longitude": 116.4,
                      "country": "Nowhere", "population": 1}
             return JSONResponse({"results": [place], "generationtime_ms": 0.1})
-        return await demo_openmeteo.search(request)
+        return await openmeteo.search(request)
 
     def _timed(self, arrived: float, first: float, tokens: int) -> None:
         with self._lock:

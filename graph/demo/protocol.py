@@ -7,7 +7,7 @@ import json
 from http import HTTPStatus
 from typing import Any
 
-from graph.demo_model import text_of
+from graph.demo.model import text_of
 
 VLLM_VERSION = "0.33.0"
 DONE_EVENT = "data: [DONE]\n\n"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
-from graph.report import TOP_ERRORS, Summary
+from graph.batch.report import TOP_ERRORS, Summary
 
 BINS = 20
 WIDTH, HEIGHT, PAD = 640, 220, 32

@@ -1,0 +1,228 @@
+"""`batch` (a whole file of questions) and `report` (the summary of a batch output)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shlex
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from configs.settings import Settings
+from graph.cli.common import EXIT_USAGE, CliError, _count, endpoint, endpoint_options, pick_model
+
+
+EXIT_INTERRUPTED = 130
+MAX_LISTED_BAD_ROWS = 10
+
+
+@click.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--output", "-o", help="JSONL file for the answers (default: INPUT's name + .answers.jsonl).")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "text"]),
+              help="Input format (default: from the extension; .jsonl, .csv, .txt).")
+@click.option("--concurrency", "-c", type=click.IntRange(1, 1024),
+              help="Questions in flight at once (default BATCH_CONCURRENCY, 16).")
+@click.option("--resume", is_flag=True, help="Continue OUTPUT: skip the ids that already have a row.")
+@click.option("--timeout", type=click.FloatRange(0, min_open=True), help="Seconds one question may take.")
+@click.option("--fail-fast", is_flag=True, help="Stop at the first failed row.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535),
+              help="Serve Prometheus metrics on http://127.0.0.1:PORT/metrics while the batch runs.")
+@click.option("--metrics-file", type=click.Path(dir_okay=False),
+              help="Write the final Prometheus metrics to this file when the batch ends "
+                   "(node_exporter's textfile format, for batch jobs that end between scrapes).")
+@click.option("--max-steps", type=int, help="Most tool rounds per question (default AGENT_MAX_STEPS).")
+@endpoint_options
+@click.option("--demo", is_flag=True, help="Start a scripted vLLM-compatible demo server in-process and use it.")
+@click.pass_context
+def batch(ctx: click.Context, input_path: str, output: str | None, fmt: str | None, concurrency: int | None,
+          resume: bool, timeout: float | None, fail_fast: bool, metrics_port: int | None,
+          metrics_file: str | None, max_steps: int | None,
+          base_url: str | None, model: str | None, demo: bool) -> None:
+    """Answer every question in INPUT (JSONL, CSV or text; "-" reads stdin), one JSONL row each.
+
+    \b
+    Rows are written (and synced) as they finish, so a run stopped at any moment loses nothing:
+    run again with --resume to skip the ids that already have a row. Exit status: 0 every row ok,
+    1 some rows failed, 2 usage error, 3 the model server is unreachable or refuses the requests,
+    130 interrupted (Ctrl-C).
+    """
+    from graph.batch.inputs import BatchInputError, load_questions
+    from graph.batch.outputs import check_output, default_output
+
+    out = Path(output) if output else default_output(input_path)
+    try:
+        questions, blank = load_questions(input_path, fmt)
+        check_output(out, input_path, resume=resume)
+        done = _resumable_rows(out) if resume and out.exists() else set()
+    except BatchInputError as err:
+        raise CliError(str(err), EXIT_USAGE) from None
+    _say_bad_rows(questions, blank, done)
+    todo = [q for q in questions if q.key not in done]
+    resume_hint = f"Resume with: {_resume_command(ctx, out)}"
+    if todo:
+        with endpoint(demo, base_url, model, max_steps) as settings, _metrics_server(metrics_port, metrics_file):
+            try:
+                from graph.model import closing_models
+
+                asyncio.run(closing_models(_batch(settings, todo, out, concurrency or settings.batch_concurrency,
+                                                  timeout, fail_fast, resume_hint)))
+            except KeyboardInterrupt:
+                have = len(_rows_for(out, {q.key for q in questions}))
+                click.secho(f"\nInterrupted: {have} of {_count(len(questions), 'question')} have a row in {out}. "
+                            f"{resume_hint}", err=True, fg="yellow")
+                sys.exit(EXIT_INTERRUPTED)
+    else:
+        click.secho(f"Nothing to do: every question already has a row in {out}.", err=True, dim=True)
+    sys.exit(_print_batch_summary(out, {q.key for q in questions}))
+
+
+@contextlib.contextmanager
+def _metrics_server(port: int | None, path: str | None) -> Iterator[None]:
+    """Serve /metrics on 127.0.0.1:`port` for the duration, and write the final values to `path`."""
+    from graph.obs.metrics import start_metrics_server, write_metrics_file
+
+    server = None
+    if port is not None:
+        try:
+            server = start_metrics_server(port)
+        except OSError as err:
+            raise CliError(f"--metrics-port {port}: cannot listen ({err.strerror}); pick a free port.",
+                           EXIT_USAGE) from None
+        click.secho(f"Prometheus metrics on http://127.0.0.1:{server.port}/metrics", err=True, dim=True)
+    try:
+        yield
+    finally:
+        if server is not None:
+            server.stop()
+        if path:
+            try:
+                write_metrics_file(path)
+            except OSError as err:
+                click.secho(f"Could not write --metrics-file {path}: {err.strerror}.", err=True, fg="yellow")
+
+
+def _resumable_rows(out: Path) -> set[str]:
+    """The ids that already have a row in `out`, after cutting a torn last line."""
+    from graph.batch.outputs import read_rows, repair
+
+    rows, torn = read_rows(out)
+    if torn:
+        repair(out, torn)
+        click.secho(f"Repaired {out}: removed a partly written last line ({torn} bytes) left by an "
+                    "interrupted run.", err=True, fg="yellow")
+    click.secho(f"Resuming {out}: {len(rows)} rows already there.", err=True, dim=True)
+    return {str(row["id"]) for row in rows}
+
+
+def _say_bad_rows(questions: list[Any], blank: int, done: set[str]) -> None:
+    """List the input rows that cannot run (they become failed rows) on stderr."""
+    bad = [q for q in questions if q.problem and q.key not in done]
+    for q in bad[:MAX_LISTED_BAD_ROWS]:
+        click.secho(f"{q.problem} (recorded as a failed row)", err=True, fg="yellow")
+    if len(bad) > MAX_LISTED_BAD_ROWS:
+        click.secho(f"... and {len(bad) - MAX_LISTED_BAD_ROWS} more bad rows", err=True, fg="yellow")
+    if blank:
+        click.secho(f"Skipped {_count(blank, 'blank line')}.", err=True, dim=True)
+
+
+def _resume_command(ctx: click.Context, out: Path) -> str:
+    """The command that continues this run (same input, options and output, plus --resume)."""
+    p = ctx.params
+    prog = "work-agent" if Path(sys.argv[0]).name == "work-agent" else "python -m graph.cli"
+    args = ["batch", p["input_path"], "-o", str(out), "--resume"]
+    for flag, key in (("--format", "fmt"), ("--concurrency", "concurrency"), ("--timeout", "timeout"),
+                      ("--max-steps", "max_steps"), ("--model", "model")):
+        if p.get(key) is not None:
+            args += [flag, str(p[key])]
+    for url in (p.get("base_url") or "").split(","):
+        args += ["--base-url", url] if url else []
+    args += [flag for flag, key in (("--fail-fast", "fail_fast"), ("--demo", "demo")) if p.get(key)]
+    stdin = " (with the same input on stdin)" if p["input_path"] == "-" else ""
+    return f"{prog} {shlex.join(args)}{stdin}"
+
+
+async def _batch(settings: Settings, todo: list[Any], out: Path, concurrency: int, timeout: float | None,
+                 fail_fast: bool, resume_hint: str) -> None:
+    from graph.batch.run import BatchConfig, BatchStop, Progress, run_batch
+    from graph.batch.inputs import BatchInputError
+    from graph.batch.outputs import RowWriter
+
+    name = await pick_model(settings)
+    cfg = BatchConfig(settings=settings, model=name, concurrency=concurrency, max_steps=settings.agent_max_steps,
+                      timeout=timeout, fail_fast=fail_fast)
+    click.secho(f"{_count(len(todo), 'question')} · {name} · concurrency {concurrency} · writing {out}",
+                err=True, dim=True)
+    created = not out.exists()
+    try:
+        writer = RowWriter(out)
+    except BatchInputError as err:
+        raise CliError(str(err), EXIT_USAGE) from None
+    progress, started = Progress(len(todo)), time.perf_counter()
+    try:
+        with writer:
+            await run_batch(cfg, todo, writer, progress)
+    except BatchStop as stop:
+        if created and writer.count == 0:
+            out.unlink(missing_ok=True)  # nothing ran: the same command can simply be run again
+        raise CliError(f"{stop} {resume_hint}", stop.exit_code) from None
+    except BatchInputError as err:  # a row could not be written (disk full): the rows before it are kept
+        raise CliError(f"{err} {resume_hint}", EXIT_USAGE) from None
+    finally:
+        progress.close()
+    took = time.perf_counter() - started
+    click.secho(f"{_count(len(todo), 'question')} in {took:.1f}s ({len(todo) / took:.2f}/s) · rows in {out}",
+                err=True, dim=True)
+
+
+def _rows_for(out: Path, keys: set[str]) -> list[dict[str, Any]]:
+    """The rows of OUTPUT whose ids are in `keys` (this input's questions)."""
+    from graph.batch.outputs import read_rows
+
+    rows, _ = read_rows(out) if out.exists() else ([], 0)
+    return [row for row in rows if str(row["id"]) in keys]
+
+
+def _print_batch_summary(out: Path, keys: set[str]) -> int:
+    """Print the summary of OUTPUT's rows for this input; the exit status (0 all ok, 1 some failed)."""
+    from graph.batch.report import print_summary, summarize
+
+    summary = summarize(_rows_for(out, keys))
+    print_summary(summary)
+    return 0 if summary.failed == 0 else 1
+
+
+@click.command()
+@click.argument("output", metavar="OUTPUT.jsonl", type=click.Path(dir_okay=False, exists=True))
+@click.option("--html", "html_path", type=click.Path(dir_okay=False),
+              help="Also write a self-contained HTML report (latency histogram, per-tool table).")
+def report(output: str, html_path: str | None) -> None:
+    """Summarise a batch output file: ok/failed, latency, tokens, tool calls, errors."""
+    from graph.batch.inputs import BatchInputError
+    from graph.batch.outputs import read_rows
+    from graph.batch.report import print_summary, summarize
+
+    try:
+        rows, torn = read_rows(Path(output))
+    except BatchInputError as err:
+        raise CliError(str(err), EXIT_USAGE) from None
+    if torn:
+        click.secho(f"Ignoring a partly written last line ({torn} bytes); `batch --resume` repairs it.",
+                    err=True, fg="yellow")
+    if not rows:
+        raise CliError(f"{output} has no rows.", EXIT_USAGE)
+    summary = summarize(rows)
+    print_summary(summary, title=f"Batch summary: {output}")
+    if html_path:
+        from graph.batch.report_html import write_html
+
+        try:
+            write_html(summary, Path(html_path), title=f"Batch report: {Path(output).name}")
+        except OSError as err:
+            raise CliError(f"cannot write {html_path}: {err.strerror or err}.", EXIT_USAGE) from None
+        click.secho(f"Wrote {html_path}", err=True, dim=True)

@@ -1,0 +1,124 @@
+"""What every command shares: the one-line error, option bundles, settings, the endpoint (or --demo)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import click
+
+from configs.settings import ConfigError, Settings, load_settings
+
+# Heavy modules (langchain, langgraph, the demo server) are imported inside commands, so that
+# `--help`, `list-tools` and mistakes in the command line answer fast.
+
+EXIT_USAGE, EXIT_ENDPOINT = 2, 3
+
+
+class CliError(click.ClickException):
+    """An expected failure: one line on stderr, then exit with `exit_code`."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file: Any = None) -> None:
+        """Print `Error: <one line>` on stderr."""
+        click.secho(f"Error: {self.message}", err=True, fg="red")
+
+
+def stop_note(stopped: str) -> str:
+    """Why a turn ended early, for the terminal."""
+    if stopped == "length":
+        from graph.trace import CUT_NOTE
+
+        return CUT_NOTE
+    return f"stopped early: {stopped.replace('_', ' ')}"
+
+
+def endpoint_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --base-url and --model (they override OPENAI_API_BASE and AGENT_MODEL)."""
+    fn = click.option("--model", "-m", help="Served model name (default: AGENT_MODEL, else the server's first).")(fn)
+    fn = click.option(
+        "--base-url", multiple=True, callback=_join_urls,
+        help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1; repeat it for failover, tried in order.",
+    )(fn)
+    return fn
+
+
+def _join_urls(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> str | None:
+    """Several --base-url values become one comma-separated OPENAI_API_BASE (None when not given)."""
+    return ",".join(v.strip() for v in value if v.strip()) or None
+
+
+def agent_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the options of commands that run the agent: endpoint, --max-steps, --demo, --thread."""
+    fn = endpoint_options(fn)
+    fn = click.option("--max-steps", type=int, help="Most tool rounds per question (default AGENT_MAX_STEPS).")(fn)
+    fn = click.option("--thread", "thread_id", help="Conversation id: continue it, or start it under this id.")(fn)
+    fn = click.option(
+        "--demo", is_flag=True,
+        help="Start a scripted vLLM-compatible demo server in-process (no GPU needed) and use it.",
+    )(fn)
+    return fn
+
+
+def settings_from(**overrides: Any) -> Settings:
+    """Settings from env/.env with command-line overrides; a bad value exits 2 with one line."""
+    try:
+        settings = load_settings(**overrides)
+    except ConfigError as err:
+        raise CliError(str(err), EXIT_USAGE) from None
+    from graph.obs.logs import setup_logging
+
+    setup_logging(settings)
+    return settings
+
+
+@contextlib.contextmanager
+def endpoint(demo: bool, base_url: str | None, model: str | None, max_steps: int | None) -> Iterator[Settings]:
+    """The settings to run with; with `--demo`, a demo server runs for the duration."""
+    if max_steps is not None and max_steps < 1:
+        raise CliError(f"--max-steps must be at least 1 (got {max_steps}).", EXIT_USAGE)
+    if not demo:
+        yield settings_from(openai_api_base=base_url, agent_model=model, agent_max_steps=max_steps)
+        return
+    from graph.demo.server import DemoConfig, DemoServer
+
+    with DemoServer(DemoConfig(token_delay=0.02)) as server:
+        served = server.config.served_model_names[0]
+        click.secho(f"demo model (scripted, no GPU) at {server.base_url}", err=True, fg="yellow")
+        yield settings_from(
+            openai_api_base=server.base_url, openai_api_key="EMPTY", agent_model=model or served,
+            agent_max_steps=max_steps,
+        )
+
+
+def fail_on(settings: Settings, model: str | None) -> Callable[[BaseException], CliError]:
+    """Turn a model-server exception into a CliError with the right exit code."""
+    from graph.errors import explain
+
+    def convert(exc: BaseException) -> CliError:
+        err = explain(exc, base_url=settings.openai_api_base, model=model)
+        return CliError(str(err), err.exit_code)
+
+    return convert
+
+
+async def pick_model(settings: Settings) -> str:
+    """The model to use; says so on stderr when it was taken from the server's list."""
+    from graph.model import resolve_model_name
+
+    try:
+        name = await resolve_model_name(settings)
+    except Exception as exc:  # noqa: BLE001 - mapped to one line below
+        raise fail_on(settings, settings.agent_model)(exc) from None
+    if not settings.agent_model:
+        click.secho(f"Using model {name} (the first the server lists; set AGENT_MODEL to choose).",
+                    err=True, dim=True)
+    return name
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"

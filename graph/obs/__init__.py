@@ -1,0 +1,1 @@
+"""Observability: Prometheus metrics and logs, both derived from the trace records."""
