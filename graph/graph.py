@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 from langchain_core.messages import AIMessage
 from langchain_core.tools import BaseTool
+from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
@@ -43,14 +46,41 @@ def wants_tools(state: State) -> Literal["call_tool", "__end__"]:
     return "call_tool" if isinstance(last, AIMessage) and last.tool_calls else END
 
 
+def explained(node: Callable[..., Awaitable[Any]], settings: Settings) -> Callable[..., Awaitable[Any]]:
+    """The node, raising `AgentError` with the CLI's one-line message instead of a raw model-server error.
+
+    For LangGraph Studio, whose run errors show the exception's text: "Cannot reach the model server at ..."
+    instead of `ConnectError` and a traceback. Control flow (interrupts, cancellation) passes through.
+    """
+
+    @functools.wraps(node)
+    async def guarded(state: Any, runtime: Runtime[Context]) -> Any:
+        from graph.errors import AgentError, explain
+
+        try:
+            return await node(state, runtime)
+        except (GraphBubbleUp, asyncio.CancelledError, AgentError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - every other failure becomes its one line
+            model = knobs(runtime.context, settings).model or settings.agent_model
+            raise explain(exc, base_url=settings.openai_api_base, model=model) from None
+
+    return guarded
+
+
 def build_graph(
     *,
     settings: Settings | None = None,
     tools: Sequence[BaseTool] = TOOLS,
     model_factory: ModelFactory | None = None,
     checkpointer: Any = None,
+    explain_errors: bool = False,
 ) -> CompiledStateGraph:
-    """Build the agent graph. Studio compiles it without a checkpointer; the CLI and UI pass one."""
+    """Build the agent graph. Studio compiles it without a checkpointer; the CLI and UI pass one.
+
+    `explain_errors` makes model-server failures `AgentError`s with their one-line message (Studio); the
+    CLI, UI and batch map the original exceptions themselves.
+    """
     settings = settings or get_settings()
     factory = model_factory or default_model_factory(settings)
     metrics.set_known_tools(t.name for t in tools)  # any other name a model invents is counted as "other"
@@ -61,10 +91,13 @@ def build_graph(
         return "answer" if stop_reason(state.messages, max_steps) else "plan"
 
     builder = StateGraph(State, input_schema=InputState, context_schema=Context)
-    builder.add_node("plan", make_plan(settings, tools, factory))
+    plan, answer = make_plan(settings, tools, factory), make_answer(settings, factory)
+    if explain_errors:
+        plan, answer = explained(plan, settings), explained(answer, settings)
+    builder.add_node("plan", plan)
     builder.add_node("call_tool", make_call_tool(settings, tools))
     builder.add_node("observe", observe)
-    builder.add_node("answer", make_answer(settings, factory))
+    builder.add_node("answer", answer)
     builder.add_edge(START, "plan")
     builder.add_conditional_edges("plan", wants_tools)
     builder.add_edge("call_tool", "observe")
