@@ -21,11 +21,12 @@ def cpu() -> float:
 
 
 async def stream_probe(questions: list[str]) -> list[float]:
-    """Client-side delay from sending each answer request to its first token reaching run_turn's caller."""
+    """Client-side delay from sending each answer request to its first token reaching stream_turn's caller."""
     from configs.settings import get_settings
     from graph.context import Context
     from graph.graph import build_graph
-    from graph.runner import run_turn
+    from graph.events import Token
+    from graph.runner import stream_turn
 
     sends: list[float] = []
     original = httpx.AsyncClient.send
@@ -41,12 +42,9 @@ async def stream_probe(questions: list[str]) -> list[float]:
     delays = []
     for q in questions:
         first: list[float] = []
-
-        def on_event(event, first=first):
-            if event["type"] == "token" and not first and len(sends) % 2 == 0:
+        async for event in stream_turn(graph, q, thread_id="probe", context=Context(stream=True, max_steps=4)):
+            if isinstance(event, Token) and not first and len(sends) % 2 == 0:
                 first.append(time.time())
-
-        await run_turn(graph, q, thread_id="probe", context=Context(stream=True), max_steps=4, on_event=on_event)
         delays.append(first[0] - sends[-1])
     return delays
 

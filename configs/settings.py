@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 DEFAULT_BASE_URL = "http://localhost:8000/v1"
@@ -17,10 +17,6 @@ DEFAULT_DB = Path.home() / ".local" / "share" / "work-agent" / "threads.sqlite"
 
 class ConfigError(ValueError):
     """A setting is missing or invalid; the message is one line naming the variable."""
-
-
-def _env(*names: str) -> AliasChoices:
-    return AliasChoices(*names)
 
 
 def _check_url(value: str) -> str:
@@ -37,8 +33,10 @@ class Endpoint(BaseModel):
     model_config = {"frozen": True}
 
     base_url: str
-    api_key: SecretStr | None = Field(None, description="unset means OPENAI_API_KEY")
-    model: str | None = Field(None, description="unset means AGENT_MODEL, else the first model it lists")
+    api_key: SecretStr | None = Field(None,
+        description="unset means OPENAI_API_KEY")
+    model: str | None = Field(None,
+        description="unset means AGENT_MODEL, else the first model it lists")
 
     _url = field_validator("base_url")(classmethod(lambda cls, v: _check_url(v)))
 
@@ -67,100 +65,94 @@ class Settings(BaseSettings):
 
     openai_api_base: str = Field(
         DEFAULT_BASE_URL,
-        validation_alias=_env("OPENAI_API_BASE", "OPENAI_BASE_URL"),
+        validation_alias=AliasChoices("OPENAI_API_BASE", "OPENAI_BASE_URL"),
         description="OpenAI-compatible endpoint of the vLLM server, ending in /v1; several, comma-separated, "
         "are tried in order (failover).",
     )
     agent_endpoints: list[Endpoint] = Field(
-        default_factory=list, validation_alias=_env("AGENT_ENDPOINTS"),
+        default_factory=list,
         description="Ordered endpoints as JSON, each with base_url and optional api_key and model; "
         "overrides OPENAI_API_BASE.",
     )
     agent_failover_cooldown: float = Field(
-        30.0, ge=0, validation_alias=_env("AGENT_FAILOVER_COOLDOWN"),
+        30.0, ge=0,
         description="Seconds an endpoint that failed (connection error, 5xx, timeout) is skipped.",
     )
     openai_api_key: SecretStr = Field(
         SecretStr("EMPTY"),
-        validation_alias=_env("OPENAI_API_KEY"),
         description="API key; EMPTY for a vLLM server started without --api-key.",
     )
     agent_model: str | None = Field(
         None,
-        validation_alias=_env("AGENT_MODEL"),
         description="Served model name; unset means the first model /v1/models lists.",
     )
     weather_api_key: SecretStr | None = Field(
         None,
-        validation_alias=_env("WEATHER_API_KEY"),
         description="OpenWeatherMap key; unset means Open-Meteo (no key needed).",
     )
     agent_temperature: float = Field(
-        0.2, ge=0.0, le=2.0, validation_alias=_env("AGENT_TEMPERATURE"),
+        0.2, ge=0.0, le=2.0,
         description="Sampling temperature (pinned, so the server's generation-config does not decide).",
     )
     agent_max_tokens: int = Field(
-        1024, ge=1, validation_alias=_env("AGENT_MAX_TOKENS"),
+        1024, ge=1,
         description="Most tokens the model may generate per call.",
     )
     agent_max_steps: int = Field(
-        8, ge=1, le=100, validation_alias=_env("AGENT_MAX_STEPS"),
+        8, ge=1, le=100,
         description="Most tool rounds per question before the agent must answer.",
     )
     agent_request_timeout: float = Field(
-        120.0, gt=0, validation_alias=_env("AGENT_REQUEST_TIMEOUT"),
+        120.0, gt=0,
         description="Seconds to wait for one model request.",
     )
     agent_max_retries: int = Field(
-        2, ge=0, le=10, validation_alias=_env("AGENT_MAX_RETRIES"),
+        2, ge=0, le=10,
         description="Retries of a model request on connection errors, 429 and 5xx.",
     )
     agent_checkpoint_db: Path = Field(
-        DEFAULT_DB, validation_alias=_env("AGENT_CHECKPOINT_DB"),
+        DEFAULT_DB,
         description="SQLite file holding conversation threads (shared by CLI and UI; batch runs keep none).",
     )
     agent_checkpoint_url: SecretStr | None = Field(
-        None, validation_alias=_env("AGENT_CHECKPOINT_URL"),
+        None,
         description="postgresql://user:pass@host/db keeps threads in Postgres (several UI replicas); "
         "unset means the SQLite file.",
     )
     agent_log_format: Literal["text", "json"] = Field(
-        "text", validation_alias=_env("AGENT_LOG_FORMAT"),
+        "text",
         description="Log lines as human-readable text or one JSON object per line (one per step).",
     )
     agent_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        "WARNING", validation_alias=_env("AGENT_LOG_LEVEL"),
+        "WARNING",
         description="Lowest log level written to stderr; INFO logs every step.",
     )
     ui_auth: SecretStr | None = Field(
-        None, validation_alias=_env("UI_AUTH"),
+        None,
         description="Web UI login as user:password (several separated by commas); unset means no login.",
     )
     ui_concurrency_limit: int = Field(
-        4, ge=1, le=256, validation_alias=_env("UI_CONCURRENCY_LIMIT"),
+        4, ge=1, le=256,
         description="Web UI turns that may run at once; more wait in Gradio's queue.",
     )
     batch_concurrency: int = Field(
-        16, ge=1, le=1024, validation_alias=_env("BATCH_CONCURRENCY"),
+        16, ge=1, le=1024,
         description="Questions `work-agent batch` keeps in flight at once (--concurrency overrides).",
     )
     tool_timeout: float = Field(
-        20.0, gt=0, validation_alias=_env("TOOL_TIMEOUT"),
+        20.0, gt=0,
         description="Seconds a tool's HTTP calls may take; a whole tool call is stopped after three times that.",
     )
     weather_geocoding_url: str = Field(
         "https://geocoding-api.open-meteo.com/v1/search",
-        validation_alias=_env("WEATHER_GEOCODING_URL"),
         description="Open-Meteo geocoding endpoint.",
     )
     weather_forecast_url: str = Field(
         "https://api.open-meteo.com/v1/forecast",
-        validation_alias=_env("WEATHER_FORECAST_URL"),
         description="Open-Meteo forecast endpoint.",
     )
     openweathermap_url: str = Field(
         "https://api.openweathermap.org/data/2.5/weather",
-        validation_alias=_env("OPENWEATHERMAP_URL"),
         description="OpenWeatherMap current-weather endpoint (used when WEATHER_API_KEY is set).",
     )
 
@@ -182,6 +174,24 @@ class Settings(BaseSettings):
         if urlsplit(value.get_secret_value().strip()).scheme not in ("postgres", "postgresql"):
             raise ValueError("must be a postgresql:// URL, e.g. postgresql://agent:secret@db:5432/agent")
         return value
+
+    _by_url: dict[str, Settings] = PrivateAttr(default_factory=dict)
+
+    def for_endpoint(self, url: str | None) -> Settings:
+        """These settings with `url` as the only endpoint (a run's or a UI session's URL); themselves for none.
+
+        The URL replaces every configured endpoint (AGENT_ENDPOINTS too). Built once per URL, so a model
+        factory keyed on the settings' endpoints keeps reusing its connection pools.
+        """
+        url = (url or "").strip().rstrip("/")
+        if not url or url == self.openai_api_base:
+            return self
+        if url not in self._by_url:
+            try:
+                self._by_url[url] = Settings(**{**self.model_dump(), "openai_api_base": url, "agent_endpoints": []})
+            except ValidationError as err:
+                raise ConfigError(f"Endpoint URL {url!r} is not valid: use http://HOST:PORT/v1.") from err
+        return self._by_url[url]
 
     def endpoints(self) -> list[Endpoint]:
         """The endpoints to try, in order, each with its key filled in from OPENAI_API_KEY if unset."""
@@ -241,7 +251,7 @@ class Settings(BaseSettings):
 
 def env_name(field: str) -> str:
     """The environment variable that sets `field`: the alias that is set, else the first one."""
-    alias = Settings.model_fields[field].validation_alias
+    alias = Settings.model_fields[field].validation_alias  # only OPENAI_API_BASE has two names
     names = [str(n) for n in alias.choices] if isinstance(alias, AliasChoices) else [field.upper()]
     return next((n for n in names if n in os.environ), names[0])
 

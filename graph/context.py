@@ -39,3 +39,8 @@ class Context:
         default=True,
         metadata={"description": "Stream the model's reply token by token."},
     )
+    base_url: str = field(
+        default="",
+        metadata={"description": "OpenAI-compatible endpoint for this run, e.g. http://gpu-box:8000/v1. "
+                                 "Empty: OPENAI_API_BASE (or AGENT_ENDPOINTS)."},
+    )

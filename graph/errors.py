@@ -6,6 +6,7 @@ import errno
 import re
 import sqlite3
 
+import click
 import httpx
 import openai
 
@@ -13,7 +14,12 @@ from configs.profiles import parser_for
 from configs.settings import ConfigError
 from graph.model import ModelNotFoundError
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_ENDPOINT = 0, 1, 2, 3
+# The exit codes of every command (README "Exit codes"): the one table.
+EXIT_OK = 0
+EXIT_FAILURE = 1  # anything else, e.g. some batch rows failed
+EXIT_USAGE = 2  # a usage or configuration error
+EXIT_ENDPOINT = 3  # the model server (or the thread database) is unreachable or refuses
+EXIT_INTERRUPTED = 130  # Ctrl-C
 
 UNREACHABLE = (
     "Cannot reach the model server at {base_url}. Start it with ./run_vllm.sh, "
@@ -69,12 +75,22 @@ _DENIED_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
 SERVER_FAILED = "The model server failed while answering: {detail}. Try again; if it repeats, check the vLLM log."
 
 
-class AgentError(Exception):
-    """An expected failure: `str(e)` is the one line to show, `exit_code` the CLI status."""
+# RuntimeError too: LangGraph's API server (Studio) shows the message of RuntimeError/ValueError/... only;
+# for other exceptions a run's error reads "An internal error occurred".
+class AgentError(click.ClickException, RuntimeError):
+    """An expected failure: `str(e)` is the one line to show, `exit_code` the process status.
+
+    The one error class of every interface: click prints it as one line and exits with `exit_code`, the UI
+    shows `str(e)`, a batch ends with it.
+    """
 
     def __init__(self, message: str, exit_code: int = EXIT_FAILURE) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+    def show(self, file: object = None) -> None:
+        """Print `Error: <one line>` on stderr."""
+        click.secho(f"Error: {self.message}", err=True, fg="red")
 
 
 def _detail(err: openai.APIStatusError | openai.APIError) -> str:

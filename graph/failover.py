@@ -15,6 +15,7 @@ import openai
 from httpx_aiohttp import AiohttpTransport
 
 from configs.settings import Endpoint, Settings
+from graph.trace import Skip, SkipReason, http_reason
 
 # Enough connections for a busy batch (aiohttp keeps every one it may open alive for reuse).
 CONNECTION_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=256)
@@ -58,7 +59,7 @@ class EndpointHealth:
         self._failed: dict[str, tuple[float, str]] = {}
 
     def failed(self, base_url: str, why: str) -> None:
-        """Record a failure of the endpoint now."""
+        """Record a failure of the endpoint now (`why` as in `Skip.why`)."""
         self._failed[base_url] = (time.monotonic(), why)
 
     def ok(self, base_url: str) -> None:
@@ -82,23 +83,23 @@ HEALTH = EndpointHealth()
 class CallRecord:
     """Which endpoints one model call went to: the one that answered and the ones passed over."""
 
-    cooling: list[str] = field(default_factory=list)  # "host:port: cooling down after ..."
-    attempts: list[tuple[str, str | None]] = field(default_factory=list)  # (label, why it failed | None)
-    routed: list[str] = field(default_factory=list)  # upstreams a router tried before the one that answered
+    cooling: list[Skip] = field(default_factory=list)  # endpoints moved to the back for their cool-down
+    attempts: list[tuple[str, Skip | None]] = field(default_factory=list)  # (label, how it failed | None)
+    routed: list[Skip] = field(default_factory=list)  # upstreams a router tried before the one that answered
 
     @property
     def endpoint(self) -> str | None:
         """host:port of the endpoint that answered (the last attempt that did not fail)."""
-        return next((label for label, why in reversed(self.attempts) if why is None), None)
+        return next((label for label, failure in reversed(self.attempts) if failure is None), None)
 
     @property
-    def skipped(self) -> list[str]:
-        """Endpoints passed over before the answer, each 'host:port: why' (retries folded together)."""
-        failed: dict[str, str] = {}
-        for label, why in self.attempts:
-            if why is not None and label != self.endpoint:
-                failed[label] = why
-        return [*(f"{label}: {why}" for label, why in failed.items()), *self.routed, *self.cooling]
+    def skipped(self) -> list[Skip]:
+        """Endpoints passed over before the answer (an endpoint's retries folded into its last failure)."""
+        failed: dict[str, Skip] = {}
+        for label, failure in self.attempts:
+            if failure is not None and label != self.endpoint:
+                failed[label] = failure
+        return [*failed.values(), *self.routed, *self.cooling]
 
 
 CALL: ContextVar[CallRecord | None] = ContextVar("model_call_record", default=None)
@@ -155,24 +156,30 @@ class TrackedTransport(httpx.AsyncBaseTransport):
         self.inner = AiohttpTransport(limits=CONNECTION_LIMITS)
         self.endpoint = endpoint
 
-    def _note(self, why: str | None) -> None:
-        if why is None:
+    def _note(self, reason: SkipReason | None, why: str = "") -> None:
+        failure = None if reason is None else Skip(endpoint=self.endpoint.label, reason=reason, why=why)
+        if failure is None:
             HEALTH.ok(self.endpoint.base_url)
         else:
             HEALTH.failed(self.endpoint.base_url, why)
         if (record := CALL.get()) is not None:
-            record.attempts.append((self.endpoint.label, why))
+            record.attempts.append((self.endpoint.label, failure))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:
             response = await self.inner.handle_async_request(request)
         except httpx.TransportError as raw:
             exc = _transport_error(raw)
-            timed_out = isinstance(exc, httpx.TimeoutException)
-            self._note("timed out" if timed_out else f"connection failed ({type(exc).__name__})")
+            if isinstance(exc, httpx.TimeoutException):
+                self._note("timeout", "timed out")
+            else:
+                self._note("connection", f"connection failed ({type(exc).__name__})")
             raise exc from raw.__cause__
         code = response.status_code
-        self._note(f"HTTP {code}" if code >= 500 or code in _ENDPOINT_FAULT_STATUS else None)
+        if code >= 500 or code in _ENDPOINT_FAULT_STATUS:
+            self._note(http_reason(code), f"HTTP {code}")
+        else:
+            self._note(None)
         if (record := CALL.get()) is not None and code < 400:
             record.routed = router_retries(response.headers, self.endpoint.label)
         response.stream = _Body(response.stream)  # type: ignore[arg-type]
@@ -182,7 +189,7 @@ class TrackedTransport(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
-def router_retries(headers: httpx.Headers, label: str) -> list[str]:
+def router_retries(headers: httpx.Headers, label: str) -> list[Skip]:
     """The upstreams a router in front of the replicas tried and passed over, from its response headers.
 
     deploy/nginx/router.conf adds `X-Upstream-Addr` and `X-Upstream-Status` (nginx's `$upstream_addr` and
@@ -191,17 +198,21 @@ def router_retries(headers: httpx.Headers, label: str) -> list[str]:
     """
     addrs = [a.strip() for a in headers.get("x-upstream-addr", "").replace(" : ", ",").split(",") if a.strip()]
     codes = [c.strip() for c in headers.get("x-upstream-status", "").replace(" : ", ",").split(",") if c.strip()]
-    return [f"{addr}: HTTP {code} (behind the router at {label})" for addr, code in zip(addrs[:-1], codes)]
+    return [
+        Skip(endpoint=addr, reason=http_reason(int(code)) if code.isdigit() else "other",
+             why=f"HTTP {code} (behind the router at {label})")
+        for addr, code in zip(addrs[:-1], codes)
+    ]
 
 
-def ordered_endpoints(settings: Settings) -> tuple[list[Endpoint], list[str]]:
+def ordered_endpoints(settings: Settings) -> tuple[list[Endpoint], list[Skip]]:
     """The endpoints in the order to try now (cooling ones last), and why each cooling one was moved."""
     ready, cooling, notes = [], [], []
     for ep in settings.endpoints():
         why = HEALTH.cooling(ep.base_url, settings.agent_failover_cooldown)
         (cooling if why else ready).append(ep)
         if why:
-            notes.append(f"{ep.label}: cooling down after {why}")
+            notes.append(Skip(endpoint=ep.label, reason="cooldown", why=f"cooling down after {why}"))
     return ready + cooling, notes
 
 

@@ -15,7 +15,6 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
 from configs.settings import Settings, get_settings
-from graph.obs import metrics
 from graph.context import Context
 from graph.nodes import (
     ModelFactory,
@@ -83,7 +82,6 @@ def build_graph(
     """
     settings = settings or get_settings()
     factory = model_factory or default_model_factory(settings)
-    metrics.set_known_tools(t.name for t in tools)  # any other name a model invents is counted as "other"
 
     def should_continue(state: State, runtime: Runtime[Context]) -> Literal["plan", "answer"]:
         """After `observe`: plan again, unless the step budget is spent or a failing call repeats."""

@@ -33,11 +33,12 @@ from configs.prompts import (
 )
 from configs.settings import Settings
 from graph.context import Context
+from graph.events import Token, ToolFinished, ToolStarted
 from graph.failover import CallRecord, track_call
 from graph.model import bind_tools, cached_chat_model, make_chat_model, resolve_model_name
 from graph.recovery import MarkupGuard, has_tool_markup, recover_tool_calls, strip_tool_markup
 from graph.state import State, current_turn, tool_rounds, turn_number
-from graph.trace import Step
+from graph.trace import Step, StopReason
 from tools.errors import handle_tool_error
 
 INVALID_ARGS_TEMPLATE = (
@@ -71,7 +72,13 @@ def knobs(ctx: Context | None, settings: Settings) -> Context:
         tools=ctx.tools,
         system_prompt=ctx.system_prompt,
         stream=ctx.stream,
+        base_url=ctx.base_url,
     )
+
+
+def run_settings(settings: Settings, ctx: Context) -> Settings:
+    """The settings of this run: the graph's, with the run's endpoint URL when its context names one."""
+    return settings.for_endpoint(ctx.base_url)
 
 
 def enabled_tools(tools: Sequence[BaseTool], ctx: Context) -> list[BaseTool]:
@@ -86,23 +93,24 @@ def default_model_factory(settings: Settings) -> ModelFactory:
     building = asyncio.Lock()
 
     async def factory(ctx: Context, streaming: bool) -> tuple[BaseChatModel, str]:
-        name = await resolve_model_name(settings, ctx.model or None)
+        endpoint = run_settings(settings, ctx)
+        name = await resolve_model_name(endpoint, ctx.model or None)
         knobs = {"temperature": ctx.temperature, "max_tokens": ctx.max_tokens, "streaming": streaming,
                  "loop": asyncio.get_running_loop()}
-        model = cached_chat_model(settings, name, **knobs)
+        model = cached_chat_model(endpoint, name, **knobs)
         if model is None:
             async with building:  # the first questions of a batch arrive together: build it once
-                model = cached_chat_model(settings, name, **knobs)
+                model = cached_chat_model(endpoint, name, **knobs)
                 if model is None:
                     # Built in a thread: creating an HTTP client reads CA files, which `langgraph dev`
                     # flags as blocking I/O on the event loop.
-                    model = await asyncio.to_thread(make_chat_model, settings, name, **knobs)
+                    model = await asyncio.to_thread(make_chat_model, endpoint, name, **knobs)
         return model, name
 
     return factory
 
 
-def stop_reason(messages: list[AnyMessage], max_steps: int) -> str | None:
+def stop_reason(messages: list[AnyMessage], max_steps: int) -> StopReason | None:
     """Why the turn must stop calling tools now: 'max_steps', 'repeated_failure', or None."""
     if tool_rounds(messages) >= max_steps:
         return "max_steps"
@@ -146,9 +154,9 @@ async def stream_model(
             ttft = (time.perf_counter() - started) * 1000
         full = full + chunk
         if isinstance(chunk.content, str) and chunk.content and (text := guard.feed(chunk.content)):
-            writer({"type": "token", "node": node, "text": text})
+            writer(Token(text, node))
     if tail := guard.flush():
-        writer({"type": "token", "node": node, "text": tail})
+        writer(Token(tail, node))
     msg = AIMessage(
         content=full.content,
         tool_calls=full.tool_calls,
@@ -216,7 +224,7 @@ def hit_token_limit(ai: AIMessage, max_tokens: int) -> bool:
 
 def model_step(
     ai: AIMessage, *, node: str, turn: int, model: str, started: float, t0: float,
-    ttft: float | None, recovered: bool, call: CallRecord | None = None,
+    ttft: float | None, recovered: bool, call: CallRecord | None = None, stopped: StopReason | None = None,
 ) -> dict[str, Any]:
     """The trace record of one model call, naming the endpoint that answered and any passed over."""
     usage = ai.usage_metadata or {}
@@ -227,7 +235,7 @@ def model_step(
         duration_ms=(time.perf_counter() - t0) * 1000, ttft_ms=ttft,
         tokens_in=usage.get("input_tokens"), tokens_out=usage.get("output_tokens"),
         finish_reason=ai.response_metadata.get("finish_reason"),
-        tool_calls=[tc["name"] for tc in ai.tool_calls], recovered=recovered,
+        tool_calls=[tc["name"] for tc in ai.tool_calls], recovered=recovered, stopped=stopped,
     ).model_dump()
 
 
@@ -240,7 +248,7 @@ def make_plan(settings: Settings, tools: Sequence[BaseTool], factory: ModelFacto
         usable = enabled_tools(tools, ctx)
         messages = [SystemMessage(ctx.system_prompt), *state.messages]
         started, t0 = time.time(), time.perf_counter()
-        with track_call(settings) as call:
+        with track_call(run_settings(settings, ctx)) as call:
             ai, ttft = await stream_model(bind_tools(model, usable), messages, stream=ctx.stream,
                                           writer=runtime.stream_writer, node="plan")
             if ctx.stream and is_empty(ai):
@@ -257,8 +265,9 @@ def make_plan(settings: Settings, tools: Sequence[BaseTool], factory: ModelFacto
             ai = AIMessage(content=f"{text.strip()}\n\n{CUT_CALL_FALLBACK}".strip(), usage_metadata=ai.usage_metadata,
                            response_metadata={**ai.response_metadata, "finish_reason": "length"}, id=ai.id)
             recovered = False
-        step = model_step(ai, node="plan", turn=turn_number(state.messages), model=name,
-                          started=started, t0=t0, ttft=ttft, recovered=recovered, call=call)
+        cut = ai.response_metadata.get("finish_reason") == "length"
+        step = model_step(ai, node="plan", turn=turn_number(state.messages), model=name, started=started, t0=t0,
+                          ttft=ttft, recovered=recovered, call=call, stopped="length" if cut else None)
         return {"messages": [ai], "steps": [step]}
 
     return plan
@@ -272,7 +281,7 @@ def make_call_tool(settings: Settings, tools: Sequence[BaseTool]) -> ToolNode:
         writer = request.runtime.stream_writer
         ctx = knobs(request.runtime.context, settings)
         ai = next(m for m in reversed(request.state.messages) if isinstance(m, AIMessage))
-        writer({"type": "tool_start", "call_id": call["id"], "name": call["name"], "args": call["args"]})
+        writer(ToolStarted(call["id"], call["name"], call["args"]))
         started, t0 = time.time(), time.perf_counter()
         allowed = [t.name for t in enabled_tools(tools, ctx)]
         invalid = ai.response_metadata.get("invalid_arguments", {})
@@ -289,11 +298,9 @@ def make_call_tool(settings: Settings, tools: Sequence[BaseTool]) -> ToolNode:
             result.content = _capped(result.content)
             result.response_metadata = {
                 **result.response_metadata, "started_at": started, "duration_ms": duration,
+                "unknown_tool": request.tool is None,
             }
-            writer({
-                "type": "tool_end", "call_id": call["id"], "name": call["name"], "status": result.status,
-                "content": str(result.content), "duration_ms": duration,
-            })
+            writer(ToolFinished(call["id"], call["name"], result.status, str(result.content), duration))
         return result
 
     return ToolNode(list(tools), name="call_tool", handle_tool_errors=handle_tool_error, awrap_tool_call=timed)
@@ -338,6 +345,7 @@ def observe(state: State) -> dict[str, Any]:
             result=None if failed else str(m.content), error=str(m.content) if failed else None,
             started_at=m.response_metadata.get("started_at", time.time()),
             duration_ms=m.response_metadata.get("duration_ms", 0.0), recovered=recovered,
+            unknown_tool=bool(m.response_metadata.get("unknown_tool")),
         ).model_dump())
     return {"steps": steps}
 
@@ -351,6 +359,7 @@ def make_answer(settings: Settings, factory: ModelFactory):
         if isinstance(last, AIMessage) and not last.tool_calls:
             return {}
         failing = repeated_failure(state.messages)
+        why = stop_reason(state.messages, ctx.max_steps) or "max_steps"
         instruction = (
             REPEATED_FAILURE_PROMPT.format(call=failing)
             if failing and tool_rounds(state.messages) < ctx.max_steps
@@ -358,7 +367,7 @@ def make_answer(settings: Settings, factory: ModelFactory):
         )
         model, name = await factory(ctx, ctx.stream)
         started, t0 = time.time(), time.perf_counter()
-        with track_call(settings) as call:
+        with track_call(run_settings(settings, ctx)) as call:
             ai, ttft = await stream_model(
                 model, [SystemMessage(ctx.system_prompt), *state.messages, HumanMessage(instruction)],
                 stream=ctx.stream, writer=runtime.stream_writer, node="answer",
@@ -369,7 +378,7 @@ def make_answer(settings: Settings, factory: ModelFactory):
             usage_metadata=ai.usage_metadata, response_metadata=ai.response_metadata, id=ai.id,
         )
         step = model_step(final, node="answer", turn=turn_number(state.messages), model=name,
-                          started=started, t0=t0, ttft=ttft, recovered=False, call=call)
+                          started=started, t0=t0, ttft=ttft, recovered=False, call=call, stopped=why)
         return {"messages": [final], "steps": [step]}
 
     return answer

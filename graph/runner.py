@@ -1,12 +1,12 @@
-"""Run one user turn through the graph, reporting events as they happen; shared by CLI and UI."""
+"""Run one user turn through the graph as a one-way stream of typed events; shared by every interface."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
@@ -14,45 +14,16 @@ from langgraph.errors import GraphRecursionError
 
 from configs.prompts import OUT_OF_STEPS_FALLBACK
 from graph.context import Context
-from graph.obs import metrics
+from graph.events import Event, StepRecorded, Token, ToolFinished, ToolStarted, TurnEnded, TurnResult
 from graph.graph import recursion_limit
-from graph.obs.logs import log_step
-from graph.nodes import stop_reason
-from graph.trace import Step, cut_at_token_limit, usage_of
+from graph.obs.observer import TurnObserver
+from graph.state import turn_number
+from graph.trace import Step, stop_reason_of
 
-STOPPED_MARK = "\n\n*(stopped)*"
 CANCELLED_TOOL = "Cancelled: the user stopped this turn before the tool finished."
+STOPPED_MODEL = "stopped by the user"
 
-Event = dict[str, Any]
-"""`{"type": "token", "text", "node"}`, `{"type": "tool_start", ...}`, `{"type": "tool_end", ...}`,
-`{"type": "step", "step": Step}` for each finished trace record."""
-
-
-@dataclass
-class TurnResult:
-    """What one turn produced (the `--json` output of `work-agent run`)."""
-
-    answer: str
-    thread_id: str
-    steps: list[Step] = field(default_factory=list)
-    latency_ms: float = 0.0
-    stopped: str | None = None
-
-    @property
-    def usage(self) -> dict[str, int]:
-        """Token totals of the turn's model calls."""
-        return usage_of(self.steps)
-
-    def as_json(self) -> dict[str, Any]:
-        """The JSON object printed by `run --json`."""
-        return {
-            "answer": self.answer,
-            "thread_id": self.thread_id,
-            "steps": [s.model_dump() for s in self.steps],
-            "usage": self.usage,
-            "latency_ms": round(self.latency_ms, 1),
-            "stopped": self.stopped,
-        }
+__all__ = ["TurnResult", "new_thread_id", "run_turn", "stream_turn"]
 
 
 def new_thread_id() -> str:
@@ -60,93 +31,134 @@ def new_thread_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-async def run_turn(
-    graph: Any,
-    question: str,
-    *,
-    thread_id: str,
-    context: Context,
-    max_steps: int,
-    on_event: Callable[[Event], None] = lambda event: None,
-    interface: str = "cli",
-) -> TurnResult:
-    """Ask `question` on `thread_id`; call `on_event` for tokens, tool starts/ends and trace records.
+class _Progress:
+    """What a running turn has shown so far: what a stop must save."""
+
+    def __init__(self) -> None:
+        self.partial: list[str] = []
+        self.node = "plan"
+        self.model_started = time.time()
+        self.tools: dict[str, tuple[ToolStarted, float]] = {}
+
+    def see(self, event: Event) -> None:
+        match event:
+            case Token(text=text, node=node):
+                self.node = node
+                self.partial.append(text)
+            case ToolStarted(call_id=call_id):
+                self.tools[call_id] = (event, time.time())
+            case ToolFinished(call_id=call_id):
+                self.tools.pop(call_id, None)
+            case StepRecorded(step=step) if step.kind == "model":
+                self.partial.clear()  # a new model call starts a new partial answer
+                self.model_started = time.time()
+
+
+async def stream_turn(
+    graph: Any, question: str, *, thread_id: str, context: Context, interface: str = "cli",
+) -> AsyncIterator[Event]:
+    """Ask `question` on `thread_id` and yield the turn's events as they happen, ending with `TurnEnded`.
 
     Model-server failures propagate as their original exceptions (map them with `graph.errors.explain`).
-    On cancellation the partial answer is saved to the thread, marked stopped, before re-raising.
-    Every trace record is logged and counted in the Prometheus metrics under `interface`.
+    A turn that is cancelled, or whose stream is closed early (Stop, Ctrl-C, Gradio closing its generator),
+    is saved to the thread with its partial answer and the trace records of what was cut short, and the
+    request to the model server is closed. Metrics and step logs see every event (`TurnObserver`).
     """
-    metrics.record_question(interface)
-    status = "error"
+    config: dict[str, Any] = {"configurable": {"thread_id": thread_id}}
+    if context.max_steps:
+        config["recursion_limit"] = recursion_limit(context.max_steps)
+    observer = TurnObserver(interface, thread_id)
+    progress = _Progress()
     result = TurnResult(answer="", thread_id=thread_id)
-    try:
-        await _run(graph, question, thread_id, context, max_steps, on_event, result)
-        status = "stopped" if result.stopped else "ok"
-        return result
-    except asyncio.CancelledError:
-        status = "stopped"
-        raise
-    finally:
-        metrics.record_turn(result.steps, interface=interface, status=status)
-        for step in result.steps:
-            log_step(step, thread_id=thread_id, interface=interface)
-
-
-async def _run(graph: Any, question: str, thread_id: str, context: Context, max_steps: int,
-               on_event: Callable[[Event], None], result: TurnResult) -> None:
-    """Stream the turn into `result`."""
-    config = {"configurable": {"thread_id": thread_id}, "recursion_limit": recursion_limit(max_steps)}
-    question_msg = HumanMessage(question)
-    turn_messages: list[Any] = [question_msg]  # this turn's messages, to tell why it stopped
-    partial: list[str] = []
     started = time.perf_counter()
+    stream = graph.astream({"messages": [HumanMessage(question)]}, config, context=context,
+                           stream_mode=["custom", "updates"])
     try:
-        async for mode, data in graph.astream(
-            {"messages": [question_msg]}, config, context=context,
-            stream_mode=["custom", "updates"],
-        ):
-            if mode == "custom":
-                if data.get("type") == "token":
-                    partial.append(data["text"])
-                on_event(data)
-                continue
-            for node, update in data.items():
-                for record in (update or {}).get("steps", []):
-                    step = Step.model_validate(record)
-                    result.steps.append(step)
-                    on_event({"type": "step", "step": step})
-                for msg in (update or {}).get("messages", []):
-                    turn_messages.append(msg)
-                    if isinstance(msg, AIMessage) and not msg.tool_calls:
-                        result.answer = str(msg.content)
-                    if node == "plan":
-                        partial.clear()  # a new model call starts a new partial answer
-    except GraphRecursionError:
-        result.answer, result.stopped = OUT_OF_STEPS_FALLBACK.format(max_steps=max_steps), "max_steps"
-    except asyncio.CancelledError:
-        await save_stopped(graph, config, "".join(partial))
+        async with aclosing(stream):
+            async for mode, data in stream:
+                for event in _events(mode, data, result):
+                    progress.see(event)
+                    observer.see(event)
+                    yield event
+    except GraphRecursionError:  # a safety net: the step budget normally ends the turn first
+        result.answer = OUT_OF_STEPS_FALLBACK.format(max_steps=context.max_steps or "its")
+        result.stopped = "max_steps"
+    except (asyncio.CancelledError, GeneratorExit):
+        for step in await save_stopped(graph, config, progress, context):
+            observer.see(StepRecorded(step))
+        observer.close("stopped")
+        raise
+    except BaseException:
+        observer.close("error")
         raise
     result.latency_ms = (time.perf_counter() - started) * 1000
-    if result.stopped is None and any(s.node == "answer" for s in result.steps):
-        result.stopped = stop_reason(turn_messages, max_steps) or "max_steps"
-    if result.stopped is None and cut_at_token_limit(result.steps):
-        result.stopped = "length"  # the answer was cut at the token limit (AGENT_MAX_TOKENS)
+    result.stopped = result.stopped or stop_reason_of(result.steps)
+    ended = TurnEnded(result)
+    observer.see(ended)
+    observer.close()
+    yield ended
 
 
-async def save_stopped(graph: Any, config: dict[str, Any], partial: str) -> None:
-    """Close a stopped turn in the thread: cancel dangling tool calls, keep the partial answer."""
+def _events(mode: str, data: Any, result: TurnResult) -> list[Event]:
+    """The typed events of one item of LangGraph's stream; records steps and the answer in `result`."""
+    if mode == "custom":
+        return [data] if isinstance(data, Token | ToolStarted | ToolFinished) else []
+    events: list[Event] = []
+    for update in data.values():
+        for record in (update or {}).get("steps", []):
+            step = Step.model_validate(record)
+            result.steps.append(step)
+            events.append(StepRecorded(step))
+        for msg in (update or {}).get("messages", []):
+            if isinstance(msg, AIMessage) and not msg.tool_calls:
+                result.answer = str(msg.content)
+    return events
+
+
+async def run_turn(graph: Any, question: str, *, thread_id: str, context: Context,
+                   interface: str = "cli") -> TurnResult:
+    """Run a whole turn and return what it produced (`stream_turn`, drained)."""
+    async with aclosing(stream_turn(graph, question, thread_id=thread_id, context=context,
+                                    interface=interface)) as events:
+        async for event in events:
+            if isinstance(event, TurnEnded):
+                return event.result
+    raise RuntimeError("the turn ended without a result")  # unreachable: stream_turn ends with TurnEnded
+
+
+async def save_stopped(graph: Any, config: dict[str, Any], progress: _Progress, context: Context) -> list[Step]:
+    """Close a stopped turn in the thread: cancel dangling tool calls, keep the partial answer, record the stop.
+
+    Nothing presentational goes into the conversation: the partial answer is kept as it was streamed, and
+    the stop itself is a trace record (`stopped="user"`). Returns the records written.
+    """
     if graph.checkpointer is None:
-        return
+        return []
     snapshot = await graph.aget_state(config)
     messages = snapshot.values.get("messages", [])
     answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
     last = messages[-1] if messages else None
-    patch: list[Any] = []
-    if isinstance(last, AIMessage):
-        patch += [
-            ToolMessage(CANCELLED_TOOL, tool_call_id=tc["id"], name=tc["name"], status="error")
-            for tc in last.tool_calls
-            if tc["id"] not in answered
-        ]
-    patch.append(AIMessage(partial.strip() + STOPPED_MARK if partial.strip() else STOPPED_MARK.strip()))
-    await graph.aupdate_state(config, {"messages": patch}, as_node="answer")
+    dangling = [tc for tc in last.tool_calls if tc["id"] not in answered] if isinstance(last, AIMessage) else []
+    turn, now = turn_number(messages), time.time()
+    patch: list[Any] = [ToolMessage(CANCELLED_TOOL, tool_call_id=tc["id"], name=tc["name"], status="error")
+                        for tc in dangling]
+    if dangling:
+        steps = [_cancelled_tool(tc, progress.tools.get(tc["id"]), turn, now) for tc in dangling]
+    else:
+        steps = [Step(kind="model", node=progress.node, turn=turn, started_at=progress.model_started,
+                      duration_ms=(now - progress.model_started) * 1000, status="cancelled",
+                      model=context.model or None, error=STOPPED_MODEL, stopped="user")]
+    if partial := "".join(progress.partial).strip():
+        patch.append(AIMessage(partial))
+    await graph.aupdate_state(config, {"messages": patch, "steps": [s.model_dump() for s in steps]},
+                              as_node="answer")
+    return steps
+
+
+def _cancelled_tool(call: dict[str, Any], started: tuple[ToolStarted, float] | None, turn: int,
+                    now: float) -> Step:
+    """The trace record of a tool call the user's Stop cut short."""
+    began = started[1] if started else now
+    return Step(kind="tool", node="call_tool", turn=turn, name=call["name"], call_id=call["id"],
+                arguments=call["args"], status="cancelled", error=CANCELLED_TOOL, started_at=began,
+                duration_ms=(now - began) * 1000, stopped="user")

@@ -7,9 +7,8 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 
-from graph.nodes import stop_reason
 from graph.state import turn_number
-from graph.trace import Step, cut_at_token_limit
+from graph.trace import Step, StopReason, stop_reason_of
 
 
 @dataclass
@@ -20,15 +19,15 @@ class Turn:
     question: str
     answer: str
     steps: list[Step] = field(default_factory=list)
-    stopped: str | None = None
+    stopped: StopReason | None = None
 
 
 def _config(thread_id: str, checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
     return checkpoint or {"configurable": {"thread_id": thread_id}}
 
 
-def split_turns(messages: list[AnyMessage], records: list[dict[str, Any]], max_steps: int) -> list[Turn]:
-    """The thread's messages and trace records grouped by user question."""
+def split_turns(messages: list[AnyMessage], records: list[dict[str, Any]]) -> list[Turn]:
+    """The thread's messages and trace records grouped by user question; why a turn stopped is in its records."""
     turns: list[Turn] = []
     start = 0
     humans = [i for i, m in enumerate(messages) if isinstance(m, HumanMessage)]
@@ -37,18 +36,17 @@ def split_turns(messages: list[AnyMessage], records: list[dict[str, Any]], max_s
         chunk = messages[start:end]
         answers = [m for m in chunk if isinstance(m, AIMessage) and not m.tool_calls]
         steps = [Step.model_validate(r) for r in records if r.get("turn") == n]
-        stopped = stop_reason(messages[:end], max_steps) if any(s.node == "answer" for s in steps) else None
-        stopped = stopped or ("length" if cut_at_token_limit(steps) else None)
         turns.append(Turn(turn=n, question=str(messages[start].content),
-                          answer=str(answers[-1].content) if answers else "", steps=steps, stopped=stopped))
+                          answer=str(answers[-1].content) if answers else "", steps=steps,
+                          stopped=stop_reason_of(steps)))
     return turns
 
 
-async def load_turns(graph: Any, thread_id: str, max_steps: int) -> list[Turn]:
+async def load_turns(graph: Any, thread_id: str) -> list[Turn]:
     """Every turn of a thread (empty for an unknown thread)."""
     snapshot = await graph.aget_state(_config(thread_id))
     values = snapshot.values or {}
-    return split_turns(values.get("messages", []), values.get("steps", []), max_steps)
+    return split_turns(values.get("messages", []), values.get("steps", []))
 
 
 async def rewind(graph: Any, thread_id: str, keep_turns: int) -> bool:

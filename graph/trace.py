@@ -5,7 +5,46 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+
+StopReason = Literal["max_steps", "repeated_failure", "length", "user"]
+"""Why a turn ended early: the step budget, a failing call that repeats, the token limit, or the user's Stop."""
+SkipReason = Literal["cooldown", "connection", "timeout", "http_429", "http_5xx", "http_4xx", "other"]
+"""Why an endpoint was passed over (the low-cardinality metric label)."""
+
+
+def http_reason(code: int) -> SkipReason:
+    """The skip reason of an HTTP status an endpoint answered with."""
+    return "http_429" if code == 429 else "http_5xx" if code >= 500 else "http_4xx"
+
+
+class Skip(BaseModel):
+    """An endpoint passed over before the one that answered a model call."""
+
+    endpoint: str = Field(description="host:port of the endpoint (behind a router: the upstream's address)")
+    reason: SkipReason
+    why: str = Field(description="what happened, e.g. 'connection failed (ConnectError)', 'HTTP 503'")
+
+    def __str__(self) -> str:
+        return f"{self.endpoint}: {self.why}"
+
+    @classmethod
+    def from_text(cls, entry: str) -> Skip:
+        """A skip recorded as 'host:port: why' text by earlier versions (old threads and batch rows)."""
+        endpoint, sep, why = entry.partition(": ")
+        if not sep:
+            return cls(endpoint="unknown", reason="other", why=entry)
+        why = why.strip()
+        reason: SkipReason = "other"
+        if why.startswith("cooling down"):
+            reason = "cooldown"
+        elif why.startswith("connection failed"):
+            reason = "connection"
+        elif why.startswith("timed out"):
+            reason = "timeout"
+        elif why.startswith("HTTP ") and why[5:8].isdigit():
+            reason = http_reason(int(why[5:8]))
+        return cls(endpoint=endpoint.strip() or "unknown", reason=reason, why=why)
 
 
 class Step(BaseModel):
@@ -16,8 +55,9 @@ class Step(BaseModel):
     node: str = Field(description="graph node that produced it: plan, answer or call_tool")
     started_at: float = Field(description="wall-clock start, seconds since the epoch")
     duration_ms: float
-    status: Literal["ok", "error"] = "ok"
+    status: Literal["ok", "error", "cancelled"] = "ok"
     recovered: bool = Field(False, description="tool call recovered from <tool_call> text")
+    stopped: StopReason | None = Field(None, description="set on the step that ended the turn early, and why")
     # model calls
     model: str | None = None
     ttft_ms: float | None = Field(None, description="time to first streamed chunk")
@@ -26,15 +66,19 @@ class Step(BaseModel):
     finish_reason: str | None = None
     tool_calls: list[str] = Field(default_factory=list, description="names of the tools it asked for")
     endpoint: str | None = Field(None, description="host:port of the endpoint that answered")
-    skipped: list[str] = Field(
-        default_factory=list, description="endpoints passed over before it, each 'host:port: why'"
-    )
+    skipped: list[Skip] = Field(default_factory=list, description="endpoints passed over before it")
     # tool calls
     name: str | None = None
     call_id: str | None = None
     arguments: dict[str, Any] | None = None
     result: str | None = None
     error: str | None = None
+    unknown_tool: bool = Field(False, description="the model asked for a tool the graph does not have")
+
+    @field_validator("skipped", mode="before")
+    @classmethod
+    def _legacy_skips(cls, value: Any) -> Any:
+        return [Skip.from_text(v) if isinstance(v, str) else v for v in value or []]
 
     def summary(self, width: int = 100) -> str:
         """One line for a terminal: what ran, how long, and what came back."""
@@ -60,13 +104,29 @@ class Step(BaseModel):
         return f"{mark} {self.name}{tag} {args} {secs} → {short}"
 
 
-CUT_NOTE = "the answer was cut at the token limit: raise AGENT_MAX_TOKENS, or ask it to continue"
+STOP_NOTES: dict[str, str] = {
+    "max_steps": "stopped early: used {steps} (raise AGENT_MAX_STEPS or --max-steps); the answer is a best effort",
+    "repeated_failure": "stopped early: a tool call kept failing ({detail}); the answer is a best effort",
+    "length": "the answer was cut at the token limit: raise AGENT_MAX_TOKENS, or ask it to continue",
+    "user": "stopped",
+}
+"""How every interface words a stop reason (the CLI in parentheses, the UI in italics, batch as the error)."""
 
 
-def cut_at_token_limit(steps: list[Step]) -> bool:
-    """The turn's last model call ended at the token limit (finish_reason "length"), so its answer is cut."""
-    last = next((s for s in reversed(steps) if s.kind == "model"), None)
-    return last is not None and last.finish_reason == "length"
+def stop_note(stopped: str, steps: list[Step], max_steps: int | None = None) -> str:
+    """The wording of why a turn ended early, with its step budget and the last tool error filled in."""
+    rounds = sum(1 for s in steps if s.kind == "model" and s.tool_calls)
+    failed = [s.error for s in steps if s.kind == "tool" and s.status == "error" and s.error]
+    detail = " ".join(failed[-1].split())[:200] if failed else "no details"
+    n = max_steps or rounds
+    budget = "its one tool step" if n == 1 else f"all {n} tool steps" if n else "all its tool steps"
+    template = STOP_NOTES.get(stopped, "stopped early: {stopped}")
+    return template.format(steps=budget, detail=detail, stopped=stopped)
+
+
+def stop_reason_of(steps: list[Step]) -> StopReason | None:
+    """Why the turn these steps belong to ended early, as the graph recorded it (None: it did not)."""
+    return next((s.stopped for s in reversed(steps) if s.stopped), None)
 
 
 def steps_of_turn(records: list[dict[str, Any]], turn: int) -> list[Step]:

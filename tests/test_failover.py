@@ -39,7 +39,7 @@ def second():
 
 async def ask(settings, question="What time is it in Tokyo?", stream=True):
     graph = build_graph(settings=settings)
-    return await run_turn(graph, question, thread_id="t", context=Context(stream=stream), max_steps=4)
+    return await run_turn(graph, question, thread_id="t", context=Context(stream=stream, max_steps=4))
 
 
 @pytest.mark.parametrize("stream", [True, False])
@@ -52,8 +52,10 @@ async def test_first_endpoint_down_the_second_answers_and_the_trace_says_why(sec
     models = [s for s in result.steps if s.kind == "model"]
     assert [m.endpoint for m in models] == [f"127.0.0.1:{second.port}"] * 2
     # The first call found the endpoint down; the second one skipped it for its cool-down.
-    assert models[0].skipped == [f"127.0.0.1:{down}: connection failed (ConnectError)"]
-    assert models[1].skipped == [f"127.0.0.1:{down}: cooling down after connection failed (ConnectError)"]
+    assert [str(s) for s in models[0].skipped] == [f"127.0.0.1:{down}: connection failed (ConnectError)"]
+    assert [str(s) for s in models[1].skipped] == [
+        f"127.0.0.1:{down}: cooling down after connection failed (ConnectError)"]
+    assert [s.reason for s in models[0].skipped + models[1].skipped] == ["connection", "cooldown"]
     assert len(second.requests) == 2
 
 
@@ -83,7 +85,7 @@ async def test_a_5xx_fails_over_but_a_request_error_is_not_retried_elsewhere(sec
         result = await ask(settings, stream=False)
         plan = result.steps[0]
         assert plan.endpoint == f"127.0.0.1:{second.port}"
-        assert plan.skipped == [f"127.0.0.1:{first.port}: HTTP 503"]
+        assert [(str(s), s.reason) for s in plan.skipped] == [(f"127.0.0.1:{first.port}: HTTP 503", "http_5xx")]
 
         HEALTH.reset()
         first.reset(), second.reset()
@@ -108,7 +110,7 @@ async def test_each_endpoint_gets_only_its_own_key():
         # Each server checks its own key (a wrong one is a 401): the first got past auth to its scripted
         # 500, the second answered.
         assert result.steps[0].endpoint == f"127.0.0.1:{second.port}"
-        assert result.steps[0].skipped == [f"127.0.0.1:{first.port}: HTTP 500"]
+        assert [str(s) for s in result.steps[0].skipped] == [f"127.0.0.1:{first.port}: HTTP 500"]
         assert len(first.requests) == 1 and len(second.requests) == 2
         trace = json.dumps(result.as_json())
         assert not any(k in trace for k in keys)

@@ -11,8 +11,8 @@ from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from graph.obs import metrics
-from graph.obs.metrics import fallback_reason, record_question, record_turn, start_metrics_server
-from graph.trace import Step
+from graph.obs.metrics import record_question, record_turn, start_metrics_server
+from graph.trace import Skip, Step
 from tests.ui_fixtures import UiApp, ui_app, ui_workdir  # noqa: F401 - fixtures are used by name
 
 QUESTION = "What is the weather in Ulaanbaatar for thread 4f1c-secret-thread?"
@@ -156,34 +156,31 @@ def test_every_interface_and_status_series_exists_from_the_start():
     ("cooling down after connection failed (ConnectError)", "cooldown"),
     ("something new", "other"),
 ])
-def test_fallback_reason(why, reason):
-    assert fallback_reason(why) == reason
+def test_skip_reason_of_legacy_text(why, reason):
+    """Old threads and batch rows recorded skips as 'host:port: why' text; they still count by reason."""
+    assert Skip.from_text(f"gpu1:8000: {why}").reason == reason
 
 
-def test_parse_skipped_keeps_the_endpoint_and_copes_with_odd_entries():
-    assert metrics.parse_skipped("gpu1:8000: HTTP 502") == ("gpu1:8000", "http_5xx")
-    assert metrics.parse_skipped("::1:8000: timed out") == ("::1:8000", "timeout")
-    assert metrics.parse_skipped("garbage") == ("unknown", "other")
+def test_legacy_skip_text_keeps_the_endpoint_and_copes_with_odd_entries():
+    assert (Skip.from_text("gpu1:8000: HTTP 502").endpoint, Skip.from_text("gpu1:8000: HTTP 502").reason) == (
+        "gpu1:8000", "http_5xx")
+    assert Skip.from_text("::1:8000: timed out").endpoint == "::1:8000"
+    assert (Skip.from_text("garbage").endpoint, Skip.from_text("garbage").reason) == ("unknown", "other")
 
 
 def test_tool_label_caps_unknown_names(monkeypatch):
-    monkeypatch.setattr(metrics, "_known_tools", set())
     monkeypatch.setattr(metrics, "_seen_tools", set())
     names = [f"made_up_{i}" for i in range(metrics.MAX_TOOL_LABELS)]
-    assert [metrics.tool_label(n) for n in names] == names
-    assert metrics.tool_label("one_too_many") == "other"
-    assert metrics.tool_label(names[0]) == names[0]  # already a label: stays one
-    metrics.set_known_tools(["calculate", "get_current_time"])
-    assert metrics.tool_label("calculate") == "calculate"
-    assert metrics.tool_label("get_wether") == "other"
-    assert metrics.tool_label(None) == "other"
+    assert [metrics.tool_label(tool_step(n, duration_ms=1)) for n in names] == names
+    assert metrics.tool_label(tool_step("one_too_many", duration_ms=1)) == "other"
+    assert metrics.tool_label(tool_step(names[0], duration_ms=1)) == names[0]  # already a label: stays one
+    assert metrics.tool_label(tool_step("get_wether", duration_ms=1, unknown_tool=True)) == "other"
+    assert metrics.tool_label(Step(kind="tool", turn=1, node="call_tool", started_at=0, duration_ms=1)) == "other"
 
 
-def test_known_tools_keep_hallucinated_names_out_of_the_labels(monkeypatch):
-    monkeypatch.setattr(metrics, "_known_tools", set())
-    metrics.set_known_tools(["calculate"])
-    record_turn([tool_step("hallucinated_tool_xyz", duration_ms=1, status="error")], interface="cli",
-                status="ok")
+def test_unknown_tools_keep_hallucinated_names_out_of_the_labels():
+    record_turn([tool_step("hallucinated_tool_xyz", duration_ms=1, status="error", unknown_tool=True)],
+                interface="cli", status="ok")
     assert "hallucinated_tool_xyz" not in exposition()
 
 

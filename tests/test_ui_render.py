@@ -9,6 +9,7 @@ from typing import Any
 import gradio as gr
 import pytest
 
+from graph.events import StepRecorded, Token, ToolFinished, ToolStarted
 from graph.trace import Step
 from ui.render import RESULT_LIMIT, TurnView, replay_turn
 
@@ -32,22 +33,21 @@ def tool_step(call_id: str, name: str, args: dict[str, Any], at: float, ms: floa
                 result=result, error=error, recovered=recovered)
 
 
-def tokens(text: str, node: str = "plan") -> list[dict[str, Any]]:
-    return [{"type": "token", "node": node, "text": part} for part in text.split("|")]
+def tokens(text: str, node: str = "plan") -> list[Token]:
+    return [Token(part, node) for part in text.split("|")]
 
 
-def start(step: Step) -> dict[str, Any]:
-    return {"type": "tool_start", "call_id": step.call_id, "name": step.name, "args": step.arguments}
+def start(step: Step) -> ToolStarted:
+    return ToolStarted(step.call_id or "", step.name or "", step.arguments or {})
 
 
-def end(step: Step) -> dict[str, Any]:
-    return {"type": "tool_end", "call_id": step.call_id, "name": step.name,
-            "status": "error" if step.error else "success", "content": step.error or step.result,
-            "duration_ms": step.duration_ms}
+def end(step: Step) -> ToolFinished:
+    return ToolFinished(step.call_id or "", step.name or "", "error" if step.error else "success",
+                        step.error or step.result or "", step.duration_ms)
 
 
-def steps(*records: Step) -> list[dict[str, Any]]:
-    return [{"type": "step", "step": s} for s in records]
+def steps(*records: Step) -> list[StepRecorded]:
+    return [StepRecorded(s) for s in records]
 
 
 WEATHER = tool_step("call-1", "get_city_weather", {"city": "Paris"}, 0.6, 250.0, result='{"temp_c": 21}')
@@ -277,9 +277,12 @@ def test_finish_with_empty_answer_keeps_streamed_text() -> None:
 
 
 @pytest.mark.parametrize(("stopped", "max_steps", "note"), [
-    ("max_steps", 3, "*(stopped early: step budget of 3 used)*"),
-    ("max_steps", None, "*(stopped early: step budget of 1 used)*"),
-    ("repeated_failure", None, "*(stopped: the same tool call kept failing)*"),
+    ("max_steps", 3, "*(stopped early: used all 3 tool steps (raise AGENT_MAX_STEPS or --max-steps); "
+                     "the answer is a best effort)*"),
+    ("max_steps", None, "*(stopped early: used its one tool step (raise AGENT_MAX_STEPS or --max-steps); "
+                        "the answer is a best effort)*"),
+    ("repeated_failure", None, "*(stopped early: a tool call kept failing (no details); the answer is a best "
+                               "effort)*"),
 ])
 def test_budget_stop_adds_an_italic_note(stopped: str, max_steps: int | None, note: str) -> None:
     view = TurnView("q", turn=1, max_steps=max_steps)
@@ -354,11 +357,12 @@ def test_replay_from_steps_equals_live_rendering() -> None:
 def test_replay_of_budget_stopped_turn() -> None:
     msgs = replay_turn("q", "Sorry.", [PLAN1, WEATHER], turn=1, stopped="max_steps")
     assert [m.metadata.get("status") for m in msgs] == [None, "done", "done", None]
-    assert msgs[-1].content == "Sorry.\n\n*(stopped early: step budget of 1 used)*"
+    assert msgs[-1].content == ("Sorry.\n\n*(stopped early: used its one tool step (raise AGENT_MAX_STEPS or "
+                                "--max-steps); the answer is a best effort)*")
 
 
-def test_step_events_as_dicts_are_accepted() -> None:
+def test_step_records_from_stored_dicts_and_unknown_events() -> None:
     view = TurnView("q", turn=1)
-    view.apply({"type": "step", "step": WEATHER.model_dump()})
-    view.apply({"type": "something_new"})
+    view.apply(StepRecorded(Step.model_validate(WEATHER.model_dump())))
+    view.apply(object())  # a kind of event this view does not show
     assert by_id(view, "call-1").metadata["status"] == "done"

@@ -27,10 +27,10 @@ def register_api(backend: Backend) -> None:
         settings = backend.settings
         thread_id = thread_id.strip() or new_thread_id()
         try:
-            graph = await backend.graph_for(settings)
+            graph = await backend.graph()
             model = await resolve_model_name(settings)
-            result = await run_turn(graph, question, thread_id=thread_id, context=Context(model=model),
-                                    max_steps=settings.agent_max_steps, interface="api")
+            context = Context(model=model, max_steps=settings.agent_max_steps)
+            result = await run_turn(graph, question, thread_id=thread_id, context=context, interface="api")
         except Exception as exc:  # noqa: BLE001 - reported as one line, the API never leaks a traceback
             raise gr.Error(str(explain(exc, base_url=settings.openai_api_base, model=settings.agent_model))) from None
         return json.loads(json.dumps(result.as_json(), ensure_ascii=False))

@@ -7,7 +7,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
-from configs.settings import ConfigError, Settings
+from configs.settings import Settings
 from graph.checkpoint import open_checkpointer
 from graph.graph import build_graph
 from ui.store import ConversationList, ConversationStore, PostgresConversationStore
@@ -38,7 +38,7 @@ class Backend:
         self.demo_label = demo_label
         self.store: ConversationList | None = None
         self._saver: Any = None
-        self._graphs: dict[str, Any] = {}
+        self._graph: Any = None
         self._stack = AsyncExitStack()
         self._lock = asyncio.Lock()
 
@@ -57,23 +57,15 @@ class Backend:
         return self.store
 
     def settings_for(self, base_url: str | None) -> Settings:
-        """The settings with the session's endpoint URL (validated like OPENAI_API_BASE)."""
-        url = (base_url or "").strip()
-        if not url or url.rstrip("/") == self.settings.openai_api_base:
-            return self.settings
-        try:
-            # The URL typed in the session replaces every configured endpoint (AGENT_ENDPOINTS too).
-            return Settings(**{**self.settings.model_dump(), "openai_api_base": url, "agent_endpoints": []})
-        except ValueError as err:
-            raise ConfigError(f"Endpoint URL {url!r} is not valid: use http://HOST:PORT/v1.") from err
+        """The settings with the session's endpoint URL (validated like OPENAI_API_BASE; ConfigError if not)."""
+        return self.settings.for_endpoint(base_url)
 
-    async def graph_for(self, settings: Settings) -> Any:
-        """The agent graph for an endpoint, compiled with the shared checkpointer."""
+    async def graph(self) -> Any:
+        """The agent graph, compiled once with the shared checkpointer (a session's endpoint is a run's context)."""
         await self.ready()
-        key = settings.openai_api_base
-        if key not in self._graphs:
-            self._graphs[key] = build_graph(settings=settings, checkpointer=self._saver)
-        return self._graphs[key]
+        if self._graph is None:
+            self._graph = build_graph(settings=self.settings, checkpointer=self._saver)
+        return self._graph
 
     async def delete_thread(self, thread_id: str) -> None:
         """Remove a thread's checkpoints."""

@@ -6,6 +6,7 @@ import asyncio
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from configs.settings import ConfigError
 from graph.context import Context
 from graph.errors import explain
 from graph.model import list_models, resolve_model_name
-from graph.runner import new_thread_id, run_turn
+from graph.runner import new_thread_id, stream_turn
 from graph.threads import Turn, load_turns, rewind
 from ui.backend import Backend, Session
 from ui.render import TurnView, replay_turn
@@ -94,9 +95,7 @@ class Handlers:
         """Show a stored conversation (sidebar click, reload, or an id from the CLI)."""
         if not thread_id:
             return (gr.skip(),) * 2 + SKIP_TRACE
-        settings = self.backend.settings_for(base_url)
-        graph = await self.backend.graph_for(settings)
-        turns = await load_turns(graph, thread_id, int(max_steps or settings.agent_max_steps))
+        turns = await load_turns(await self.backend.graph(), thread_id)
         session.thread_id, session.turns, session.view = thread_id, len(turns), None
         session.history = replay_all(turns)
         return session.display(), thread_id, *trace_outputs(turns, thread_id)
@@ -107,8 +106,7 @@ class Handlers:
         thread_id = (thread_id or "").strip()
         store = await self.backend.ready()
         who = owner_of(owner, request)
-        settings = self.backend.settings_for(base_url)
-        turns = await load_turns(await self.backend.graph_for(settings), thread_id, settings.agent_max_steps)
+        turns = await load_turns(await self.backend.graph(), thread_id)
         if not thread_id or not turns or not await store.claim(who, thread_id, turns[0].question):
             gr.Warning(f"No conversation {thread_id!r} that you can open.")
             return (gr.skip(),) * 3 + SKIP_TRACE
@@ -169,38 +167,24 @@ class Handlers:
         note = (f"{name} · temperature {temperature:g} · max tokens {int(max_tokens)} · max steps {steps_budget}"
                 f" · tools: {', '.join(enabled) or 'none'} · endpoint {settings.openai_api_base}")
         ctx = Context(model=name, temperature=float(temperature), max_tokens=int(max_tokens),
-                      max_steps=steps_budget, tools=enabled, stream=True)
-        graph = await self.backend.graph_for(settings)
+                      max_steps=steps_budget, tools=enabled, stream=True,
+                      base_url="" if settings is self.backend.settings else settings.openai_api_base)
+        graph = await self.backend.graph()
         session.turns += 1
         view = session.view = TurnView(question, turn=session.turns, note=note, max_steps=steps_budget)
         await store.touch(who, session.thread_id, question)
         yield session.display(), "", await self.conversation_choices(who), session.thread_id, *SKIP_TRACE
         session.running = True
-        events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        task = asyncio.create_task(run_turn(graph, question, thread_id=session.thread_id, context=ctx,
-                                            max_steps=steps_budget, on_event=events.put_nowait,
-                                            interface="ui"))
-        waiter: asyncio.Future[Any] | None = None
         try:
-            while not task.done():
-                waiter = asyncio.ensure_future(events.get())
-                await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
-                if waiter.done():
-                    view.apply(waiter.result())
-                else:
-                    waiter.cancel()
-                while not events.empty():
-                    view.apply(events.get_nowait())
-                yield session.display(), gr.skip(), gr.skip(), gr.skip(), *SKIP_TRACE
-            result = task.result()
-            view.finish(result.answer, result.stopped)
+            async with aclosing(stream_turn(graph, question, thread_id=session.thread_id, context=ctx,
+                                            interface="ui")) as events:
+                async for event in events:
+                    view.apply(event)
+                    yield session.display(), gr.skip(), gr.skip(), gr.skip(), *SKIP_TRACE
         except (asyncio.CancelledError, GeneratorExit):
-            # Stop pressed: Gradio cancels this generator, or closes it (GeneratorExit) when it is parked
-            # at a yield. Cancelling the turn closes the HTTP stream, so vLLM frees the slot.
-            if waiter is not None:
-                waiter.cancel()
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            # Stop pressed: Gradio cancels this generator, or closes it (GeneratorExit) when it is parked at a
+            # yield; either way the turn's stream is closed, which closes the HTTP request (vLLM frees the
+            # slot) and saves the partial answer.
             view.stop()
             session.history, session.view, session.running = session.display(), None, False
             raise
@@ -208,7 +192,7 @@ class Handlers:
             view.fail(str(explain(exc, base_url=settings.openai_api_base, model=name)))
         session.history, session.view, session.running = session.display(), None, False
         await store.touch(who, session.thread_id, question)
-        turns = await load_turns(graph, session.thread_id, steps_budget)
+        turns = await load_turns(graph, session.thread_id)
         yield session.display(), gr.skip(), await self.conversation_choices(who), session.thread_id, \
             *trace_outputs(turns, session.thread_id)
 
@@ -220,19 +204,17 @@ class Handlers:
         return session.display()
 
     async def rewind_to(self, keep_turns: int, session: Session, base_url: str | None) -> None:
-        settings = self.backend.settings_for(base_url)
-        graph = await self.backend.graph_for(settings)
+        graph = await self.backend.graph()
         if session.thread_id:
             await rewind(graph, session.thread_id, keep_turns)
-        turns = await load_turns(graph, session.thread_id, settings.agent_max_steps) if session.thread_id else []
+        turns = await load_turns(graph, session.thread_id) if session.thread_id else []
         session.turns, session.view = len(turns), None
         session.history = replay_all(turns)
 
     async def last_turns(self, session: Session, base_url: str | None) -> list[Turn]:
         if not session.thread_id:
             return []
-        settings = self.backend.settings_for(base_url)
-        return await load_turns(await self.backend.graph_for(settings), session.thread_id, settings.agent_max_steps)
+        return await load_turns(await self.backend.graph(), session.thread_id)
 
     async def undo(self, session: Session, base_url: str | None) -> tuple[Any, ...]:
         """Undo the last turn: it leaves the thread, and its question goes back into the box."""

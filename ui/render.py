@@ -8,8 +8,9 @@ from typing import Any, Literal
 
 import gradio as gr
 
+from graph.events import Event, StepRecorded, Token, ToolFinished, ToolStarted, TurnEnded
 from graph.recovery import strip_tool_markup
-from graph.trace import CUT_NOTE, Step
+from graph.trace import STOP_NOTES, Step, stop_note
 
 RESULT_LIMIT = 2000
 PLAN_TITLE = "🧠 Plan"
@@ -18,11 +19,7 @@ RECOVERED_SUFFIX = " · recovered from text"
 RUNNING_NOTE = "*running…*"
 CANCELLED_NOTE = "*Cancelled: the turn was stopped before this tool finished.*"
 EMPTY_ANSWER_NOTE = "*(no answer: the model returned an empty reply)*"
-STOPPED_NOTE = "*(stopped)*"
-BUDGET_NOTE = "*(stopped early: step budget of {n} used)*"
-BUDGET_NOTE_UNKNOWN = "*(stopped early: step budget used)*"
-REPEATED_FAILURE_NOTE = "*(stopped: the same tool call kept failing)*"
-CUT_ANSWER_NOTE = f"*({CUT_NOTE})*"
+STOPPED_NOTE = f"*({STOP_NOTES['user']})*"
 
 ToolStatus = Literal["pending", "ok", "error", "cancelled"]
 
@@ -109,6 +106,8 @@ def _model_line(step: Step, label: str) -> str:
         parts.append("recovered from text")
     if step.status == "error":
         parts.append("failed")
+    elif step.status == "cancelled":
+        parts.append(STOP_NOTES["user"])
     return " · ".join(parts)
 
 
@@ -138,18 +137,21 @@ class TurnView:
         self._done = False
 
     # --- events -------------------------------------------------------------------------------
-    def apply(self, event: dict[str, Any]) -> None:
-        """Fold one `run_turn` event into the view; unknown events are ignored."""
-        kind = event.get("type")
-        if kind == "token":
-            self._token(str(event.get("text", "")))
-        elif kind == "tool_start":
-            self._tool_start(event)
-        elif kind == "tool_end":
-            self._tool_end(event)
-        elif kind == "step":
-            step = event["step"]
-            self._step(step if isinstance(step, Step) else Step.model_validate(step))
+    def apply(self, event: Event) -> None:
+        """Fold one `stream_turn` event into the view; kinds it does not show are ignored."""
+        match event:
+            case Token(text=text):
+                self._token(text)
+            case ToolStarted():
+                self._tool_start(event)
+            case ToolFinished():
+                self._tool_end(event)
+            case StepRecorded(step=step):
+                self._step(step)
+            case TurnEnded(result=result):
+                self.finish(result.answer, result.stopped)
+            case _:
+                pass
 
     def _token(self, text: str) -> None:
         if self._closed:
@@ -162,22 +164,19 @@ class TurnView:
             self._plan.append(_quote(thinking))
         self._stream, self._closed = [], False
 
-    def _tool_start(self, event: dict[str, Any]) -> None:
+    def _tool_start(self, event: ToolStarted) -> None:
         self._move_stream_to_plan()  # text streamed before a tool call is thinking, not the answer
-        call_id = str(event.get("call_id") or f"turn{self.turn}-tool{len(self._tools) + 1}")
-        self._tools[call_id] = _Tool(
-            call_id=call_id, name=str(event.get("name", "?")), args=dict(event.get("args") or {}),
-            recovered=self._recovering,
-        )
+        call_id = event.call_id or f"turn{self.turn}-tool{len(self._tools) + 1}"
+        self._tools[call_id] = _Tool(call_id=call_id, name=event.name, args=dict(event.args or {}),
+                                     recovered=self._recovering)
 
-    def _tool_end(self, event: dict[str, Any]) -> None:
-        call_id = str(event.get("call_id"))
-        tool = self._tools.get(call_id)
+    def _tool_end(self, event: ToolFinished) -> None:
+        tool = self._tools.get(event.call_id)
         if tool is None:
-            tool = self._tools[call_id] = _Tool(call_id=call_id, name=str(event.get("name", "?")), args={})
-        tool.status = "error" if event.get("status") == "error" else "ok"
-        tool.output = str(event.get("content", ""))
-        tool.duration_ms = event.get("duration_ms")
+            tool = self._tools[event.call_id] = _Tool(call_id=event.call_id, name=event.name, args={})
+        tool.status = "error" if event.status == "error" else "ok"
+        tool.output = event.content
+        tool.duration_ms = event.duration_ms
 
     def _step(self, step: Step) -> None:
         self._steps.append(step)
@@ -196,8 +195,8 @@ class TurnView:
             tool = self._tools[call_id] = _Tool(call_id=call_id, name=step.name or "?", args={})
         tool.name = step.name or tool.name
         tool.args = dict(step.arguments or tool.args)
-        tool.status = "error" if step.status == "error" else "ok"
-        tool.output = (step.error if step.status == "error" else step.result) or ""
+        tool.status = step.status
+        tool.output = (step.result if step.status == "ok" else step.error) or ""
         tool.duration_ms = step.duration_ms
         tool.recovered = step.recovered
 
@@ -206,15 +205,10 @@ class TurnView:
         """The turn ended: show the graph's final answer (markup stripped) and why it stopped early, if it did."""
         final = strip_tool_markup(answer or "")
         self._final = final or strip_tool_markup("".join(self._stream))
-        if stopped == "max_steps":
-            n = self.max_steps or sum(1 for s in self._steps if s.kind == "model" and s.tool_calls)
-            self._notes.append(BUDGET_NOTE.format(n=n) if n else BUDGET_NOTE_UNKNOWN)
-        elif stopped == "repeated_failure":
-            self._notes.append(REPEATED_FAILURE_NOTE)
-        elif stopped == "length":
-            self._notes.append(CUT_ANSWER_NOTE)
-        elif stopped and not self._final.endswith(STOPPED_NOTE):
-            self._notes.append(STOPPED_NOTE)
+        if stopped:
+            note = f"*({stop_note(stopped, self._steps, self.max_steps)})*"
+            if note not in self._notes:
+                self._notes.append(note)
         self._end()
 
     def stop(self) -> None:
@@ -296,6 +290,6 @@ def replay_turn(
     """A finished turn from stored trace records (conversation reload)."""
     view = TurnView(question, turn=turn, note=note, max_steps=max_steps)
     for step in steps:
-        view.apply({"type": "step", "step": step})
+        view.apply(StepRecorded(step))
     view.finish(answer, stopped)
     return view.messages()

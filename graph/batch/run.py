@@ -7,6 +7,7 @@ import sys
 import time
 import uuid
 from collections import deque
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,15 +23,11 @@ from graph.errors import EXIT_ENDPOINT, EXIT_FAILURE, UNREACHABLE, explain, no_t
 from graph.graph import build_graph
 from graph.failover import REQUEST_TALLY, RequestTally
 from graph.model import ModelNotFoundError, list_models
-from graph.runner import run_turn
-from graph.trace import Step, usage_of
+from graph.events import StepRecorded, TurnEnded
+from graph.runner import stream_turn
+from graph.trace import Step, stop_note, usage_of
 
 TIMED_OUT = "Timed out after {seconds:g}s (--timeout); the question was abandoned."
-STOPPED_EARLY = {
-    "length": "The answer was cut at the token limit (AGENT_MAX_TOKENS): raise it; the cut answer is kept.",
-    "max_steps": "Stopped early: used all {max_steps} tool steps (raise --max-steps); the answer is a best effort.",
-    "repeated_failure": "Stopped early: a tool call kept failing ({detail}); the answer is a best effort.",
-}
 FAIL_FAST = "Stopped at the first failed row (--fail-fast): id {id}: {error}"
 
 
@@ -123,15 +120,18 @@ async def answer(graph: Any, cfg: BatchConfig, q: Question) -> dict[str, Any]:
     token = REQUEST_TALLY.set(tally)  # the httpx hook in graph.failover counts this question's requests
     started, t0 = time.time(), time.perf_counter()
     result = dict(answer=None, stopped=None, error=None)
+    context = Context(model=cfg.model, stream=False, max_steps=cfg.max_steps)
     try:
         async with asyncio.timeout(cfg.timeout) as deadline:
-            turn = await run_turn(
-                graph, q.question or "", thread_id=f"batch-{uuid.uuid4().hex[:12]}",
-                context=Context(model=cfg.model, stream=False), max_steps=cfg.max_steps,
-                on_event=lambda e: steps.append(e["step"]) if e["type"] == "step" else None,
-                interface="batch",
-            )
-        result.update(answer=turn.answer, stopped=turn.stopped, error=_stopped_error(turn.stopped, turn.steps, cfg))
+            async with aclosing(stream_turn(graph, q.question or "", thread_id=f"batch-{uuid.uuid4().hex[:12]}",
+                                            context=context, interface="batch")) as events:
+                async for event in events:
+                    match event:
+                        case StepRecorded(step=step):
+                            steps.append(step)  # kept for the row even when the question fails later
+                        case TurnEnded(result=turn):
+                            result.update(answer=turn.answer, stopped=turn.stopped,
+                                          error=_stopped_error(turn.stopped, turn.steps, cfg))
     except Exception as exc:  # noqa: BLE001 - every failure of one question becomes its row
         if isinstance(exc, TimeoutError) and deadline.expired():
             result["error"] = TIMED_OUT.format(seconds=cfg.timeout)
@@ -150,13 +150,11 @@ async def answer(graph: Any, cfg: BatchConfig, q: Question) -> dict[str, Any]:
 
 
 def _stopped_error(stopped: str | None, steps: list[Step], cfg: BatchConfig) -> str | None:
-    """The error of a turn that ran out of steps or kept failing (its answer is kept too)."""
+    """The error of a turn that stopped early (its answer is kept too), worded as every interface words it."""
     if stopped is None:
         return None
-    failed = [s.error for s in steps if s.kind == "tool" and s.status == "error" and s.error]
-    detail = " ".join(failed[-1].split())[:200] if failed else "no details"
-    template = STOPPED_EARLY.get(stopped, "Stopped early: {stopped}.")
-    return template.format(max_steps=cfg.max_steps, detail=detail, stopped=stopped)
+    note = stop_note(stopped, steps, cfg.max_steps)
+    return f"{note[0].upper()}{note[1:]}."
 
 
 def _explain(cfg: BatchConfig, exc: BaseException) -> str:

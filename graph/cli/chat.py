@@ -12,32 +12,34 @@ from typing import Any
 import click
 
 from configs.settings import Settings
-from graph.cli.common import EXIT_USAGE, CliError, agent_options, endpoint, fail_on, pick_model, stop_note
+from graph.cli.common import EXIT_USAGE, CliError, agent_options, endpoint, fail_on, pick_model
 
 
 class TurnPrinter:
-    """Print a turn as it happens: answer tokens on stdout, tool steps on stderr."""
+    """Print a turn's events as they happen: answer tokens on stdout, tool steps on stderr."""
 
     def __init__(self, *, stream_answer: bool, verbose: bool = False) -> None:
         self.stream_answer = stream_answer
         self.verbose = verbose
         self.printed = ""
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        kind = event["type"]
-        if kind == "token" and self.stream_answer:
-            click.echo(event["text"], nl=False)
-            self.printed += event["text"]
-        elif kind == "tool_start":
-            self.break_line()
-            args = json.dumps(event["args"], ensure_ascii=False)
-            click.secho(f"→ {event['name']} {args}", err=True, fg="cyan")
-        elif kind == "step":
-            step = event["step"]
-            if step.kind == "tool":
+    def show(self, event: Any) -> None:
+        """Print one `graph.events` event (the rest are shown by `finish`)."""
+        from graph.events import StepRecorded, Token, ToolStarted
+
+        match event:
+            case Token(text=text) if self.stream_answer:
+                click.echo(text, nl=False)
+                self.printed += text
+            case ToolStarted(name=name, args=args):
+                self.break_line()
+                click.secho(f"→ {name} {json.dumps(args, ensure_ascii=False)}", err=True, fg="cyan")
+            case StepRecorded(step=step) if step.kind == "tool":
                 click.secho(f"  {step.summary()}", err=True, fg="red" if step.status == "error" else "green")
-            elif self.verbose or step.recovered:
+            case StepRecorded(step=step) if self.verbose or step.recovered:
                 click.secho(f"  {step.summary()}", err=True, dim=True)
+            case _:
+                pass
 
     def break_line(self) -> None:
         """End a partly printed line before stderr output."""
@@ -54,21 +56,33 @@ class TurnPrinter:
             click.echo()
 
 
-async def ask(settings: Settings, graph: Any, question: str, thread_id: str, *, model: str, stream: bool,
-              printer: Callable[[dict[str, Any]], None]) -> Any:
-    """Run one turn; model-server errors become CliError."""
-    from graph.context import Context
-    from graph.runner import run_turn
+def say_stopped(result: Any, max_steps: int) -> None:
+    """Say on stderr why the turn ended early, if it did (the wording every interface uses)."""
+    from graph.trace import stop_note
 
+    if result.stopped:
+        click.secho(f"({stop_note(result.stopped, result.steps, max_steps)})", err=True, fg="yellow")
+
+
+async def ask(settings: Settings, graph: Any, question: str, thread_id: str, *, model: str, stream: bool,
+              printer: TurnPrinter) -> Any:
+    """Run one turn, printing its events; model-server errors become one-line errors."""
+    from graph.context import Context
+    from graph.events import TurnEnded
+    from graph.runner import stream_turn
+
+    context = Context(model=model, stream=stream, max_steps=settings.agent_max_steps)
     try:
-        return await run_turn(
-            graph, question, thread_id=thread_id, context=Context(model=model, stream=stream),
-            max_steps=settings.agent_max_steps, on_event=printer,
-        )
+        async with contextlib.aclosing(stream_turn(graph, question, thread_id=thread_id, context=context)) as events:
+            async for event in events:
+                printer.show(event)
+                if isinstance(event, TurnEnded):
+                    return event.result
     except (CliError, asyncio.CancelledError, KeyboardInterrupt):
         raise
     except Exception as exc:  # noqa: BLE001 - every failure is reported as one line
         raise fail_on(settings, model)(exc) from None
+    raise RuntimeError("the turn ended without a result")  # unreachable: the stream ends with TurnEnded
 
 
 @click.command()
@@ -111,8 +125,7 @@ async def _run(settings: Settings, question: str, thread_id: str | None, as_json
         click.echo(json.dumps(result.as_json(), ensure_ascii=False))
         return
     printer.finish(result.answer)
-    if result.stopped:
-        click.secho(f"({stop_note(result.stopped)})", err=True, fg="yellow")
+    say_stopped(result, settings.agent_max_steps)
     click.secho(f"thread {thread_id} · {result.latency_ms / 1000:.1f}s · {result.usage['total_tokens']} tokens"
                 f" · continue with --thread {thread_id}", err=True, dim=True)
 
@@ -204,13 +217,14 @@ def _repl_turn(runner: asyncio.Runner, settings: Settings, graph: Any, line: str
     try:
         result = runner.run(ask(settings, graph, line, thread_id, model=name, stream=stream, printer=printer))
     except KeyboardInterrupt:
+        from graph.trace import STOP_NOTES
+
         printer.break_line()
-        click.secho("(stopped)", err=True, fg="yellow")
+        click.secho(f"({STOP_NOTES['user']})", err=True, fg="yellow")
         return
     except CliError as err:
         printer.break_line()
         err.show()
         return
     printer.finish(result.answer)
-    if result.stopped:
-        click.secho(f"({stop_note(result.stopped)})", err=True, fg="yellow")
+    say_stopped(result, settings.agent_max_steps)

@@ -181,7 +181,7 @@ def step_fields(step: Step) -> dict[str, Any]:
         fields.update(tool=step.name, recovered=step.recovered)
     error = step.error if step.error is None or len(step.error) <= MAX_ERROR else step.error[:MAX_ERROR] + "…"
     fields.update(endpoint=step.endpoint, duration_ms=_ms(step.duration_ms), status=step.status,
-                  error=error, skipped=list(step.skipped))
+                  error=error, skipped=[str(s) for s in step.skipped])
     return fields
 
 

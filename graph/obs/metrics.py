@@ -8,7 +8,6 @@ serves them at `/metrics` (`metrics_asgi_app`), `work-agent batch --metrics-port
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +51,6 @@ RECOVERED = Counter("work_agent_recovered_tool_calls_total", "Tool calls recover
 FALLBACKS = Counter("work_agent_fallbacks_total", "Endpoints passed over, by the skipped endpoint and why.",
                     ["endpoint", "reason"])
 
-_known_tools: set[str] = set()
 _seen_tools: set[str] = set()
 _lock = threading.Lock()
 
@@ -68,43 +66,16 @@ def _prefill() -> None:
 _prefill()
 
 
-def set_known_tools(names: Iterable[str]) -> None:
-    """Label tool calls by these names only; any other name counts as "other"."""
-    _known_tools.clear()
-    _known_tools.update(names)
-
-
-def tool_label(name: str | None) -> str:
-    """The tool label: a known tool's name, else (with no known set) one of the first 50 names seen."""
-    name = name or OTHER
-    if _known_tools:
-        return name if name in _known_tools else OTHER
+def tool_label(step: Step) -> str:
+    """The tool label: the tool's name, "other" for a tool the graph does not have (a name the model made up),
+    and "other" past the first 50 names seen, so a stream of invented names cannot grow the series."""
+    if step.unknown_tool or not step.name:
+        return OTHER
     with _lock:
-        if name in _seen_tools or len(_seen_tools) < MAX_TOOL_LABELS:
-            _seen_tools.add(name)
-            return name
+        if step.name in _seen_tools or len(_seen_tools) < MAX_TOOL_LABELS:
+            _seen_tools.add(step.name)
+            return step.name
     return OTHER
-
-
-def fallback_reason(why: str) -> str:
-    """The low-cardinality category of a skipped endpoint's `why` text."""
-    why = why.strip()
-    if why.startswith("cooling down"):
-        return "cooldown"
-    if why.startswith("connection failed"):
-        return "connection"
-    if why.startswith("timed out"):
-        return "timeout"
-    if why.startswith("HTTP "):
-        code = why[5:8]
-        return "http_429" if code == "429" else "http_5xx" if code.startswith("5") else "http_4xx"
-    return OTHER
-
-
-def parse_skipped(entry: str) -> tuple[str, str]:
-    """('host:port', reason) from one 'host:port: why' entry of `Step.skipped`."""
-    endpoint, sep, why = entry.partition(": ")
-    return (endpoint.strip() or UNKNOWN_ENDPOINT, fallback_reason(why)) if sep else (UNKNOWN_ENDPOINT, OTHER)
 
 
 def _label(value: str, allowed: tuple[str, ...]) -> str:
@@ -116,11 +87,16 @@ def record_question(interface: str) -> None:
     QUESTIONS.labels(_label(interface, INTERFACES)).inc()
 
 
-def record_turn(steps: list[Step], *, interface: str, status: str) -> None:
-    """Count a finished turn (status ok, error or stopped) and everything its steps did."""
+def record_answer(steps: list[Step], *, interface: str, status: str) -> None:
+    """Count a finished turn (status ok, error or stopped) and its tool calls (its steps are counted as they come)."""
     ANSWERS.labels(_label(interface, INTERFACES), _label(status, STATUSES)).inc()
     if status != "error":
         STEPS_PER_ANSWER.observe(sum(1 for s in steps if s.kind == "tool"))
+
+
+def record_turn(steps: list[Step], *, interface: str, status: str) -> None:
+    """Count a finished turn and everything its steps did (for a turn's steps seen all at once)."""
+    record_answer(steps, interface=interface, status=status)
     for step in steps:
         record_step(step)
 
@@ -131,12 +107,12 @@ def record_step(step: Step) -> None:
         _record_tool(step)
     else:
         _record_model(step)
-    for entry in step.skipped:
-        FALLBACKS.labels(*parse_skipped(entry)).inc()
+    for skip in step.skipped:
+        FALLBACKS.labels(skip.endpoint, skip.reason).inc()
 
 
 def _record_tool(step: Step) -> None:
-    tool = tool_label(step.name)
+    tool = tool_label(step)
     TOOL_CALLS.labels(tool, step.status).inc()
     TOOL_SECONDS.labels(tool).observe(step.duration_ms / 1000)
     if step.recovered:
