@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from configs.settings import load_settings
-from graph.batch.run import BatchConfig, Progress, run_batch
 from graph.batch.inputs import Question
 from graph.batch.outputs import RowWriter
+from graph.batch.run import BatchConfig, Progress, run_batch
 from graph.demo.server import Reply, tool_call_text
 from tests.conftest import ROOT, run_cli
 
@@ -84,7 +84,7 @@ def test_jsonl_good_failing_and_malformed_rows_then_report(vllm, tmp_path):
     proc = run_cli("batch", str(source), "--concurrency", "4", "--timeout", "4", "--max-steps", "2")
     assert proc.returncode == 1, proc.stderr
     no_traceback(proc)
-    rows = rows_by_id(tmp_path / "questions.answers.jsonl")  # the default output name
+    rows = rows_by_id(tmp_path / "questions.jsonl.answers.jsonl")  # the default output name
     assert set(rows) == {"time", "calc", "zh", "boom", "drop", "slow", "loop", 8, "noq", 10, 11}
 
     ok = {i for i, r in rows.items() if r["status"] == "ok"}
@@ -92,6 +92,11 @@ def test_jsonl_good_failing_and_malformed_rows_then_report(vllm, tmp_path):
     assert "Asia/Tokyo" in rows["time"]["answer"] and rows["time"]["topic"] == "clock" and rows["time"]["line"] == 1
     assert [s["kind"] for s in rows["time"]["steps"]] == ["model", "tool", "model"]
     assert rows["time"]["usage"]["total_tokens"] > 0 and rows["time"]["latency_ms"] > 0 and rows["time"]["retries"] == 0
+    endpoint = vllm.base_url.split("//")[1].split("/")[0]  # host:port, as the trace names it
+    run = {"model": "Qwen/Qwen2.5-7B-Instruct", "endpoints": [endpoint], "concurrency": 4, "max_steps": 2,
+           "timeout": 4.0}
+    assert all({k: r["run"][k] for k in run} == run for r in rows.values())  # bad rows too
+    assert len({r["run"]["started_at"] for r in rows.values()}) == 1 and rows["time"]["tool_errors"] == 0
     assert "3072" in rows["calc"]["answer"] and rows["calc"]["input_answer"] == 3072  # a clashing field is kept
     assert rows["zh"]["question"] == "北京现在几点？" and any(ord(c) in CJK for c in rows["zh"]["answer"])
     assert rows[11]["line"] == 11 and rows[11]["error"] is None
@@ -111,13 +116,17 @@ def test_jsonl_good_failing_and_malformed_rows_then_report(vllm, tmp_path):
     poll(lambda: vllm.disconnects >= 1, "the timed-out request to be closed")
 
     html = tmp_path / "report.html"
-    report = run_cli("report", str(tmp_path / "questions.answers.jsonl"), "--html", str(html))
+    report = run_cli("report", str(tmp_path / "questions.jsonl.answers.jsonl"), "--html", str(html))
     assert report.returncode == 0, report.stderr
     assert "questions" in report.stdout and "11" in report.stdout and "get_current_time" in report.stdout
     assert "calculate" in report.stdout and "recovered text tool calls" in report.stdout
     assert "stopped early" in report.stdout and "max steps 1" in report.stdout
+    assert "Qwen/Qwen2.5-7B-Instruct" in report.stdout and endpoint in report.stdout  # the run's settings
     page = html.read_text(encoding="utf-8")
-    assert "<svg" in page and "get_current_time" in page and "Most common errors" in page
+    assert "<svg" in page and "get_current_time" in page and "<h2>Errors</h2>" in page
+    assert "Qwen/Qwen2.5-7B-Instruct" in page and endpoint in page and 'type="search"' in page
+    assert "北京现在几点？" in page and rows["zh"]["answer"].splitlines()[0] in page
+    assert "Timed out after 4s (--timeout)" in page and page.count('<tr class="error"') == 7
 
 
 def test_csv_from_stdin_bom_chinese_retried_503_and_rows_keyed_by_id_not_order(vllm, tmp_path):
@@ -141,6 +150,27 @@ def test_csv_from_stdin_bom_chinese_retried_503_and_rows_keyed_by_id_not_order(v
     order = [json.loads(line)["id"] for line in out.read_text(encoding="utf-8").splitlines()]
     assert order.index(7) < order.index("r1")  # rows land as they finish (r1 streams 240 tokens), each under its id
     assert "Skipped 1 blank line." in proc.stderr and "model calls / retries" in proc.stdout
+
+
+def test_q_jsonl_and_q_csv_get_their_own_outputs_and_answered_rows_with_failed_tools_are_flagged(vllm, tmp_path):
+    (tmp_path / "q.jsonl").write_text('{"id": "a", "question": "What is 1/0?"}\n'
+                                      '{"id": "b", "question": "What is 6*7?"}\n')
+    (tmp_path / "q.csv").write_text("id,question\nc,What is 2+3?\n")
+    first = run_cli("batch", "q.jsonl")
+    assert first.returncode == 0, first.stderr  # every row ok: a failed tool call does not fail the row
+    assert "2 (100%) · 1 with tool errors" in first.stdout
+    second = run_cli("batch", "q.csv")  # not refused: its default output is its own
+    assert second.returncode == 0, second.stderr
+    rows = rows_by_id(tmp_path / "q.jsonl.answers.jsonl")
+    assert {i: (r["status"], r["tool_errors"]) for i, r in rows.items()} == {"a": ("ok", 1), "b": ("ok", 0)}
+    assert any(s["kind"] == "tool" and s["status"] == "error" for s in rows["a"]["steps"])
+    assert set(rows_by_id(tmp_path / "q.csv.answers.jsonl")) == {"c"} and "with tool errors" not in second.stdout
+
+    report = run_cli("report", "q.jsonl.answers.jsonl", "--html", "q.html")
+    assert report.returncode == 0, report.stderr
+    assert "1 with tool errors" in report.stdout
+    page = (tmp_path / "q.html").read_text(encoding="utf-8")
+    assert '<tr class="tool-errors" data-status="tool-errors">' in page and "ok · 1 tool error<" in page
 
 
 def test_kill_9_mid_run_then_resume_gives_exactly_one_row_per_id(vllm, tmp_path):
@@ -209,15 +239,20 @@ def test_unreachable_server_stops_the_batch_with_exit_3(tmp_path):
     proc = run_cli("batch", str(source), "--model", "Qwen/Qwen2.5-7B-Instruct")  # OPENAI_API_BASE: a closed port
     assert proc.returncode == 3, proc.stderr
     assert "Cannot reach the model server at http://127.0.0.1:9/v1" in proc.stderr and "--resume" in proc.stderr
-    assert not (tmp_path / "q.answers.jsonl").exists()  # no row claims those questions failed
+    assert not (tmp_path / "q.txt.answers.jsonl").exists()  # no row claims those questions failed
+    assert f"-o {tmp_path / 'q.txt.answers.jsonl'} --resume" in proc.stderr  # the hint names the default output
     no_traceback(proc)
 
 
 def test_usage_errors_exit_2_and_touch_nothing(tmp_path):
     good = tmp_path / "q.txt"
     good.write_text("hi\n")
-    existing = tmp_path / "q.answers.jsonl"
+    existing = tmp_path / "q.txt.answers.jsonl"
     existing.write_text('{"id": 1, "status": "ok"}\n')
+    old = tmp_path / "old.txt"
+    old.write_text("hi\n")
+    old_default = tmp_path / "old.answers.jsonl"  # the default name before it kept the extension
+    old_default.write_text('{"id": 1, "status": "ok"}\n')
     blocker = tmp_path / "blocker"
     blocker.write_text("a file, not a directory\n")
     gbk = tmp_path / "gbk.txt"
@@ -225,7 +260,9 @@ def test_usage_errors_exit_2_and_touch_nothing(tmp_path):
     no_column = tmp_path / "q.csv"
     no_column.write_text("id,prompt\n1,hi\n")
     cases = [
-        ((str(good),), "q.answers.jsonl already exists; pass --resume to continue it, or -o"),
+        ((str(good),), "q.txt.answers.jsonl already exists; pass --resume to continue it, or -o"),
+        ((str(old), "--resume"), f"but {old_default} does (the default output name before"),
+        ((str(old), "--resume"), f"pass -o {old_default} --resume to continue that one"),
         ((str(good), "-o", str(blocker / "out.jsonl")), "is not a directory"),
         ((str(gbk), "-o", "x.jsonl"), "is not UTF-8: byte 0xc4 on line 1, column 1"),
         ((str(no_column),), "has no 'question' column"),
@@ -238,6 +275,8 @@ def test_usage_errors_exit_2_and_touch_nothing(tmp_path):
         assert message in proc.stderr, (args, proc.stderr)
         no_traceback(proc)
     assert existing.read_text() == '{"id": 1, "status": "ok"}\n' and not (tmp_path / "x.jsonl").exists()
+    assert old_default.read_text() == '{"id": 1, "status": "ok"}\n'
+    assert not (tmp_path / "old.txt.answers.jsonl").exists()
     bad = run_cli("report", str(blocker))
     assert bad.returncode == 2 and "is not a batch row" in bad.stderr
 

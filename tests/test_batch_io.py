@@ -10,15 +10,17 @@ import pytest
 from graph.batch.inputs import BatchInputError, Question, detect_format, load_questions
 from graph.batch.outputs import (
     RowWriter,
+    check_old_default,
     check_output,
+    count_tool_errors,
     default_output,
     input_failure_row,
     output_row,
     read_rows,
     repair,
+    run_record,
 )
 from graph.batch.report import busy_seconds, summarize
-from graph.batch.report_html import render_html
 
 
 def write(path: Path, data: str | bytes) -> str:
@@ -128,11 +130,46 @@ def test_output_row_keeps_input_fields_that_clash_with_result_fields():
                    "input_answer": "gold", "topic": "t"}
     failed = input_failure_row(Question(id=4, line=4, question=None, problem="line 4: empty line"))
     assert failed["status"] == "error" and failed["error"] == "line 4: empty line" and failed["steps"] == []
+    assert failed["tool_errors"] == 0
 
 
-def test_default_output_and_output_checks(tmp_path):
-    assert default_output("data/q.csv") == Path("data/q.answers.jsonl")
+def test_output_row_counts_the_failed_tool_calls_and_carries_a_clashing_tool_errors_field():
+    steps = [{"kind": "model", "status": "ok"}, {"kind": "tool", "name": "calculate", "status": "error"},
+             {"kind": "tool", "name": "calculate", "status": "ok"}, {"kind": "tool", "name": "x", "status": "error"}]
+    q = Question(id="a", line=1, question="hi", fields={"tool_errors": "mine", "run": 7})
+    row = output_row(q, status="ok", answer="hello", steps=steps)
+    assert row["tool_errors"] == 2 and row["input_tool_errors"] == "mine" and row["input_run"] == 7
+    assert list(row)[:7] == ["id", "line", "question", "status", "answer", "steps", "tool_errors"]
+    assert count_tool_errors(None) == 0 and count_tool_errors(steps[:1]) == 0
+
+
+def test_default_output_is_the_whole_input_name_plus_answers_jsonl():
+    assert default_output("data/q.csv") == Path("data/q.csv.answers.jsonl")
+    assert default_output("问题.jsonl") == Path("问题.jsonl.answers.jsonl")
     assert default_output("-") == Path("stdin.answers.jsonl")
+    names = ["q.jsonl", "q.csv", "q.txt", "q.ndjson", "q.text", "q", "q.JSONL", "q.tar.gz", "q.answers",
+             "q.answers.jsonl"]
+    outputs = [default_output(f"data/{name}") for name in names]
+    assert len(set(outputs)) == len(names)  # inputs that differ only by extension never share an output
+    assert all(out.parent == Path("data") and out.name.endswith(".answers.jsonl") for out in outputs)
+
+
+def test_resume_refuses_to_start_afresh_beside_an_output_under_the_old_default_name(tmp_path):
+    source = tmp_path / "q.csv"
+    check_old_default(str(source))  # nothing there: fine
+    (tmp_path / "q.answers.jsonl").write_text('{"id": 1}\n')
+    with pytest.raises(BatchInputError) as err:
+        check_old_default(str(source))
+    assert str(err.value) == (
+        f"{tmp_path / 'q.csv.answers.jsonl'} does not exist, but {tmp_path / 'q.answers.jsonl'} does (the default "
+        f"output name before it kept the input's extension): pass -o {tmp_path / 'q.answers.jsonl'} --resume to "
+        "continue that one.")
+    (tmp_path / "q.csv.answers.jsonl").write_text("")
+    check_old_default(str(source))  # the new name is there: that one is resumed
+    check_old_default("-")
+
+
+def test_output_checks(tmp_path):
     existing = tmp_path / "out.jsonl"
     existing.write_text("")
     with pytest.raises(BatchInputError, match="already exists; pass --resume to continue it, or -o"):
@@ -158,6 +195,17 @@ async def test_writer_appends_whole_lines_in_finish_order(tmp_path):
     lines = path.read_text(encoding="utf-8").splitlines()
     assert [json.loads(line)["id"] for line in lines] == [1, "b", 3]
     assert "北京" in lines[0]  # readable UTF-8, not \\u escapes
+
+
+async def test_writer_stamps_every_row_with_the_run_settings(tmp_path):
+    run = run_record(model="m", endpoints=["gpu-1:8000", "gpu-2:8000"], concurrency=4, max_steps=3, timeout=None)
+    assert set(run) == {"started_at", "model", "endpoints", "concurrency", "max_steps", "timeout"}
+    path = tmp_path / "out.jsonl"
+    with RowWriter(path, run=run) as writer:
+        writer.write_now({"id": 1, "status": "error"})
+        await writer.write({"id": 2, "status": "ok"})
+    rows, _ = read_rows(path)
+    assert [r["run"] for r in rows] == [run, run] and [r["id"] for r in rows] == [1, 2]
 
 
 def test_torn_last_line_is_cut_and_everything_else_kept(tmp_path):
@@ -207,12 +255,3 @@ def test_summary_percentiles_wall_time_tools_and_errors():
 def test_busy_seconds_merges_overlaps_and_skips_gaps():
     assert busy_seconds([(0, 2), (1, 3), (10, 11), (10.5, 10.6)]) == pytest.approx(4.0)
     assert busy_seconds([]) == 0.0
-
-
-def test_html_report_is_self_contained_and_escaped():
-    rows = [_row(1, latency=800.0, tools=[("<script>", "ok", False)]), _row(2, latency=1200.0),
-            _row(3, "error", 0.0, error="bad <b>row</b>")]
-    page = render_html(summarize(rows), "Batch report: a&b.jsonl")
-    assert page.startswith("<!doctype html>") and "<svg" in page and page.count('class="bar"') == 20
-    assert "&lt;script&gt;" in page and "<script>" not in page and "bad &lt;b&gt;row&lt;/b&gt;" in page
-    assert "a&amp;b.jsonl" in page and "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")

@@ -14,7 +14,7 @@ FORMATS = ("jsonl", "csv", "text")
 EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "text", ".text": "text"}
 RESULT_FIELDS = (
     "id", "line", "question", "status", "answer", "error", "stopped", "steps", "usage", "latency_ms",
-    "retries", "started_at",
+    "retries", "started_at", "tool_errors", "run",
 )
 """The fields batch writes; an input field with one of these names is carried as `input_<name>`."""
 

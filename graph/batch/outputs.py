@@ -14,25 +14,58 @@ from typing import Any
 
 from graph.batch.inputs import RESULT_FIELDS, BatchInputError, Question
 
+OUTPUT_SUFFIX = ".answers.jsonl"
+STDIN_OUTPUT = "stdin" + OUTPUT_SUFFIX
 EXISTS = "{path} already exists; pass --resume to continue it, or -o to write somewhere else."
 SAME_AS_INPUT = "the output {path} is the input file; pass -o with another name."
 NOT_A_ROW = "line {line} of {path} is not a batch row ({why}); fix or remove that line, then run again."
 CANNOT_WRITE = "cannot write {path}: {why}."
 WRITE_FAILED = "cannot write {path}: {why}; the {count} rows written before are kept."
+OLD_DEFAULT_NAME = (
+    "{path} does not exist, but {old} does (the default output name before it kept the input's extension): "
+    "pass -o {old} --resume to continue that one."
+)
 NO_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
 
 
 def default_output(input_path: str) -> Path:
-    """`questions.csv` -> `questions.answers.jsonl` (next to it); stdin -> `stdin.answers.jsonl`."""
+    """INPUT's whole name + `.answers.jsonl`, next to it (`q.csv` -> `q.csv.answers.jsonl`); stdin -> `stdin...`.
+
+    Appending to the whole name gives every input its own output: `q.csv`, `q.jsonl` and `q` never share one.
+    """
     if input_path == "-":
-        return Path("stdin.answers.jsonl")
+        return Path(STDIN_OUTPUT)
     source = Path(input_path)
-    return source.with_name(f"{source.stem}.answers.jsonl")
+    return source.with_name(source.name + OUTPUT_SUFFIX)
+
+
+def check_old_default(input_path: str) -> None:
+    """Under --resume with the default output: refuse to start afresh beside a file under the old default name."""
+    if input_path == "-":
+        return
+    new, source = default_output(input_path), Path(input_path)
+    old = source.with_name(source.stem + OUTPUT_SUFFIX)  # `q.csv` -> `q.answers.jsonl`, the name before
+    if not new.exists() and old != new and old.exists():
+        raise BatchInputError(OLD_DEFAULT_NAME.format(path=new, old=old))
+
+
+def count_tool_errors(steps: list[dict[str, Any]] | None) -> int:
+    """How many of a row's tool calls failed (trace records of kind "tool" with status "error")."""
+    return sum(1 for s in steps or [] if s.get("kind") == "tool" and s.get("status") == "error")
+
+
+def run_record(*, model: str, endpoints: list[str], concurrency: int, max_steps: int,
+               timeout: float | None) -> dict[str, Any]:
+    """The settings of one batch run, stamped on each row it writes as `run` (endpoints are host:port, no key)."""
+    return {"started_at": round(time.time(), 3), "model": model, "endpoints": endpoints,
+            "concurrency": concurrency, "max_steps": max_steps, "timeout": timeout}
 
 
 def output_row(q: Question, **result: Any) -> dict[str, Any]:
-    """The output object for `q`: id, line, question, the result fields, then the carried input fields."""
+    """The output object for `q`: id, line, question, the result fields, `tool_errors`, then the carried fields."""
     row: dict[str, Any] = {"id": q.id, "line": q.line, "question": q.question, **result}
+    if "steps" in result:
+        row["tool_errors"] = count_tool_errors(result["steps"])
     for name, value in q.fields.items():
         row[f"input_{name}" if name in RESULT_FIELDS else name] = value
     return row
@@ -108,11 +141,15 @@ def _fsync_dir(directory: Path) -> None:
 
 
 class RowWriter:
-    """Append rows to the output; each is flushed and fsync'd before `write` returns, off the event loop."""
+    """Append rows to the output; each is flushed and fsync'd before `write` returns, off the event loop.
 
-    def __init__(self, path: Path) -> None:
+    With `run` (see `run_record`), every row written gets it as its `run` field.
+    """
+
+    def __init__(self, path: Path, run: dict[str, Any] | None = None) -> None:
         self.path = path
         self.count = 0
+        self._stamp = {"run": run} if run is not None else {}
         created = not path.exists()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,12 +164,12 @@ class RowWriter:
 
     async def write(self, row: dict[str, Any]) -> None:
         """Append `row`; it is on disk when this returns (and even if the caller is cancelled meanwhile)."""
-        data = _encode(row)
+        data = _encode({**row, **self._stamp})
         await asyncio.get_running_loop().run_in_executor(self._pool, self._append, data)
 
     def write_now(self, row: dict[str, Any]) -> None:
         """Append `row` from synchronous code (before the runner starts)."""
-        self._pool.submit(self._append, _encode(row)).result()
+        self._pool.submit(self._append, _encode({**row, **self._stamp})).result()
 
     def _append(self, data: bytes) -> None:
         fd = self._file.fileno()

@@ -6,13 +6,19 @@ import re
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from graph.batch.outputs import count_tool_errors
+
 _LINE_PREFIX = re.compile(r"^line \d+: ")
 TOP_ERRORS = 5
+UNKNOWN = "unknown"
+"""What the report shows for a setting the rows do not record (outputs written before rows carried `run`)."""
+SETTINGS = (("concurrency", "concurrency"), ("max steps", "max_steps"), ("timeout", "timeout"))
 
 
 @dataclass
@@ -21,6 +27,7 @@ class Summary:
 
     total: int = 0
     ok: int = 0
+    ok_with_tool_errors: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     wall_s: float = 0.0
     tokens_in: int = 0
@@ -30,6 +37,12 @@ class Summary:
     tools: dict[str, Counter[str]] = field(default_factory=dict)
     stopped: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
+    models: Counter[str] = field(default_factory=Counter)
+    endpoints: Counter[str] = field(default_factory=Counter)
+    runs: dict[float, dict[str, Any]] = field(default_factory=dict)
+    unstamped: int = 0
+    first_start: float | None = None
+    last_end: float | None = None
 
     @property
     def failed(self) -> int:
@@ -54,9 +67,10 @@ class Summary:
         ps = [self.percentile(p) for p in (50, 90, 99)]
         rate = f" ({self.total / self.wall_s:.2f} questions/s)" if self.wall_s else ""
         stopped = ", ".join(f"{why.replace('_', ' ')} {n}" for why, n in self.stopped.most_common()) or "none"
+        tool_errors = f" · {self.ok_with_tool_errors} with tool errors" if self.ok_with_tool_errors else ""
         return [
             ("questions", str(self.total)),
-            ("ok", pct(self.ok)),
+            ("ok", pct(self.ok) + tool_errors),
             ("failed", pct(self.failed)),
             ("latency p50 / p90 / p99", " / ".join("-" if v is None else f"{v / 1000:.2f}s" for v in ps)),
             ("wall time", f"{self.wall_s:.1f}s{rate}"),
@@ -67,6 +81,43 @@ class Summary:
             ("recovered text tool calls", str(self.recovered)),
             ("stopped early", stopped),
         ]
+
+    def run_lines(self) -> list[tuple[str, str]]:
+        """Which model and endpoints answered, when, and with which settings ("unknown" where rows do not say)."""
+        runs = list(self.runs.values())
+        models = self.models or Counter(str(r["model"]) for r in runs if r.get("model"))
+        endpoints = self.endpoints or Counter(e for r in runs for e in r.get("endpoints") or [])
+        lines = [("model", _counted(models)), ("endpoint", _counted(endpoints)), ("date", self.date())]
+        for label, key in SETTINGS:
+            values = list(dict.fromkeys(_setting(key, r.get(key)) for r in runs))
+            lines.append((label, ", ".join(values + [UNKNOWN] * bool(self.unstamped)) or UNKNOWN))
+        resumed = f" ({len(runs) - 1} resume{'s' * (len(runs) > 2)})" if len(runs) > 1 else ""
+        lines.append(("runs", f"{len(runs)}{resumed}" if runs and not self.unstamped else UNKNOWN))
+        return lines
+
+    def date(self) -> str:
+        """When the rows ran, in local time: `2025-01-02 10:00:00 – 10:05:12 +0800`."""
+        if self.first_start is None or self.last_end is None:
+            return UNKNOWN
+        start, end = (datetime.fromtimestamp(t).astimezone() for t in (self.first_start, self.last_end))
+        until = end.strftime("%H:%M:%S" if end.date() == start.date() else "%Y-%m-%d %H:%M:%S")
+        return f"{start:%Y-%m-%d %H:%M:%S} – {until} {end:%z}"
+
+
+def _setting(key: str, value: Any) -> str:
+    """One recorded setting as the report shows it: `16`, `120s`, `none` (no --timeout)."""
+    if value is None:
+        return "none"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:g}s" if key == "timeout" else f"{value:g}"
+    return str(value)
+
+
+def _counted(counts: Counter[str]) -> str:
+    """`a` for one value; `a (9 calls), b (1 call)` for several; "unknown" for none."""
+    if len(counts) < 2:
+        return next(iter(counts), UNKNOWN)
+    return ", ".join(f"{name} ({n} call{'s' * (n != 1)})" for name, n in counts.most_common())
 
 
 def summarize(rows: list[dict[str, Any]]) -> Summary:
@@ -79,8 +130,18 @@ def summarize(rows: list[dict[str, Any]]) -> Summary:
         latency = float(row.get("latency_ms") or 0.0)
         if ok:
             s.latencies_ms.append(latency)
+        s.ok_with_tool_errors += ok and count_tool_errors(row.get("steps")) > 0
         if latency and row.get("started_at"):
             spans.append((float(row["started_at"]), float(row["started_at"]) + latency / 1000))
+        if row.get("started_at"):
+            start = float(row["started_at"])
+            s.first_start = start if s.first_start is None else min(s.first_start, start)
+            s.last_end = max(s.last_end or start, start + latency / 1000)
+        run = row.get("run")
+        if isinstance(run, dict) and run.get("started_at") is not None:
+            s.runs.setdefault(float(run["started_at"]), run)
+        else:
+            s.unstamped += 1
         usage = row.get("usage") or {}
         s.tokens_in += int(usage.get("prompt_tokens") or 0)
         s.tokens_out += int(usage.get("completion_tokens") or 0)
@@ -92,6 +153,9 @@ def summarize(rows: list[dict[str, Any]]) -> Summary:
         for step in row.get("steps") or []:
             if step.get("kind") == "model":
                 s.model_calls += 1
+                s.models[str(step.get("model") or UNKNOWN)] += 1
+                if step.get("endpoint"):
+                    s.endpoints[str(step["endpoint"])] += 1
             elif step.get("kind") == "tool":
                 counts = s.tools.setdefault(str(step.get("name")), Counter(ok=0, error=0, recovered=0))
                 counts["ok" if step.get("status") == "ok" else "error"] += 1
@@ -110,14 +174,21 @@ def busy_seconds(spans: list[tuple[float, float]]) -> float:
     return total
 
 
-def print_summary(summary: Summary, console: Console | None = None, title: str = "Batch summary") -> None:
-    """Print the summary, the per-tool table and the most common errors as rich tables."""
+def print_summary(summary: Summary, console: Console | None = None, title: str = "Batch summary",
+                  run: bool = False) -> None:
+    """Print the summary (after the run's model, endpoints, date and settings with `run`), the per-tool table
+    and the most common errors as rich tables."""
     console = console or Console()
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
+    if run:
+        for label, value in summary.run_lines():
+            table.add_row(label, value, style="dim" if value == UNKNOWN else None)
+        table.add_section()
     for label, value in summary.lines():
-        style = "red" if label == "failed" and summary.failed else None
+        style = {"failed": "red" if summary.failed else None,
+                 "ok": "yellow" if summary.ok_with_tool_errors else None}.get(label)
         table.add_row(label, value, style=style)
     console.print(table)
     if summary.tools:

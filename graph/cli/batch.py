@@ -19,11 +19,14 @@ from graph.cli.common import EXIT_USAGE, CliError, _count, endpoint, endpoint_op
 
 EXIT_INTERRUPTED = 130
 MAX_LISTED_BAD_ROWS = 10
+HTML_NOT_OVER = "--html {path}: that file exists and is not an .html page; pass another path for the report."
 
 
 @click.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=True))
-@click.option("--output", "-o", help="JSONL file for the answers (default: INPUT's name + .answers.jsonl).")
+@click.option("--output", "-o",
+              help="JSONL file for the answers (default: INPUT's whole file name + .answers.jsonl, next to it: "
+                   "q.csv -> q.csv.answers.jsonl; stdin -> stdin.answers.jsonl).")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "text"]),
               help="Input format (default: from the extension; .jsonl, .csv, .txt).")
 @click.option("--concurrency", "-c", type=click.IntRange(1, 1024),
@@ -53,11 +56,13 @@ def batch(ctx: click.Context, input_path: str, output: str | None, fmt: str | No
     130 interrupted (Ctrl-C).
     """
     from graph.batch.inputs import BatchInputError, load_questions
-    from graph.batch.outputs import check_output, default_output
+    from graph.batch.outputs import check_old_default, check_output, default_output
 
     out = Path(output) if output else default_output(input_path)
     try:
         questions, blank = load_questions(input_path, fmt)
+        if resume and not output:
+            check_old_default(input_path)
         check_output(out, input_path, resume=resume)
         done = _resumable_rows(out) if resume and out.exists() else set()
     except BatchInputError as err:
@@ -151,7 +156,7 @@ async def _batch(settings: Settings, todo: list[Any], out: Path, concurrency: in
                  fail_fast: bool, resume_hint: str) -> None:
     from graph.batch.run import BatchConfig, BatchStop, Progress, run_batch
     from graph.batch.inputs import BatchInputError
-    from graph.batch.outputs import RowWriter
+    from graph.batch.outputs import RowWriter, run_record
 
     name = await pick_model(settings)
     cfg = BatchConfig(settings=settings, model=name, concurrency=concurrency, max_steps=settings.agent_max_steps,
@@ -160,7 +165,9 @@ async def _batch(settings: Settings, todo: list[Any], out: Path, concurrency: in
                 err=True, dim=True)
     created = not out.exists()
     try:
-        writer = RowWriter(out)
+        writer = RowWriter(out, run=run_record(
+            model=name, endpoints=[ep.label for ep in settings.endpoints()], concurrency=concurrency,
+            max_steps=cfg.max_steps, timeout=timeout))
     except BatchInputError as err:
         raise CliError(str(err), EXIT_USAGE) from None
     progress, started = Progress(len(todo)), time.perf_counter()
@@ -200,9 +207,10 @@ def _print_batch_summary(out: Path, keys: set[str]) -> int:
 @click.command()
 @click.argument("output", metavar="OUTPUT.jsonl", type=click.Path(dir_okay=False, exists=True))
 @click.option("--html", "html_path", type=click.Path(dir_okay=False),
-              help="Also write a self-contained HTML report (latency histogram, per-tool table).")
+              help="Also write a self-contained HTML report: the run's model, endpoints, date and settings, "
+                   "the summary, a latency histogram, the tools, the errors and every row (searchable).")
 def report(output: str, html_path: str | None) -> None:
-    """Summarise a batch output file: ok/failed, latency, tokens, tool calls, errors."""
+    """Summarise a batch output file: run settings, ok/failed, latency, tokens, tool calls, errors."""
     from graph.batch.inputs import BatchInputError
     from graph.batch.outputs import read_rows
     from graph.batch.report import print_summary, summarize
@@ -216,13 +224,16 @@ def report(output: str, html_path: str | None) -> None:
                     err=True, fg="yellow")
     if not rows:
         raise CliError(f"{output} has no rows.", EXIT_USAGE)
+    page = Path(html_path) if html_path else None
+    if page and page.exists() and (page.suffix.lower() not in (".html", ".htm") or page.samefile(output)):
+        raise CliError(HTML_NOT_OVER.format(path=html_path), EXIT_USAGE)  # never overwrite the rows or an input
     summary = summarize(rows)
-    print_summary(summary, title=f"Batch summary: {output}")
-    if html_path:
+    print_summary(summary, title=f"Batch summary: {output}", run=True)
+    if page:
         from graph.batch.report_html import write_html
 
         try:
-            write_html(summary, Path(html_path), title=f"Batch report: {Path(output).name}")
+            write_html(summary, rows, page, title=f"Batch report: {Path(output).name}")
         except OSError as err:
             raise CliError(f"cannot write {html_path}: {err.strerror or err}.", EXIT_USAGE) from None
         click.secho(f"Wrote {html_path}", err=True, dim=True)
