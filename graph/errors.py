@@ -86,7 +86,7 @@ class AgentError(click.ClickException, RuntimeError):
 
     def __init__(self, message: str, exit_code: int = EXIT_FAILURE) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code = exit_code  # type: ignore[misc]  # click declares it on the class; each error has its own
 
     def show(self, file: object = None) -> None:
         """Print `Error: <one line>` on stderr."""

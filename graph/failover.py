@@ -207,7 +207,9 @@ def router_retries(headers: httpx.Headers, label: str) -> list[Skip]:
 
 def ordered_endpoints(settings: Settings) -> tuple[list[Endpoint], list[Skip]]:
     """The endpoints in the order to try now (cooling ones last), and why each cooling one was moved."""
-    ready, cooling, notes = [], [], []
+    ready: list[Endpoint] = []
+    cooling: list[Endpoint] = []
+    notes: list[Skip] = []
     for ep in settings.endpoints():
         why = HEALTH.cooling(ep.base_url, settings.agent_failover_cooldown)
         (cooling if why else ready).append(ep)

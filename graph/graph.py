@@ -42,7 +42,7 @@ def wants_tools(state: State) -> Literal["call_tool", "__end__"]:
     superstep, a checkpoint write and its events on every turn.
     """
     last = state.messages[-1]
-    return "call_tool" if isinstance(last, AIMessage) and last.tool_calls else END
+    return "call_tool" if isinstance(last, AIMessage) and last.tool_calls else "__end__"
 
 
 def explained(node: Callable[..., Awaitable[Any]], settings: Settings) -> Callable[..., Awaitable[Any]]:
@@ -74,7 +74,7 @@ def build_graph(
     model_factory: ModelFactory | None = None,
     checkpointer: Any = None,
     explain_errors: bool = False,
-) -> CompiledStateGraph:
+) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Build the agent graph. Studio compiles it without a checkpointer; the CLI and UI pass one.
 
     `explain_errors` makes model-server failures `AgentError`s with their one-line message (Studio); the

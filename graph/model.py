@@ -120,7 +120,7 @@ def bind_tools(model: Runnable, tools: Sequence[Any]) -> Runnable:
     key = ("bound", id(model), tuple(t.name for t in tools))
     hit = cache.get(key) if cache is not None else None
     if hit is None or hit[0] is not model:  # a model built outside the cache, or an id reused
-        hit = (model, model.bind_tools(tools))
+        hit = (model, model.bind_tools(tools))  # type: ignore[attr-defined]  # a chat model or its fallbacks
         if cache is not None:
             cache[key] = hit
     return hit[1]
@@ -156,14 +156,16 @@ async def list_models(settings: Settings, client: httpx.AsyncClient | None = Non
     ep = endpoint or settings.endpoints()[0]
     owns = client is None
     # Created in a thread: reading CA files is blocking I/O that `langgraph dev` refuses on its loop.
-    client = client or await asyncio.to_thread(httpx.AsyncClient, timeout=min(settings.agent_request_timeout, 15.0))
+    timeout = min(settings.agent_request_timeout, 15.0)
+    http: httpx.AsyncClient = client if client is not None else await asyncio.to_thread(httpx.AsyncClient,
+                                                                                         timeout=timeout)
     try:
-        resp = await client.get(f"{ep.base_url}/models", headers=auth_headers(ep))
+        resp = await http.get(f"{ep.base_url}/models", headers=auth_headers(ep))
         resp.raise_for_status()
         return [card["id"] for card in resp.json().get("data", [])]
     finally:
         if owns:
-            await client.aclose()
+            await http.aclose()
 
 
 async def resolve_model_name(settings: Settings, requested: str | None = None) -> str:

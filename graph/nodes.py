@@ -19,6 +19,7 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
+from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langgraph.prebuilt import ToolNode
 from langgraph.prebuilt.tool_node import ToolCallRequest
@@ -58,7 +59,8 @@ MAX_TOOL_RESULT_CHARS = 20_000
 TRUNCATED_NOTE = "\n\n[Truncated: the tool returned {total:,} characters; only the first {kept:,} are shown.]"
 
 Writer = Callable[[Any], None]
-ModelFactory = Callable[[Context, bool], Awaitable[tuple[BaseChatModel, str]]]
+ModelFactory = Callable[[Context, bool], Awaitable[tuple[Runnable, str]]]
+"""(filled context, streaming) -> (the chat model, or its fallback chain, and the model name)."""
 
 
 def knobs(ctx: Context | None, settings: Settings) -> Context:
@@ -92,10 +94,10 @@ def default_model_factory(settings: Settings) -> ModelFactory:
     """Build the run's chat model from Settings and the (filled) Context."""
     building = asyncio.Lock()
 
-    async def factory(ctx: Context, streaming: bool) -> tuple[BaseChatModel, str]:
+    async def factory(ctx: Context, streaming: bool) -> tuple[Runnable, str]:
         endpoint = run_settings(settings, ctx)
         name = await resolve_model_name(endpoint, ctx.model or None)
-        knobs = {"temperature": ctx.temperature, "max_tokens": ctx.max_tokens, "streaming": streaming,
+        knobs: dict[str, Any] = {"temperature": ctx.temperature, "max_tokens": ctx.max_tokens, "streaming": streaming,
                  "loop": asyncio.get_running_loop()}
         model = cached_chat_model(endpoint, name, **knobs)
         if model is None:
@@ -140,7 +142,7 @@ def repeated_failure(messages: list[AnyMessage]) -> str | None:
 
 
 async def stream_model(
-    model: BaseChatModel, messages: list[AnyMessage], *, stream: bool, writer: Writer, node: str
+    model: Runnable, messages: list[AnyMessage], *, stream: bool, writer: Writer, node: str
 ) -> tuple[AIMessage, float | None]:
     """Call the model, streaming display-safe tokens to the writer; return the message and TTFT (ms)."""
     started = time.perf_counter()
@@ -179,7 +181,8 @@ def repair_calls(ai: AIMessage) -> tuple[AIMessage, bool]:
     recovered = False
     # A call without a name cannot run (a stream can merge one from a stray argument delta); one without an
     # id gets one, since its result must point back to it.
-    calls = [c if c.get("id") else {**c, "id": f"call-{i}"} for i, c in enumerate(ai.tool_calls) if c.get("name")]
+    calls: list[Any] = [c if c.get("id") else {**c, "id": f"call-{i}"}
+                        for i, c in enumerate(ai.tool_calls) if c.get("name")]
     invalid: dict[str, str] = {}
     for bad in ai.invalid_tool_calls:
         try:
@@ -218,7 +221,7 @@ def hit_token_limit(ai: AIMessage, max_tokens: int) -> bool:
     vLLM reports "tool_calls", not "length", for a streamed reply that sent any tool delta, so a cut call
     shows only in the usage: as many completion tokens as were allowed.
     """
-    used = (ai.usage_metadata or {}).get("output_tokens") or 0
+    used = ai.usage_metadata["output_tokens"] if ai.usage_metadata else 0
     return ai.response_metadata.get("finish_reason") == "length" or used >= max_tokens
 
 
@@ -227,7 +230,7 @@ def model_step(
     ttft: float | None, recovered: bool, call: CallRecord | None = None, stopped: StopReason | None = None,
 ) -> dict[str, Any]:
     """The trace record of one model call, naming the endpoint that answered and any passed over."""
-    usage = ai.usage_metadata or {}
+    usage: dict[str, Any] = dict(ai.usage_metadata or {})
     return Step(
         kind="model", node=node, turn=turn, started_at=started,
         model=ai.response_metadata.get("model_name") or model,  # a fallback endpoint may serve another
@@ -281,7 +284,7 @@ def make_call_tool(settings: Settings, tools: Sequence[BaseTool]) -> ToolNode:
         writer = request.runtime.stream_writer
         ctx = knobs(request.runtime.context, settings)
         ai = next(m for m in reversed(request.state.messages) if isinstance(m, AIMessage))
-        writer(ToolStarted(call["id"], call["name"], call["args"]))
+        writer(ToolStarted(call["id"] or "", call["name"], call["args"]))
         started, t0 = time.time(), time.perf_counter()
         allowed = [t.name for t in enabled_tools(tools, ctx)]
         invalid = ai.response_metadata.get("invalid_arguments", {})
@@ -300,7 +303,7 @@ def make_call_tool(settings: Settings, tools: Sequence[BaseTool]) -> ToolNode:
                 **result.response_metadata, "started_at": started, "duration_ms": duration,
                 "unknown_tool": request.tool is None,
             }
-            writer(ToolFinished(call["id"], call["name"], result.status, str(result.content), duration))
+            writer(ToolFinished(call["id"] or "", call["name"], result.status, str(result.content), duration))
         return result
 
     return ToolNode(list(tools), name="call_tool", handle_tool_errors=handle_tool_error, awrap_tool_call=timed)
@@ -332,12 +335,14 @@ def observe(state: State) -> dict[str, Any]:
     i = len(msgs)
     while i > 0 and isinstance(msgs[i - 1], ToolMessage):
         i -= 1
-    ai = msgs[i - 1] if i > 0 and isinstance(msgs[i - 1], AIMessage) else AIMessage(content="")
+    before = msgs[i - 1] if i > 0 else None
+    ai = before if isinstance(before, AIMessage) else AIMessage(content="")
     args = {tc["id"]: tc["args"] for tc in ai.tool_calls}
     recovered = bool(ai.response_metadata.get("recovered_tool_calls"))
     turn = turn_number(msgs)
     steps = []
     for m in msgs[i:]:
+        assert isinstance(m, ToolMessage)  # the loop above stopped at the first message that is not
         failed = m.status == "error"
         steps.append(Step(
             kind="tool", node="call_tool", turn=turn, name=m.name, call_id=m.tool_call_id,

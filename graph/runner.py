@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
 
@@ -56,7 +56,7 @@ class _Progress:
 
 async def stream_turn(
     graph: Any, question: str, *, thread_id: str, context: Context, interface: str = "cli",
-) -> AsyncIterator[Event]:
+) -> AsyncGenerator[Event, None]:
     """Ask `question` on `thread_id` and yield the turn's events as they happen, ending with `TurnEnded`.
 
     Model-server failures propagate as their original exceptions (map them with `graph.errors.explain`).
@@ -143,7 +143,7 @@ async def save_stopped(graph: Any, config: dict[str, Any], progress: _Progress, 
     patch: list[Any] = [ToolMessage(CANCELLED_TOOL, tool_call_id=tc["id"], name=tc["name"], status="error")
                         for tc in dangling]
     if dangling:
-        steps = [_cancelled_tool(tc, progress.tools.get(tc["id"]), turn, now) for tc in dangling]
+        steps = [_cancelled_tool(tc, progress.tools.get(tc["id"] or ""), turn, now) for tc in dangling]
     else:
         steps = [Step(kind="model", node=progress.node, turn=turn, started_at=progress.model_started,
                       duration_ms=(now - progress.model_started) * 1000, status="cancelled",
@@ -155,7 +155,7 @@ async def save_stopped(graph: Any, config: dict[str, Any], progress: _Progress, 
     return steps
 
 
-def _cancelled_tool(call: dict[str, Any], started: tuple[ToolStarted, float] | None, turn: int,
+def _cancelled_tool(call: Any, started: tuple[ToolStarted, float] | None, turn: int,
                     now: float) -> Step:
     """The trace record of a tool call the user's Stop cut short."""
     began = started[1] if started else now

@@ -253,4 +253,4 @@ class Handlers:
 
 
 def _role(message: Any) -> str:
-    return message.get("role") if isinstance(message, dict) else getattr(message, "role", "")
+    return str(message.get("role") if isinstance(message, dict) else getattr(message, "role", ""))

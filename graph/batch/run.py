@@ -119,7 +119,7 @@ async def answer(graph: Any, cfg: BatchConfig, q: Question) -> dict[str, Any]:
     tally, steps = RequestTally(), []
     token = REQUEST_TALLY.set(tally)  # the httpx hook in graph.failover counts this question's requests
     started, t0 = time.time(), time.perf_counter()
-    result = dict(answer=None, stopped=None, error=None)
+    result: dict[str, Any] = {"answer": None, "stopped": None, "error": None}
     context = Context(model=cfg.model, stream=False, max_steps=cfg.max_steps)
     try:
         async with asyncio.timeout(cfg.timeout) as deadline:
