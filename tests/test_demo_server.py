@@ -392,6 +392,46 @@ def test_brain_calls_time_and_weather_in_parallel(client: httpx.Client) -> None:
     assert _calls(chat(client, "what is 2+3*4")) == [("calculate", {"expression": "2+3*4"})]
 
 
+@pytest.mark.parametrize(("question", "expression", "value"), [
+    ("What is sqrt(2) * 10?", "sqrt(2) * 10", "14.142135623731"),
+    ("calculate log(100, 10) + round(2.567, 1)", "log(100, 10) + round(2.567, 1)", "4.6"),
+    ("What is 2 * pi?", "2 * pi", "6.28318530717959"),
+    ("sin(pi/2) + cos(0) - abs(-3)", "sin(pi/2) + cos(0) - abs(-3)", "-1"),
+    ("What is 2^10 * 3?", "2**10 * 3", "3072"),
+    ("What is (17 * 23) ^ 2?", "(17 * 23) ** 2", "152881"),
+    ("计算 (3+5)*12", "(3+5)*12", "96"),
+    ("计算 （３＋５）×１２", "(3+5)*12", "96"),  # full-width digits, brackets and ×
+    ("１２÷４等于多少？", "12/4", "3"),
+    ("2的10次方是多少？", "2**10", "1024"),
+    ("16的平方根加上3的平方", "sqrt(16)+3**2", "13"),
+    ("3乘以4减2", "3*4-2", "10"),
+    ("3+4, then 5*6", "3+4", "7"),  # the first expression, not both glued together
+])
+def test_brain_sends_the_whole_expression(client: httpx.Client, question: str, expression: str,
+                                         value: str) -> None:
+    from tools.calculator import calculate
+
+    assert _calls(chat(client, question)) == [("calculate", {"expression": expression})]
+    assert calculate.invoke({"expression": expression}) == value
+
+
+@pytest.mark.parametrize("question", [
+    "Is Qwen2.5-7B a good model?", "What happened on 2024-01-05?", "北京现在几点？", "What's the e-mail?",
+    "Tell me about sqrt(2",
+])
+def test_brain_sees_no_arithmetic_where_there_is_none(client: httpx.Client, question: str) -> None:
+    response = chat(client, question).json()["choices"][0]["message"]
+    assert not [c for c in response.get("tool_calls", []) if c["function"]["name"] == "calculate"]
+
+
+def test_brain_knows_exactly_the_calculators_functions_and_constants() -> None:
+    from graph.demo.arith import CONSTANTS, FUNCTIONS
+    from tools.calculator import FUNCTIONS as TOOL_FUNCTIONS
+    from tools.calculator import NAMES
+
+    assert (FUNCTIONS, CONSTANTS) == (set(TOOL_FUNCTIONS), set(NAMES))
+
+
 def test_brain_answers_in_chinese_from_tool_results(client: httpx.Client) -> None:
     call = {"id": "c1", "type": "function", "function": {"name": "get_city_weather", "arguments": "{}"}}
     result = '{"city": "北京", "temperature_c": 22.4}'

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import ROOT
+from graph.errors import UNREACHABLE
+from tests.conftest import ROOT, run_cli
+
+UNREACHABLE_BASE = "http://127.0.0.1:9/v1"
 
 pytestmark = pytest.mark.skipif(shutil.which("langgraph") is None, reason="langgraph-cli[inmem] not installed")
 
@@ -38,28 +43,44 @@ def wait_ok(url: str, proc: subprocess.Popen, log: Path, deadline_s: float = 90)
     pytest.fail(f"langgraph dev did not become ready:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture
-def studio(vllm, tmp_path):
-    port = free_port()
-    log = tmp_path / "langgraph-dev.log"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "LANGGRAPH_CLI_NO_ANALYTICS": "1",
-           "LANGSMITH_TRACING": "false", "AGENT_MODEL": "Qwen/Qwen2.5-7B-Instruct"}
+@contextlib.contextmanager
+def serving(command: list[str], env: dict[str, str], cwd: Path, log: Path) -> Iterator[subprocess.Popen]:
+    """Run a server command, its output in `log`; stop it (SIGTERM, which it must pass on) at the end."""
     with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "langgraph_cli", "dev", "--host", "127.0.0.1", "--port", str(port),
-             "--no-browser", "--no-reload"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
+        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_ok(url, proc, log)
-        yield url
+        yield proc
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def langgraph_dev(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    """`langgraph dev` from the repository root, as a user starts Studio's server; yields its URL."""
+    port = free_port()
+    log = tmp_path / "langgraph-dev.log"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+           "LANGSMITH_TRACING": "false", **env}
+    command = [sys.executable, "-m", "langgraph_cli", "dev", "--host", "127.0.0.1", "--port", str(port),
+               "--no-browser", "--no-reload"]
+    with serving(command, env, ROOT, log) as proc:
+        url = f"http://127.0.0.1:{port}"
+        wait_ok(url, proc, log)
+        yield url
+
+
+@pytest.fixture
+def studio(vllm, tmp_path):
+    yield from langgraph_dev({"AGENT_MODEL": "Qwen/Qwen2.5-7B-Instruct"}, tmp_path)
+
+
+@pytest.fixture
+def studio_unreachable(tmp_path):
+    """Studio's server with no model server behind it (the conftest's OPENAI_API_BASE, port 9)."""
+    yield from langgraph_dev({"OPENAI_API_BASE": UNREACHABLE_BASE}, tmp_path)
 
 
 async def test_langgraph_dev_runs_a_thread_through_the_sdk(studio, vllm):
@@ -85,3 +106,62 @@ async def test_langgraph_dev_runs_a_thread_through_the_sdk(studio, vllm):
     assert len(weather) == 1 and weather[0]["status"] == "ok", weather
     assert "北京" in again["messages"][-1]["content"]
     assert len(vllm.requests) == 4
+
+
+async def test_a_run_against_an_unreachable_endpoint_ends_with_the_cli_line(studio_unreachable):
+    from langgraph_sdk import get_client
+
+    line = UNREACHABLE.format(base_url=UNREACHABLE_BASE)
+    client = get_client(url=studio_unreachable)
+    thread = await client.threads.create()
+    question = {"messages": [{"role": "user", "content": "What time is it in Tokyo?"}]}
+    result = await client.runs.wait(thread["thread_id"], "agent", input=question, raise_error=False)
+    assert result == {"__error__": {"error": "AgentError", "message": line}}
+    errors = [part.data async for part in client.runs.stream(thread["thread_id"], "agent", input=question)
+              if part.event == "error"]
+    assert errors == [{"error": "AgentError", "message": line}]  # what Studio's run view shows
+    cli = run_cli("run", "What time is it in Tokyo?", env={"OPENAI_API_BASE": UNREACHABLE_BASE})
+    assert (cli.returncode, cli.stderr.strip()) == (3, f"Error: {line}")  # the same line as the CLI
+
+
+@pytest.fixture
+def studio_demo(tmp_path):
+    """`work-agent studio --demo` in a directory whose .env points somewhere else: the demo must win."""
+    (tmp_path / ".env").write_text(
+        f"OPENAI_API_BASE={UNREACHABLE_BASE}\nAGENT_MODEL=not-served\nAGENT_ENDPOINTS=[]\n"
+        "WEATHER_FORECAST_URL=http://127.0.0.1:9/v1/forecast\n", encoding="utf-8")
+    port = free_port()
+    log = tmp_path / "studio.log"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LANGSMITH_TRACING": "false", "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "graph.cli", "studio", "--demo", "--port", str(port), "--no-reload"]
+    with serving(command, env, tmp_path, log) as proc:
+        url = f"http://127.0.0.1:{port}"
+        wait_ok(url, proc, log)
+        yield url, proc, log
+
+
+async def test_studio_demo_answers_offline_with_demo_weather(studio_demo):
+    from langgraph_sdk import get_client
+
+    url, proc, log = studio_demo
+    client = get_client(url=url)
+    thread = await client.threads.create()
+    state = await client.runs.wait(
+        thread["thread_id"], "agent", input={"messages": [{"role": "user", "content": "查询北京的天气"}]},
+    )
+    [weather] = [s for s in state["steps"] if s["kind"] == "tool"]
+    assert (weather["name"], weather["status"], weather["arguments"]) == ("get_city_weather", "ok", {"city": "北京"})
+    assert weather["result"].startswith("[demo data (演示数据)") and "°C" in weather["result"]
+    answer = state["messages"][-1]["content"]
+    assert "北京" in answer and "demo data" in answer and "°C" in answer
+    deadline = time.monotonic() + 10
+    while "Studio page" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)  # polling the log for the line printed right after the server answered /ok
+    text = log.read_text()
+    assert f"Local API (works offline):      {url}" in text
+    assert f"https://smith.langchain.com/studio/?baseUrl={url}" in text and "needs internet" in text
+    assert "Restart this command" in text
+    proc.terminate()
+    assert proc.wait(timeout=30) == 0
+    with pytest.raises(httpx.HTTPError):  # langgraph dev went with it
+        httpx.get(f"{url}/ok", timeout=2)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -12,8 +14,11 @@ import pytest
 from configs import Settings, load_settings
 from tools.errors import ToolError, handle_tool_error
 from tools.weather import (
+    CONNECTION_FAILED,
     GEOCODE_CANDIDATES,
     OPEN_METEO_CURRENT,
+    UNREACHABLE,
+    WHY_NAME,
     fetch_weather,
     get_city_weather,
     has_cjk,
@@ -178,23 +183,76 @@ async def test_open_meteo_unknown_city_suggests_spelling_and_english_name() -> N
     assert upstream.hosts() == ["geo.test"]  # no forecast for a place that does not exist
 
 
-async def test_upstream_500_means_service_unavailable() -> None:
+async def test_upstream_5xx_is_an_outage_of_the_named_host() -> None:
     upstream = Upstream(geo_test=(200, GEO_TOKYO), forecast_test=(503, {"error": True}))
     error = await weather_error(upstream, "Tokyo")
-    assert str(error) == "weather service unavailable, try again later."
+    assert str(error) == "weather service unavailable, try again later (forecast.test answered HTTP 503)."
 
 
-async def test_unreachable_upstream_means_service_unavailable() -> None:
-    upstream = Upstream(geo_test=raises(httpx.ConnectError))
+def connect_error(cause: OSError) -> Callable[[httpx.Request], httpx.Response]:
+    """What httpx raises when the socket cannot connect: a ConnectError caused by the OS error."""
+    def route(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError(str(cause), request=request) from cause
+    return route
+
+
+async def test_no_internet_names_the_host_and_what_to_do_not_an_outage() -> None:
+    gaierror = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    error = await weather_error(Upstream(geo_test=connect_error(gaierror)), "Tokyo")
+    assert str(error) == UNREACHABLE.format(host="geo.test", why=WHY_NAME, setting="WEATHER_GEOCODING_URL")
+    assert str(error).startswith("cannot reach geo.test (name lookup failed): no internet connection?")
+    assert "HTTPS_PROXY" in str(error) and "unavailable" not in str(error)
+    assert error.__context__ is None and error.__cause__ is None  # the httpx exception is not chained
+
+
+async def test_no_route_and_unknown_connect_failures() -> None:
+    no_route = OSError(errno.ENETUNREACH, "Network is unreachable")
+    upstream = Upstream(geo_test=(200, GEO_TOKYO), forecast_test=connect_error(no_route))
     error = await weather_error(upstream, "Tokyo")
-    assert str(error) == "weather service unavailable, try again later."
+    assert str(error).startswith("cannot reach forecast.test (no route to the host):")
+    assert "WEATHER_FORECAST_URL" in str(error)
+    bare = await weather_error(Upstream(geo_test=raises(httpx.ConnectError)), "Tokyo")
+    assert str(bare).startswith("cannot reach geo.test (connection failed): no internet connection?")
 
 
-async def test_timeout_names_the_limit() -> None:
+async def test_refused_connection_on_a_real_socket() -> None:
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens on it
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = load_settings(weather_geocoding_url=f"http://127.0.0.1:{port}/v1/search", tool_timeout=5)
+    async with httpx.AsyncClient(timeout=5) as client:
+        with pytest.raises(ToolError) as info:
+            await fetch_weather("Tokyo", settings=settings, client=client)
+    assert str(info.value).startswith("cannot reach 127.0.0.1 (connection refused): no internet connection?")
+
+
+async def test_connection_dropped_mid_answer_is_not_called_no_internet() -> None:
+    upstream = Upstream(geo_test=raises(httpx.RemoteProtocolError))
+    error = await weather_error(upstream, "Tokyo")
+    assert str(error) == CONNECTION_FAILED.format(host="geo.test")
+
+
+async def test_timeout_names_the_host_and_the_limit() -> None:
     upstream = Upstream(geo_test=raises(httpx.ReadTimeout))
     error = await weather_error(upstream, "Tokyo")
-    assert str(error) == "the weather service did not answer within 7 seconds; try again later."
+    assert str(error) == "the weather service (geo.test) did not answer within 7 seconds; try again later."
     assert error.__context__ is None  # the httpx exception (and its URL) is not chained
+    connect = await weather_error(Upstream(geo_test=raises(httpx.ConnectTimeout)), "Tokyo")
+    assert "did not answer within 7 seconds" in str(connect)
+
+
+async def test_a_notice_from_the_service_leads_the_report() -> None:
+    reply = BEIJING_NOW | {"notice": "  demo data\n(演示数据), not real weather  "}
+    upstream = Upstream(geo_test=(200, GEO_BEIJING), forecast_test=(200, reply))
+    result = await weather(upstream, "北京")
+    assert result.startswith("[demo data (演示数据), not real weather] 北京, 北京市, 中国 (observed ")
+    long = BEIJING_NOW | {"notice": "x" * 500}
+    capped = await weather(Upstream(geo_test=(200, GEO_BEIJING), forecast_test=(200, long)), "北京")
+    assert capped.startswith("[" + "x" * 119 + "…] 北京")
+    for ignored in ("", "   ", 42, None, {"text": "demo"}):
+        plain = await weather(Upstream(geo_test=(200, GEO_BEIJING), forecast_test=(200, BEIJING_NOW | {
+            "notice": ignored})), "北京")
+        assert plain.startswith("北京, 北京市, 中国 (observed ")
 
 
 async def test_rejected_request_passes_the_upstream_reason() -> None:
@@ -263,11 +321,11 @@ async def test_openweathermap_chinese_city_and_imperial() -> None:
 
 
 def assert_key_hidden(error: ToolError) -> None:
-    """The key is in the request URL; it must not reach the message or the traceback."""
+    """The key is in the request URL; it must not reach the message or the traceback (the host may)."""
     assert error.__context__ is None and error.__cause__ is None
     shown = "".join(traceback.format_exception(error)) + handle_tool_error(error)
     assert KEY not in shown
-    assert "owm.test" not in shown
+    assert "owm.test/" not in shown and "appid" not in shown
 
 
 async def test_openweathermap_bad_key() -> None:

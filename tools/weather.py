@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import re
+import socket
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
@@ -24,11 +26,26 @@ BAD_KEY = (
     "the weather API key was rejected; check WEATHER_API_KEY. Tell the user the weather"
     " service is misconfigured; retrying will not help."
 )
-TIMEOUT = "the weather service did not answer within {seconds:g} seconds; try again later."
-UNAVAILABLE = "weather service unavailable, try again later."
+UNREACHABLE = (
+    "cannot reach {host} ({why}): no internet connection? Tell the user the weather cannot be"
+    " looked up from here; retrying will not help. Fix: connect to the internet, set HTTPS_PROXY,"
+    " or point {setting} at a reachable service."
+)
+CONNECTION_FAILED = "the connection to {host} failed before it answered; try again once."
+TIMEOUT = (
+    "the weather service ({host}) did not answer within {seconds:g} seconds; try again later."
+)
+UNAVAILABLE = "weather service unavailable, try again later ({host} answered HTTP {status})."
 RATE_LIMITED = "the weather service is rate-limiting requests; wait a minute and try again."
 REJECTED = "the weather service rejected the request for {city!r} (HTTP {status}): {reason}."
 BAD_RESPONSE = "the weather service sent a response that could not be read; try again later."
+NOTICE = "[{notice}] {report}"  # a notice the service attaches (e.g. "demo data"), shown first
+MAX_NOTICE_CHARS = 120
+WHY_NAME = "name lookup failed"
+WHY_REFUSED = "connection refused"
+WHY_NO_ROUTE = "no route to the host"
+WHY_OTHER = "connection failed"
+_NO_ROUTE_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN}
 
 # Open-Meteo can rank a village first (北京 -> a village in Chongqing), so fetch a few
 # candidates and take the most populous one.
@@ -79,7 +96,7 @@ async def _open_meteo(
 ) -> str:
     language = "zh" if has_cjk(city) else "en"
     found = await _get_json(
-        client, settings.weather_geocoding_url, settings, city,
+        client, settings.weather_geocoding_url, "WEATHER_GEOCODING_URL", settings, city,
         {"name": city, "count": GEOCODE_CANDIDATES, "language": language, "format": "json"},
     )
     candidates = [r for r in found.get("results") or [] if _has_coordinates(r)]
@@ -92,7 +109,9 @@ async def _open_meteo(
     }
     if units == "imperial":
         params |= {"temperature_unit": "fahrenheit", "wind_speed_unit": "mph"}
-    data = await _get_json(client, settings.weather_forecast_url, settings, city, params)
+    data = await _get_json(
+        client, settings.weather_forecast_url, "WEATHER_FORECAST_URL", settings, city, params
+    )
     current = data.get("current")
     if not isinstance(current, dict) or "temperature_2m" not in current:
         raise ToolError(BAD_RESPONSE)
@@ -100,7 +119,7 @@ async def _open_meteo(
     temp_unit = shown_units.get("temperature_2m") or OPEN_METEO_UNITS[units][0]
     wind_unit = shown_units.get("wind_speed_10m") or OPEN_METEO_UNITS[units][1]
     code = current.get("weather_code")
-    return _report(
+    report = _report(
         place=_place(place.get("name") or city, place.get("admin1"), place.get("country")),
         observed=str(current.get("time", "")).replace("T", " "),
         condition=WMO_CODES.get(code, f"weather code {code}") if code is not None else "unknown",
@@ -108,13 +127,16 @@ async def _open_meteo(
         temp_unit=temp_unit, humidity=current.get("relative_humidity_2m"),
         wind=current.get("wind_speed_10m"), wind_unit=wind_unit,
     )
+    return _with_notice(report, data.get("notice"))
 
 
 async def _openweathermap(
     city: str, units: Units, key: str, *, settings: Settings, client: httpx.AsyncClient
 ) -> str:
     params = {"q": city, "appid": key, "units": units, "lang": "zh_cn" if has_cjk(city) else "en"}
-    data = await _get_json(client, settings.openweathermap_url, settings, city, params, keyed=True)
+    data = await _get_json(
+        client, settings.openweathermap_url, "OPENWEATHERMAP_URL", settings, city, params, keyed=True
+    )
     main, wind = data.get("main"), data.get("wind") or {}
     if not isinstance(main, dict) or "temp" not in main:
         raise ToolError(BAD_RESPONSE)
@@ -133,25 +155,31 @@ async def _openweathermap(
 
 
 async def _get_json(
-    client: httpx.AsyncClient, url: str, settings: Settings, city: str, params: dict[str, Any],
-    *, keyed: bool = False,
+    client: httpx.AsyncClient, url: str, setting: str, settings: Settings, city: str,
+    params: dict[str, Any], *, keyed: bool = False,
 ) -> dict[str, Any]:
-    """GET `url` and decode JSON, mapping every failure to a ToolError.
+    """GET `url` (configured by the variable `setting`) and decode JSON, mapping every failure
+    to a ToolError that names the host.
 
+    A connection that cannot be made (no DNS, refused, no route: usually no internet) is told
+    apart from a timeout and from the service's own 5xx, so the model does not report an outage.
     With `keyed` (OpenWeatherMap), 401 means a bad key and 404 an unknown city; Open-Meteo
     answers an unknown city with an empty result list instead.
 
     httpx exceptions carry the request URL (with any API key in it), so they are never
     stringified, logged or chained: the ToolError is raised outside the `except` block, which
-    leaves its `__context__` empty.
+    leaves its `__context__` empty. Only the host is shown.
     """
+    host = httpx.URL(url).host or url
     failure = ""
     try:
         response = await client.get(url, params=params)
     except httpx.TimeoutException:
-        failure = TIMEOUT.format(seconds=settings.tool_timeout)
+        failure = TIMEOUT.format(host=host, seconds=settings.tool_timeout)
+    except (httpx.ConnectError, httpx.ProxyError) as err:
+        failure = UNREACHABLE.format(host=host, why=_why(err), setting=setting)
     except httpx.HTTPError:
-        failure = UNAVAILABLE
+        failure = CONNECTION_FAILED.format(host=host)
     if failure:
         raise ToolError(failure)
     status = response.status_code
@@ -162,7 +190,7 @@ async def _get_json(
     if status == 429:
         raise ToolError(RATE_LIMITED)
     if status >= 500:
-        raise ToolError(UNAVAILABLE)
+        raise ToolError(UNAVAILABLE.format(host=host, status=status))
     try:
         data = response.json()
     except ValueError:
@@ -174,6 +202,31 @@ async def _get_json(
     if not isinstance(data, dict):
         raise ToolError(BAD_RESPONSE)
     return data
+
+
+def _why(err: BaseException) -> str:
+    """Why a connection could not be made, from the OS error under the httpx one (no URL)."""
+    seen: set[int] = set()
+    cause: BaseException | None = err
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, socket.gaierror):
+            return WHY_NAME
+        if isinstance(cause, ConnectionRefusedError):
+            return WHY_REFUSED
+        if isinstance(cause, OSError) and cause.errno in _NO_ROUTE_ERRNOS:
+            return WHY_NO_ROUTE
+        cause = cause.__cause__ or cause.__context__
+    return WHY_OTHER
+
+
+def _with_notice(report: str, notice: Any) -> str:
+    """The report, led by the notice the service attached to its answer (one short line), if any."""
+    if not isinstance(notice, str) or not " ".join(notice.split()):
+        return report
+    text = " ".join(notice.split())
+    text = text if len(text) <= MAX_NOTICE_CHARS else text[: MAX_NOTICE_CHARS - 1] + "…"
+    return NOTICE.format(notice=text, report=report)
 
 
 def _has_coordinates(result: Any) -> bool:
@@ -223,7 +276,7 @@ async def get_city_weather(city: str, units: Units = "metric") -> str:
 
 def _get_city_weather_sync(city: str, units: Units = "metric") -> str:
     """Let synchronous callers (`tool.invoke`, a sync graph) use the async tool."""
-    return asyncio.run(get_city_weather.coroutine(city, units))  # type: ignore[misc]
+    return asyncio.run(get_city_weather.coroutine(city, units))  # type: ignore[attr-defined]
 
 
-get_city_weather.func = _get_city_weather_sync  # type: ignore[attr-defined]
+get_city_weather.func = _get_city_weather_sync

@@ -7,6 +7,7 @@ import click
 from graph.cli.batch import batch, report
 from graph.cli.chat import repl, run
 from graph.cli.info import doctor, list_tools
+from graph.cli.studio import studio
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,7 +27,7 @@ def cli() -> None:
     """
 
 
-for command in (run, repl, batch, report, list_tools, doctor):
+for command in (run, repl, batch, report, list_tools, doctor, studio):
     cli.add_command(command)
 
 

@@ -84,15 +84,28 @@ def endpoint(demo: bool, base_url: str | None, model: str | None, max_steps: int
     if not demo:
         yield settings_from(openai_api_base=base_url, agent_model=model, agent_max_steps=max_steps)
         return
+    from unittest import mock
+
+    from configs.settings import get_settings
     from graph.demo.server import DemoConfig, DemoServer
 
     with DemoServer(DemoConfig(token_delay=0.02)) as server:
         served = server.config.served_model_names[0]
-        click.secho(f"demo model (scripted, no GPU) at {server.base_url}", err=True, fg="yellow")
-        yield settings_from(
-            openai_api_base=server.base_url, openai_api_key="EMPTY", agent_model=model or served,
-            agent_max_steps=max_steps,
-        )
+        click.secho(f"demo model (scripted, no GPU) at {server.base_url}; the weather is demo data",
+                    err=True, fg="yellow")
+        # The tools read the process-wide settings (get_settings()) when called, so the weather URLs
+        # go there too, for the demo's duration only; the rest are overrides of this run's settings.
+        with mock.patch.dict("os.environ", server.weather_env()):
+            get_settings.cache_clear()
+            try:
+                yield settings_from(
+                    openai_api_base=server.base_url, openai_api_key="EMPTY", agent_endpoints=[],
+                    agent_model=model or served, agent_max_steps=max_steps,
+                    weather_geocoding_url=server.geocoding_url, weather_forecast_url=server.forecast_url,
+                    weather_api_key="",
+                )
+            finally:
+                get_settings.cache_clear()
 
 
 def fail_on(settings: Settings, model: str | None) -> Callable[[BaseException], CliError]:

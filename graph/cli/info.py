@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from graph.cli.common import EXIT_ENDPOINT, endpoint_options, settings_from
+from graph.cli.common import EXIT_ENDPOINT, endpoint, endpoint_options
 
 
 @click.command("list-tools")
@@ -37,12 +37,13 @@ def list_tools(as_json: bool) -> None:
 @click.command()
 @endpoint_options
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
-def doctor(base_url: str | None, model: str | None, as_json: bool) -> None:
+@click.option("--demo", is_flag=True, help="Check a scripted demo server started in-process (no GPU needed).")
+def doctor(base_url: str | None, model: str | None, as_json: bool, demo: bool) -> None:
     """Check the model server: reachable, model served, chat, tool calling, streaming, speed."""
     from graph.doctor import print_endpoints, print_report, run_all
 
-    settings = settings_from(openai_api_base=base_url, agent_model=model)
-    reports = asyncio.run(run_all(settings))
+    with endpoint(demo, base_url, model, None) as settings:
+        reports = asyncio.run(run_all(settings))
     if len(reports) == 1:
         print_report(reports[0], as_json=as_json)
     else:

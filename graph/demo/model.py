@@ -6,6 +6,7 @@ import json
 import re
 from typing import Any
 
+from graph.demo.arith import expression
 from graph.demo.cities import find_city
 from graph.demo.hermes import qwen3_coder_call_text, tool_call_text
 
@@ -16,9 +17,6 @@ _TIME_ZH = ("时间", "几点")
 _WEATHER_EN = re.compile(r"\b(?:weather|temperature|forecast)\b", re.I)
 _WEATHER_ZH = ("天气", "气温", "温度")
 _CALC_WORD = re.compile(r"\b(?:calculate|compute)\b|计算", re.I)
-_EXPR_RE = re.compile(r"[\d.\s()+\-*/×÷^%]+")
-_HAS_OPERATOR = re.compile(r"[\d)]\s*(?:[-+*/×÷^%]|\*\*)\s*[\d(]")
-_DATE_RE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}")
 _CJK_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _CAPITALIZED_PLACE = re.compile(r"\b(?:in|at|for)\s+([A-Z][a-zA-Z]+(?:\s+[A-Z][a-zA-Z]+)*)")
 
@@ -107,14 +105,6 @@ def _city_in(question: str, messages: list[dict[str, Any]]) -> tuple[str, str] |
     return (place.group(1), "UTC") if place else None
 
 
-def _expression(question: str) -> str | None:
-    for match in _EXPR_RE.finditer(question):
-        candidate = match.group(0).strip()
-        if _HAS_OPERATOR.search(candidate) and not _DATE_RE.search(candidate):
-            return candidate.replace("×", "*").replace("÷", "/").replace("^", "**")
-    return None
-
-
 def _pick_calls(
     question: str, messages: list[dict[str, Any]], offered: dict[str, Any]
 ) -> tuple[list[Call], bool, bool]:
@@ -125,8 +115,8 @@ def _pick_calls(
     # "现在" (now) only means "what time is it" when the question is not about the weather.
     time = (bool(_TIME_EN.search(question)) or any(w in question for w in _TIME_ZH)
             or ("现在" in question and not weather))
-    expression = _expression(question)
-    calc = bool(expression) or bool(_CALC_WORD.search(lowered))
+    found = expression(question)
+    calc = bool(found) or bool(_CALC_WORD.search(lowered))
     city = _city_in(question, messages)
     calls: list[Call] = []
     if time and "get_current_time" in offered:
@@ -134,7 +124,7 @@ def _pick_calls(
     if weather and "get_city_weather" in offered and city:
         calls.append(_fit("get_city_weather", {"city": city[0]}, offered))
     if calc and "calculate" in offered:
-        text = expression or _CALC_WORD.split(question, maxsplit=1)[-1].strip(" ?？:：")
+        text = found or _CALC_WORD.split(question, maxsplit=1)[-1].strip(" ?？:：")
         calls.append(_fit("calculate", {"expression": text}, offered))
     missing_city = weather and city is None and "get_city_weather" in offered
     return calls, missing_city, time or weather or calc
@@ -146,7 +136,7 @@ def _guess_call(name: str, question: str, offered: dict[str, Any]) -> Call:
     defaults: dict[str, dict[str, Any]] = {
         "get_current_time": {"timezone": found[1].timezone if found else "UTC"},
         "get_city_weather": {"city": found[0] if found else "Beijing"},
-        "calculate": {"expression": _expression(question) or "1+1"},
+        "calculate": {"expression": expression(question) or "1+1"},
     }
     if name in defaults:
         return _fit(name, defaults[name], offered)

@@ -1,4 +1,4 @@
-"""Serve an offline stand-in of Open-Meteo's geocoding and forecast APIs (same JSON shapes)."""
+"""Serve an offline stand-in of Open-Meteo's geocoding and forecast APIs (same JSON shapes, marked demo data)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from starlette.routing import Route
 
 from graph.demo.cities import ALIASES, City, nearest_city
 
+# Every forecast carries this: the weather tool shows a service's notice, so the user can tell.
+DEMO_NOTICE = "demo data (演示数据): made up by the scripted demo server, not real weather"
 _CAPITALS = {"Beijing", "Tokyo", "London", "Paris", "Berlin"}
 _COUNTRY_ZH = {"China": "中国", "Japan": "日本", "United Kingdom": "英国", "France": "法国",
                "United States": "美国", "Germany": "德国", "Australia": "澳大利亚"}
@@ -138,7 +140,7 @@ async def forecast(request: Request) -> JSONResponse:
         "latitude": round(latitude, 3), "longitude": round(longitude, 3), "generationtime_ms": 0.05,
         "utc_offset_seconds": int(offset.total_seconds()), "timezone": zone.key,
         "timezone_abbreviation": now.tzname() or "GMT",
-        "elevation": city.elevation if city else 20.0,
+        "elevation": city.elevation if city else 20.0, "notice": DEMO_NOTICE,
     }
     if wanted:
         units = {"time": "iso8601", "interval": "seconds"}

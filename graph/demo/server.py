@@ -98,6 +98,14 @@ class DemoServer:
         """The offline Open-Meteo forecast stand-in (for WEATHER_FORECAST_URL)."""
         return f"{self.url}/open-meteo/v1/forecast"
 
+    def weather_env(self) -> dict[str, str]:
+        """Environment that points the weather tool at the offline stand-in (Open-Meteo, no key).
+
+        WEATHER_API_KEY is blanked: with a key the tool would ask OpenWeatherMap, which has no stand-in.
+        """
+        return {"WEATHER_GEOCODING_URL": self.geocoding_url, "WEATHER_FORECAST_URL": self.forecast_url,
+                "WEATHER_API_KEY": ""}
+
     def script(self, *replies: Reply | str) -> None:
         """Queue replies for the next chat requests (FIFO); a str means Reply(text=str)."""
         self._fake.script(*replies)
@@ -217,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(f"Fake vLLM {VLLM_VERSION} serving {', '.join(config.served_model_names)} at "
               f"{server.url} (OpenAI base URL {server.base_url}). Press Ctrl-C to stop.", flush=True)
+        print(f"Offline weather (demo data): WEATHER_GEOCODING_URL={server.geocoding_url} "
+              f"WEATHER_FORECAST_URL={server.forecast_url}", flush=True)
         server.wait()
     except KeyboardInterrupt:
         pass
