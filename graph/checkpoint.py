@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -46,30 +46,26 @@ FAILED = (
 
 
 @asynccontextmanager
-async def open_checkpointer(
-    settings: Settings, *, error: Callable[[str, int], Exception] = AgentError,
-) -> AsyncIterator[Any]:
+async def open_checkpointer(settings: Settings) -> AsyncIterator[Any]:
     """The checkpointer `settings` asks for: AsyncPostgresSaver when AGENT_CHECKPOINT_URL is set, else an
     AsyncSqliteSaver on AGENT_CHECKPOINT_DB.
 
-    A Postgres database that cannot be opened raises `error(one_line_message, EXIT_ENDPOINT)`; the
-    message names AGENT_CHECKPOINT_URL and its host:port, never its password. (The CLI passes its
-    CliError so the line is printed without a traceback.)
+    A Postgres database that cannot be opened raises `AgentError(one_line_message, EXIT_ENDPOINT)`; the
+    message names AGENT_CHECKPOINT_URL and its host:port, never its password.
     """
     if settings.agent_checkpoint_url is None:
-        async with open_sqlite(settings.agent_checkpoint_db, error=error) as saver:
+        async with open_sqlite(settings.agent_checkpoint_db) as saver:
             yield saver
     else:
-        async with open_postgres(settings.agent_checkpoint_url.get_secret_value().strip(), error=error) as saver:
+        async with open_postgres(settings.agent_checkpoint_url.get_secret_value().strip()) as saver:
             yield saver
 
 
 @asynccontextmanager
-async def open_sqlite(path: Path, *, error: Callable[[str, int], Exception] = AgentError,
-                      ) -> AsyncIterator[AsyncSqliteSaver]:
+async def open_sqlite(path: Path) -> AsyncIterator[AsyncSqliteSaver]:
     """An AsyncSqliteSaver on `path`, safe for several processes writing the same file.
 
-    A file that cannot be created or is not a SQLite database raises `error(one_line_message, exit_code)`;
+    A file that cannot be created or is not a SQLite database raises `AgentError(one_line_message, exit_code)`;
     the file is never modified or replaced.
     """
     conn = None
@@ -86,8 +82,7 @@ async def open_sqlite(path: Path, *, error: Callable[[str, int], Exception] = Ag
     except (sqlite3.Error, OSError) as exc:
         if conn is not None:
             await conn.close()
-        found = explain(exc, base_url="", model=None)
-        raise error(str(found), found.exit_code) from None
+        raise explain(exc, base_url="", model=None) from None
     try:
         yield saver
     finally:
@@ -103,7 +98,7 @@ def connection_kwargs() -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def open_postgres(url: str, *, error: Callable[[str, int], Exception] = AgentError) -> AsyncIterator[Any]:
+async def open_postgres(url: str) -> AsyncIterator[Any]:
     """An AsyncPostgresSaver on a connection pool to `url`, its tables created or migrated first."""
     import psycopg
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
@@ -120,7 +115,7 @@ async def open_postgres(url: str, *, error: Callable[[str, int], Exception] = Ag
             finally:
                 await conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK_KEY,))
     except (psycopg.Error, TimeoutError) as err:
-        raise error(postgres_error(url, err), EXIT_ENDPOINT) from None
+        raise AgentError(postgres_error(url, err), EXIT_ENDPOINT) from None
     pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] = AsyncConnectionPool(
         url, min_size=1, max_size=POOL_MAX_SIZE, kwargs=connection_kwargs(), open=False,
         check=AsyncConnectionPool.check_connection, name="work-agent-checkpoints",
@@ -129,7 +124,7 @@ async def open_postgres(url: str, *, error: Callable[[str, int], Exception] = Ag
         await pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
     except PoolTimeout:
         await pool.close()
-        raise error(UNREACHABLE.format(target=postgres_target(url), reason="timed out opening connections"),
+        raise AgentError(UNREACHABLE.format(target=postgres_target(url), reason="timed out opening connections"),
                     EXIT_ENDPOINT) from None
     try:
         yield AsyncPostgresSaver(pool)

@@ -6,13 +6,14 @@ import errno
 import re
 import sqlite3
 
-import click
-import httpx
-import openai
+from typing import Any
 
-from configs.profiles import parser_for
+import click
+
 from configs.settings import ConfigError
-from graph.model import ModelNotFoundError
+
+# httpx and openai are imported inside the functions that need them: the CLI imports this module for
+# AgentError and the exit codes, and `--help` must stay fast.
 
 # The exit codes of every command (README "Exit codes"): the one table.
 EXIT_OK = 0
@@ -93,7 +94,11 @@ class AgentError(click.ClickException, RuntimeError):
         click.secho(f"Error: {self.message}", err=True, fg="red")
 
 
-def _detail(err: openai.APIStatusError | openai.APIError) -> str:
+class ModelNotFoundError(RuntimeError):
+    """The endpoint serves no model, or not the one asked for."""
+
+
+def _detail(err: Any) -> str:
     body = getattr(err, "body", None)
     if isinstance(body, dict):
         inner = body.get("error", body)
@@ -105,6 +110,8 @@ def _detail(err: openai.APIStatusError | openai.APIError) -> str:
 
 def _dropped(exc: BaseException) -> bool:
     """The connection closed mid-reply (httpx.RemoteProtocolError somewhere in the cause chain)."""
+    import httpx
+
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, httpx.RemoteProtocolError):
@@ -116,6 +123,8 @@ def _dropped(exc: BaseException) -> bool:
 
 def no_tool_parser(exc: BaseException) -> bool:
     """vLLM's 400 for a request with tools to a server started without tool calling."""
+    import openai
+
     if not isinstance(exc, openai.APIError) or getattr(exc, "status_code", None) != 400:
         return False
     detail = _detail(exc)
@@ -124,6 +133,11 @@ def no_tool_parser(exc: BaseException) -> bool:
 
 def explain(exc: BaseException, *, base_url: str, model: str | None) -> AgentError:
     """Map an exception from a model call to an AgentError (unknown errors keep their type name)."""
+    import httpx
+    import openai
+
+    from configs.profiles import parser_for
+
     if isinstance(exc, AgentError):
         return exc
     if isinstance(exc, ConfigError):

@@ -12,6 +12,7 @@ from langchain_core.runnables import Runnable
 from langchain_openai import ChatOpenAI
 
 from configs.settings import Endpoint, Settings
+from graph.errors import ModelNotFoundError
 from graph.failover import FAILOVER_ERRORS, HEALTH, TrackedTransport, ordered_endpoints, tally_request
 
 _MODELS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], Any]] = (
@@ -34,10 +35,6 @@ class VllmChat(ChatOpenAI):
         payload["messages"] = []
         payload["extra_body"] = {**(payload.get("extra_body") or {}), **shaped}
         return payload
-
-
-class ModelNotFoundError(RuntimeError):
-    """The endpoint serves no model, or not the one asked for."""
 
 
 def _model_key(settings: Settings, model: str, temperature: float | None, max_tokens: int | None,

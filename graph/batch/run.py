@@ -19,24 +19,16 @@ from configs.settings import Settings
 from graph.batch.inputs import Question
 from graph.batch.outputs import RowWriter, input_failure_row, output_row
 from graph.context import Context
-from graph.errors import EXIT_ENDPOINT, EXIT_FAILURE, UNREACHABLE, explain, no_tool_parser
+from graph.errors import EXIT_ENDPOINT, EXIT_FAILURE, UNREACHABLE, AgentError, ModelNotFoundError, explain, no_tool_parser
 from graph.graph import build_graph
 from graph.failover import REQUEST_TALLY, RequestTally
-from graph.model import ModelNotFoundError, list_models
+from graph.model import list_models
 from graph.events import StepRecorded, TurnEnded
 from graph.runner import stream_turn
 from graph.trace import Step, stop_note, usage_of
 
 TIMED_OUT = "Timed out after {seconds:g}s (--timeout); the question was abandoned."
 FAIL_FAST = "Stopped at the first failed row (--fail-fast): id {id}: {error}"
-
-
-class BatchStop(Exception):
-    """The batch must end now: the endpoint is gone or refuses every request, or --fail-fast tripped."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 @dataclass(frozen=True)
@@ -78,7 +70,7 @@ class Progress:
 async def run_batch(cfg: BatchConfig, questions: list[Question], writer: RowWriter, progress: Progress) -> None:
     """Answer `questions` with `cfg.concurrency` in flight; every finished one is a row on disk.
 
-    Bad input rows are written first. Raises BatchStop when the batch cannot go on; on cancellation
+    Bad input rows are written first. Raises AgentError when the batch cannot go on; on cancellation
     (Ctrl-C) the in-flight requests are closed and every finished row is already written.
     """
     runnable = deque(q for q in questions if q.problem is None)
@@ -87,7 +79,7 @@ async def run_batch(cfg: BatchConfig, questions: list[Question], writer: RowWrit
         writer.write_now(input_failure_row(q))
         progress.finished(ok=False)
         if cfg.fail_fast:
-            raise BatchStop(FAIL_FAST.format(id=q.id, error=q.problem), EXIT_FAILURE)
+            raise AgentError(FAIL_FAST.format(id=q.id, error=q.problem), EXIT_FAILURE)
     graph = build_graph(settings=cfg.settings)  # no checkpointer: questions are independent
 
     async def worker() -> None:
@@ -98,7 +90,7 @@ async def run_batch(cfg: BatchConfig, questions: list[Question], writer: RowWrit
             await writer.write(row)
             progress.finished(row["status"] == "ok")
             if cfg.fail_fast and row["status"] != "ok":
-                raise BatchStop(FAIL_FAST.format(id=q.id, error=row["error"]), EXIT_FAILURE)
+                raise AgentError(FAIL_FAST.format(id=q.id, error=row["error"]), EXIT_FAILURE)
 
     workers = [asyncio.create_task(worker()) for _ in range(min(cfg.concurrency, len(runnable)))]
     if not workers:
@@ -162,12 +154,12 @@ def _explain(cfg: BatchConfig, exc: BaseException) -> str:
     return str(explain(exc, base_url=cfg.settings.openai_api_base, model=cfg.model))
 
 
-async def _batch_ending(cfg: BatchConfig, exc: Exception) -> BatchStop | None:
+async def _batch_ending(cfg: BatchConfig, exc: Exception) -> AgentError | None:
     """A failure every later question would share: wrong key or model, or a server that no longer answers."""
     if getattr(exc, "status_code", None) in (401, 404) or isinstance(exc, ModelNotFoundError):
-        return BatchStop(_explain(cfg, exc), EXIT_ENDPOINT)
+        return AgentError(_explain(cfg, exc), EXIT_ENDPOINT)
     if no_tool_parser(exc):  # every request would be refused the same way
-        return BatchStop(_explain(cfg, exc), EXIT_ENDPOINT)
+        return AgentError(_explain(cfg, exc), EXIT_ENDPOINT)
     timeout = isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException))
     if timeout or not isinstance(exc, (openai.APIConnectionError, httpx.TransportError)):
         return None
@@ -178,4 +170,4 @@ async def _batch_ending(cfg: BatchConfig, exc: Exception) -> BatchStop | None:
             return None
         except Exception:  # noqa: BLE001 - any failure to list the models means this endpoint is gone
             continue
-    return BatchStop(UNREACHABLE.format(base_url=cfg.settings.openai_api_base), EXIT_ENDPOINT)
+    return AgentError(UNREACHABLE.format(base_url=cfg.settings.openai_api_base), EXIT_ENDPOINT)

@@ -14,10 +14,10 @@ from typing import Any
 import click
 
 from configs.settings import Settings
-from graph.cli.common import EXIT_USAGE, CliError, _count, endpoint, endpoint_options, pick_model
+from graph.cli.common import _count, endpoint, endpoint_options, pick_model
+from graph.errors import EXIT_INTERRUPTED, EXIT_USAGE, AgentError
 
 
-EXIT_INTERRUPTED = 130
 MAX_LISTED_BAD_ROWS = 10
 HTML_NOT_OVER = "--html {path}: that file exists and is not an .html page; pass another path for the report."
 
@@ -66,7 +66,7 @@ def batch(ctx: click.Context, input_path: str, output: str | None, fmt: str | No
         check_output(out, input_path, resume=resume)
         done = _resumable_rows(out) if resume and out.exists() else set()
     except BatchInputError as err:
-        raise CliError(str(err), EXIT_USAGE) from None
+        raise AgentError(str(err), EXIT_USAGE) from None
     _say_bad_rows(questions, blank, done)
     todo = [q for q in questions if q.key not in done]
     resume_hint = f"Resume with: {_resume_command(ctx, out)}"
@@ -97,7 +97,7 @@ def _metrics_server(port: int | None, path: str | None) -> Iterator[None]:
         try:
             server = start_metrics_server(port)
         except OSError as err:
-            raise CliError(f"--metrics-port {port}: cannot listen ({err.strerror}); pick a free port.",
+            raise AgentError(f"--metrics-port {port}: cannot listen ({err.strerror}); pick a free port.",
                            EXIT_USAGE) from None
         click.secho(f"Prometheus metrics on http://127.0.0.1:{server.port}/metrics", err=True, dim=True)
     try:
@@ -154,7 +154,7 @@ def _resume_command(ctx: click.Context, out: Path) -> str:
 
 async def _batch(settings: Settings, todo: list[Any], out: Path, concurrency: int, timeout: float | None,
                  fail_fast: bool, resume_hint: str) -> None:
-    from graph.batch.run import BatchConfig, BatchStop, Progress, run_batch
+    from graph.batch.run import BatchConfig, Progress, run_batch
     from graph.batch.inputs import BatchInputError
     from graph.batch.outputs import RowWriter, run_record
 
@@ -169,17 +169,17 @@ async def _batch(settings: Settings, todo: list[Any], out: Path, concurrency: in
             model=name, endpoints=[ep.label for ep in settings.endpoints()], concurrency=concurrency,
             max_steps=cfg.max_steps, timeout=timeout))
     except BatchInputError as err:
-        raise CliError(str(err), EXIT_USAGE) from None
+        raise AgentError(str(err), EXIT_USAGE) from None
     progress, started = Progress(len(todo)), time.perf_counter()
     try:
         with writer:
             await run_batch(cfg, todo, writer, progress)
-    except BatchStop as stop:
+    except AgentError as stop:  # the batch cannot go on: the endpoint is gone or refuses, or --fail-fast
         if created and writer.count == 0:
             out.unlink(missing_ok=True)  # nothing ran: the same command can simply be run again
-        raise CliError(f"{stop} {resume_hint}", stop.exit_code) from None
+        raise AgentError(f"{stop} {resume_hint}", stop.exit_code) from None
     except BatchInputError as err:  # a row could not be written (disk full): the rows before it are kept
-        raise CliError(f"{err} {resume_hint}", EXIT_USAGE) from None
+        raise AgentError(f"{err} {resume_hint}", EXIT_USAGE) from None
     finally:
         progress.close()
     took = time.perf_counter() - started
@@ -218,15 +218,15 @@ def report(output: str, html_path: str | None) -> None:
     try:
         rows, torn = read_rows(Path(output))
     except BatchInputError as err:
-        raise CliError(str(err), EXIT_USAGE) from None
+        raise AgentError(str(err), EXIT_USAGE) from None
     if torn:
         click.secho(f"Ignoring a partly written last line ({torn} bytes); `batch --resume` repairs it.",
                     err=True, fg="yellow")
     if not rows:
-        raise CliError(f"{output} has no rows.", EXIT_USAGE)
+        raise AgentError(f"{output} has no rows.", EXIT_USAGE)
     page = Path(html_path) if html_path else None
     if page and page.exists() and (page.suffix.lower() not in (".html", ".htm") or page.samefile(output)):
-        raise CliError(HTML_NOT_OVER.format(path=html_path), EXIT_USAGE)  # never overwrite the rows or an input
+        raise AgentError(HTML_NOT_OVER.format(path=html_path), EXIT_USAGE)  # never overwrite the rows or an input
     summary = summarize(rows)
     print_summary(summary, title=f"Batch summary: {output}", run=True)
     if page:
@@ -235,5 +235,5 @@ def report(output: str, html_path: str | None) -> None:
         try:
             write_html(summary, rows, page, title=f"Batch report: {Path(output).name}")
         except OSError as err:
-            raise CliError(f"cannot write {html_path}: {err.strerror or err}.", EXIT_USAGE) from None
+            raise AgentError(f"cannot write {html_path}: {err.strerror or err}.", EXIT_USAGE) from None
         click.secho(f"Wrote {html_path}", err=True, dim=True)

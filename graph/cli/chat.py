@@ -12,7 +12,8 @@ from typing import Any
 import click
 
 from configs.settings import Settings
-from graph.cli.common import EXIT_USAGE, CliError, agent_options, endpoint, fail_on, pick_model
+from graph.cli.common import agent_options, endpoint, fail_on, pick_model
+from graph.errors import EXIT_USAGE, AgentError
 
 
 class TurnPrinter:
@@ -78,7 +79,7 @@ async def ask(settings: Settings, graph: Any, question: str, thread_id: str, *, 
                 printer.show(event)
                 if isinstance(event, TurnEnded):
                     return event.result
-    except (CliError, asyncio.CancelledError, KeyboardInterrupt):
+    except (AgentError, asyncio.CancelledError, KeyboardInterrupt):
         raise
     except Exception as exc:  # noqa: BLE001 - every failure is reported as one line
         raise fail_on(settings, model)(exc) from None
@@ -100,9 +101,9 @@ def run(question: str, demo: bool, thread_id: str | None, max_steps: int | None,
         try:  # UTF-8 with or without a BOM; anything else is one line saying how to convert it
             question = decode(sys.stdin.buffer.read(), "-")
         except BatchInputError as err:
-            raise CliError(str(err), EXIT_USAGE) from None
+            raise AgentError(str(err), EXIT_USAGE) from None
     if not question.strip():
-        raise CliError("The question is empty: pass it as an argument, or '-' to read stdin.", EXIT_USAGE)
+        raise AgentError("The question is empty: pass it as an argument, or '-' to read stdin.", EXIT_USAGE)
     with endpoint(demo, base_url, model, max_steps) as settings:
         from graph.model import closing_models
 
@@ -118,7 +119,7 @@ async def _run(settings: Settings, question: str, thread_id: str | None, as_json
     name = await pick_model(settings)
     thread_id = thread_id or new_thread_id()
     printer = TurnPrinter(stream_answer=stream and not as_json, verbose=verbose)
-    async with open_checkpointer(settings, error=CliError) as saver:
+    async with open_checkpointer(settings) as saver:
         graph = build_graph(settings=settings, checkpointer=saver)
         result = await ask(settings, graph, question, thread_id, model=name, stream=stream, printer=printer)
     if as_json:
@@ -157,7 +158,7 @@ def _repl(settings: Settings, thread_id: str | None, stream: bool) -> None:
     # One event loop for the whole session: Ctrl-C cancels only the running turn (asyncio.Runner).
     with asyncio.Runner() as runner:
         name = runner.run(pick_model(settings))
-        saver = runner.run(stack.enter_async_context(open_checkpointer(settings, error=CliError)))
+        saver = runner.run(stack.enter_async_context(open_checkpointer(settings)))
         graph = build_graph(settings=settings, checkpointer=saver)
         click.secho(f"Work Agent · {name} · thread {thread_id}\n{REPL_HELP}", err=True, dim=True)
         try:
@@ -222,7 +223,7 @@ def _repl_turn(runner: asyncio.Runner, settings: Settings, graph: Any, line: str
         printer.break_line()
         click.secho(f"({STOP_NOTES['user']})", err=True, fg="yellow")
         return
-    except CliError as err:
+    except AgentError as err:
         printer.break_line()
         err.show()
         return

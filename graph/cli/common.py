@@ -9,33 +9,10 @@ from typing import Any
 import click
 
 from configs.settings import ConfigError, Settings, load_settings
+from graph.errors import EXIT_USAGE, AgentError
 
 # Heavy modules (langchain, langgraph, the demo server) are imported inside commands, so that
 # `--help`, `list-tools` and mistakes in the command line answer fast.
-
-EXIT_USAGE, EXIT_ENDPOINT = 2, 3
-
-
-class CliError(click.ClickException):
-    """An expected failure: one line on stderr, then exit with `exit_code`."""
-
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-    def show(self, file: Any = None) -> None:
-        """Print `Error: <one line>` on stderr."""
-        click.secho(f"Error: {self.message}", err=True, fg="red")
-
-
-def stop_note(stopped: str) -> str:
-    """Why a turn ended early, for the terminal."""
-    if stopped == "length":
-        from graph.trace import CUT_NOTE
-
-        return CUT_NOTE
-    return f"stopped early: {stopped.replace('_', ' ')}"
-
 
 def endpoint_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Add --base-url and --model (they override OPENAI_API_BASE and AGENT_MODEL)."""
@@ -69,7 +46,7 @@ def settings_from(**overrides: Any) -> Settings:
     try:
         settings = load_settings(**overrides)
     except ConfigError as err:
-        raise CliError(str(err), EXIT_USAGE) from None
+        raise AgentError(str(err), EXIT_USAGE) from None
     from graph.obs.logs import setup_logging
 
     setup_logging(settings)
@@ -80,7 +57,7 @@ def settings_from(**overrides: Any) -> Settings:
 def endpoint(demo: bool, base_url: str | None, model: str | None, max_steps: int | None) -> Iterator[Settings]:
     """The settings to run with; with `--demo`, a demo server runs for the duration."""
     if max_steps is not None and max_steps < 1:
-        raise CliError(f"--max-steps must be at least 1 (got {max_steps}).", EXIT_USAGE)
+        raise AgentError(f"--max-steps must be at least 1 (got {max_steps}).", EXIT_USAGE)
     if not demo:
         yield settings_from(openai_api_base=base_url, agent_model=model, agent_max_steps=max_steps)
         return
@@ -108,13 +85,13 @@ def endpoint(demo: bool, base_url: str | None, model: str | None, max_steps: int
                 get_settings.cache_clear()
 
 
-def fail_on(settings: Settings, model: str | None) -> Callable[[BaseException], CliError]:
-    """Turn a model-server exception into a CliError with the right exit code."""
+def fail_on(settings: Settings, model: str | None) -> Callable[[BaseException], AgentError]:
+    """Turn a model-server exception into an AgentError with the right exit code."""
     from graph.errors import explain
 
-    def convert(exc: BaseException) -> CliError:
+    def convert(exc: BaseException) -> AgentError:
         err = explain(exc, base_url=settings.openai_api_base, model=model)
-        return CliError(str(err), err.exit_code)
+        return AgentError(str(err), err.exit_code)
 
     return convert
 

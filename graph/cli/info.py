@@ -8,7 +8,8 @@ import sys
 
 import click
 
-from graph.cli.common import EXIT_ENDPOINT, endpoint, endpoint_options
+from graph.cli.common import endpoint, endpoint_options
+from graph.errors import EXIT_ENDPOINT
 
 
 @click.command("list-tools")

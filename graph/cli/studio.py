@@ -18,7 +18,8 @@ from typing import Any
 
 import click
 
-from graph.cli.common import EXIT_USAGE, CliError, endpoint, endpoint_options
+from graph.cli.common import endpoint, endpoint_options
+from graph.errors import EXIT_USAGE, AgentError
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -53,11 +54,11 @@ def studio(base_url: str | None, model: str | None, port: int, demo: bool, no_re
       work-agent studio --base-url http://gpu-box:8000/v1 --port 2025
     """
     if not (importlib.util.find_spec("langgraph_cli") and importlib.util.find_spec("langgraph_api")):
-        raise CliError(NOT_INSTALLED, EXIT_USAGE)
+        raise AgentError(NOT_INSTALLED, EXIT_USAGE)
     if not (ROOT / "langgraph.json").is_file():
-        raise CliError(NO_CONFIG.format(root=ROOT), EXIT_USAGE)
+        raise AgentError(NO_CONFIG.format(root=ROOT), EXIT_USAGE)
     if not _port_free(HOST, port):  # langgraph dev would silently move to another port
-        raise CliError(PORT_IN_USE.format(port=port, host=HOST), EXIT_USAGE)
+        raise AgentError(PORT_IN_USE.format(port=port, host=HOST), EXIT_USAGE)
     with endpoint(demo, base_url, model, None) as settings, _config() as config:
         env = child_env(dict(os.environ), _dotenv(Path.cwd() / ".env"))
         if demo or base_url:
