@@ -217,8 +217,9 @@ def repair_calls(ai: AIMessage) -> tuple[AIMessage, bool]:
 def hit_token_limit(ai: AIMessage, max_tokens: int) -> bool:
     """The reply ended because it used all its tokens.
 
-    vLLM reports "tool_calls", not "length", for a streamed reply that sent any tool delta, so a cut call
-    shows only in the usage: as many completion tokens as were allowed.
+    vLLM 0.33 says "length" for a cut reply, tool calls or not (`resolve_finish_reason`: length always wins,
+    checked against its real server in tests/conformance). The usage is checked too, for OpenAI-compatible
+    servers that report a cut tool call as "tool_calls": as many completion tokens as were allowed.
     """
     used = ai.usage_metadata["output_tokens"] if ai.usage_metadata else 0
     return ai.response_metadata.get("finish_reason") == "length" or used >= max_tokens
