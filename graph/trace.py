@@ -129,11 +129,6 @@ def stop_reason_of(steps: list[Step]) -> StopReason | None:
     return next((s.stopped for s in reversed(steps) if s.stopped), None)
 
 
-def steps_of_turn(records: list[dict[str, Any]], turn: int) -> list[Step]:
-    """The steps recorded for one turn, as Step objects."""
-    return [Step.model_validate(r) for r in records if r.get("turn") == turn]
-
-
 def usage_of(steps: list[Step]) -> dict[str, int]:
     """Token totals over the model calls of some steps."""
     tin = sum(s.tokens_in or 0 for s in steps if s.kind == "model")

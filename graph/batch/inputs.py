@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-FORMATS = ("jsonl", "csv", "text")
 EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "text", ".text": "text"}
 RESULT_FIELDS = (
     "id", "line", "question", "status", "answer", "error", "stopped", "steps", "usage", "latency_ms",

@@ -1,6 +1,7 @@
 """Prometheus metrics derived from trace records, on prometheus-client's process-wide default REGISTRY.
 
-Every interface counts a question with `record_question` and its outcome with `record_turn`; the UI
+`graph.obs.observer.TurnObserver` counts each turn from its event stream (`record_question`, `record_step` as
+steps are recorded, `record_answer` at the end; `record_turn` does the last two at once); the UI
 serves them at `/metrics` (`metrics_asgi_app`), `work-agent batch --metrics-port` on its own port
 (`start_metrics_server`). Labels stay low-cardinality: never a question, thread id or argument.
 """
