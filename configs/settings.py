@@ -249,10 +249,16 @@ class Settings(BaseSettings):
         return value.expanduser()
 
 
+def env_names(field: str) -> list[str]:
+    """The environment variables that set `field`: its name in capitals, as pydantic-settings derives it
+    (only OPENAI_API_BASE has a second name)."""
+    alias = Settings.model_fields[field].validation_alias
+    return [str(n) for n in alias.choices] if isinstance(alias, AliasChoices) else [field.upper()]
+
+
 def env_name(field: str) -> str:
-    """The environment variable that sets `field`: the alias that is set, else the first one."""
-    alias = Settings.model_fields[field].validation_alias  # only OPENAI_API_BASE has two names
-    names = [str(n) for n in alias.choices] if isinstance(alias, AliasChoices) else [field.upper()]
+    """The environment variable that sets `field`: the one that is set, else the first."""
+    names = env_names(field)
     return next((n for n in names if n in os.environ), names[0])
 
 

@@ -22,6 +22,30 @@ SETTING_VARS = [
 ]
 
 
+# `slow` (pyproject.toml) leaves a test out of the fast loop, `python -m pytest -q -m "not slow"`. The browser,
+# router, Postgres, fault-matrix and fuzzing modules mark themselves; these are marked here, by what they use.
+SLOW_MODULES = {
+    "test_cli.py": "the real CLI as a subprocess, per test",
+    "test_batch.py": "batch runs through the real CLI (kill -9, Ctrl-C, resume)",
+    "test_demo_paths.py": "every --demo path through the real CLI",
+    "test_studio.py": "every test starts `langgraph dev`",
+}
+SLOW_FIXTURES = {
+    "chromium": "drives Debian's Chromium (also marked `browser`)",
+    "ui_app": "starts the web UI as a subprocess",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the slow groups above `slow`, and every test that drives Chromium `browser` too."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if item.path.name in SLOW_MODULES or fixtures & SLOW_FIXTURES.keys():
+            item.add_marker(pytest.mark.slow)
+        if "chromium" in fixtures:
+            item.add_marker(pytest.mark.browser)
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     """No real .env, no real endpoint, a private checkpoint file; the model URL points at nothing."""

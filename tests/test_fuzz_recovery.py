@@ -13,6 +13,7 @@ import json
 import re
 from typing import Any
 
+import pytest
 from hypothesis import example, HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 from langchain_core.messages import AIMessage
@@ -24,6 +25,8 @@ from graph.nodes import is_empty, repair_calls
 from graph.recovery import MarkupGuard, Recovered, has_tool_markup, recover_tool_calls, strip_tool_markup
 from tests.test_recovery import ID_RE, calls
 from tools import TOOLS
+
+pytestmark = pytest.mark.slow
 
 # No example database: it would write a .hypothesis/ folder into the repository. A failure still prints
 # its minimal example. No explain phase: it traces every line and makes a failure slow to report.

@@ -32,6 +32,8 @@ from graph.demo.protocol import DONE_EVENT, ENGINE_ERROR, ChunkWriter, error_bod
 from graph.nodes import repair_calls, stream_model
 from tools import TOOLS
 
+pytestmark = pytest.mark.slow
+
 # No example database: it would write a .hypothesis/ folder into the repository. A failure still prints
 # its minimal example.
 # No explain phase: tracing every line of langchain and the SDK makes a failure take minutes to report.

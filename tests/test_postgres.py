@@ -25,19 +25,20 @@ import pytest
 
 from configs.settings import get_settings
 from tests.conftest import run_cli
+from tests.system import require_tool
 
 DB_USER = "agent"
 
+pytestmark = pytest.mark.slow
+
 
 def _bin_dir() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
-    if found:
-        return Path(found[-1]).parent
-    on_path = shutil.which("initdb")
-    if on_path:
-        return Path(on_path).parent
-    pytest.fail("PostgreSQL server binaries (initdb, pg_ctl) not found under /usr/lib/postgresql/*/bin: "
-                "apt-get install postgresql", pytrace=False)
+    """The newest Debian PostgreSQL server's bin directory (initdb and pg_ctl are not on PATH there)."""
+    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True,
+                      key=lambda p: [int(n) for n in Path(p).parent.name.split(".") if n.isdigit()])
+    bin_dir = Path(require_tool("initdb", "postgresql", *versions)).parent
+    require_tool("pg_ctl", "postgresql", str(bin_dir))
+    return bin_dir
 
 
 def _free_port() -> int:
@@ -163,13 +164,13 @@ async def test_two_ui_replicas_share_conversations(vllm, pg_url):
         store1, store2 = await one.ready(), await two.ready()
         assert isinstance(store1, PostgresConversationStore) and store1 is not store2
         question = "What time is it in Tokyo?"
-        await run_turn(await one.graph_for(settings), question, thread_id="ui-1", context=Context(), max_steps=8)
+        await run_turn(await one.graph(), question, thread_id="ui-1", context=Context())
         await store1.touch("alice", "ui-1", question)
         await store1.touch("bob", "ui-2", "查询北京的天气")
 
         assert [(c.thread_id, c.title) for c in await store2.list("alice")] == [("ui-1", question)]
         assert [c.title for c in await store2.list("bob")] == ["查询北京的天气"]
-        turns = await load_turns(await two.graph_for(settings), "ui-1", 8)
+        turns = await load_turns(await two.graph(), "ui-1")
         assert [t.question for t in turns] == [question] and turns[0].answer
 
         assert await store2.rename("alice", "ui-1", "Tokyo time")
@@ -178,7 +179,7 @@ async def test_two_ui_replicas_share_conversations(vllm, pg_url):
         assert await store2.delete("alice", "ui-1")
         await two.delete_thread("ui-1")
         assert await store1.list("alice") == []
-        assert await load_turns(await one.graph_for(settings), "ui-1", 8) == []
+        assert await load_turns(await one.graph(), "ui-1") == []
     finally:
         await one.close()
         await two.close()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from configs.settings import ConfigError, Settings, load_settings
+from configs.settings import ConfigError, Settings, env_names, load_settings
 from tests.conftest import ROOT
 
 
@@ -81,8 +81,7 @@ def test_secrets_never_appear_in_errors_or_repr(monkeypatch):
 def test_env_example_matches_the_settings_class():
     text = (ROOT / ".env.example").read_text()
     listed = set(re.findall(r"^([A-Z_]+)=", text, re.M))
-    primary = {f.validation_alias.choices[0] if f.validation_alias else name.upper()  # derived by pydantic-settings
-               for name, f in Settings.model_fields.items()}
+    primary = {env_names(name)[0] for name in Settings.model_fields}
     assert listed == primary
 
 

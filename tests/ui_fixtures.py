@@ -20,8 +20,9 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT, SETTING_VARS
+from tests.system import require_tool
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = "chromium"  # Debian's package and program (/usr/bin/chromium)
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--disable-sync",
@@ -157,13 +158,12 @@ def ui_app(demo_server: Any, ui_workdir: Path) -> Iterator[UiApp]:
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
     """Debian's Chromium, launched once per module (Playwright cannot download browsers here)."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium package to run the browser tests")
+    executable = require_tool(CHROMIUM, CHROMIUM)
     from playwright.sync_api import expect, sync_playwright
 
     expect.set_options(timeout=UI_TIMEOUT_MS)
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        chromium = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
             yield chromium
         finally:
