@@ -1,0 +1,1 @@
+"""Conformance tests against the real vLLM OpenAI server with a scripted engine core."""
