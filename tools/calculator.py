@@ -90,23 +90,21 @@ OPERATORS: dict[type, Callable[..., Any]] = {
     ast.USub: operator.neg,
     ast.UAdd: operator.pos,
 }
-FUNCTIONS: dict[str, Callable[..., Any]] = {
-    name: _guard(fn)
-    for name, fn in {
-        "sqrt": math.sqrt, "sin": math.sin, "cos": math.cos, "tan": math.tan,
-        "log": math.log, "log10": math.log10, "exp": math.exp, "abs": abs,
-        "round": round, "floor": math.floor, "ceil": math.ceil,
-    }.items()
+_MATH: dict[str, Callable[..., Any]] = {
+    "sqrt": math.sqrt, "sin": math.sin, "cos": math.cos, "tan": math.tan,
+    "log": math.log, "log10": math.log10, "exp": math.exp, "abs": abs,
+    "round": round, "floor": math.floor, "ceil": math.ceil,
 }
+FUNCTIONS: dict[str, Callable[..., Any]] = {name: _guard(fn) for name, fn in _MATH.items()}
 NAMES: dict[str, float] = {"pi": math.pi, "e": math.e}
 
 
-class _Arithmetic(SimpleEval):  # type: ignore[misc]
+class _Arithmetic(SimpleEval):
     """SimpleEval limited to numbers, arithmetic operators, whitelisted calls and names."""
 
     def __init__(self) -> None:
         super().__init__(operators=OPERATORS, functions=FUNCTIONS, names=NAMES)
-        self.nodes = {kind: fn for kind, fn in self.nodes.items() if kind in _ALLOWED_NODES}
+        self.nodes: dict[Any, Any] = {kind: fn for kind, fn in self.nodes.items() if kind in _ALLOWED_NODES}
         self.nodes[ast.Constant] = self._eval_number
 
     @staticmethod

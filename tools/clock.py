@@ -87,10 +87,10 @@ async def _get_current_time_async(timezone: str = "UTC") -> str:
     cheap tool call in a busy batch (bench/README.md); reading a zone file on the loop would block it.
     """
     if timezone in _LOADED:
-        return get_current_time.func(timezone)  # type: ignore[misc]
-    result = await asyncio.to_thread(get_current_time.func, timezone)  # type: ignore[arg-type]
+        return get_current_time.func(timezone)  # type: ignore[attr-defined]  # @tool made a StructuredTool
+    result = await asyncio.to_thread(get_current_time.func, timezone)  # type: ignore[attr-defined]
     _LOADED.add(timezone)
     return result
 
 
-get_current_time.coroutine = _get_current_time_async  # type: ignore[attr-defined]
+get_current_time.coroutine = _get_current_time_async
