@@ -73,6 +73,8 @@ CHECKPOINT_UNOPENABLE = (
 )
 _FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 _DENIED_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
+HIDDEN_PATH = "<path>"  # how vLLM's sanitize_message writes a file path in an error message
+LIST_MODELS_TIMEOUT = 5.0  # seconds for the GET /models that names a model vLLM's 404 hid
 SERVER_FAILED = "The model server failed while answering: {detail}. Try again; if it repeats, check the vLLM log."
 
 
@@ -161,12 +163,10 @@ def explain(exc: BaseException, *, base_url: str, model: str | None) -> AgentErr
         detail = _detail(exc)
         if status == 404:
             served = re.search(r"Valid aliases: (.*?)\.?$", detail)
-            return AgentError(
-                MODEL_NOT_SERVED.format(
-                    model=model, base_url=base_url, served=served.group(1) if served else "(unknown)"
-                ),
-                EXIT_ENDPOINT,
-            )
+            names = served.group(1) if served else "(unknown)"
+            if HIDDEN_PATH in names:
+                names = _listed_models(exc) or names
+            return AgentError(MODEL_NOT_SERVED.format(model=model, base_url=base_url, served=names), EXIT_ENDPOINT)
         if status == 400:
             if no_tool_parser(exc):
                 parser = parser_for(model or "") or "hermes"  # the model profile names its parser
@@ -184,6 +184,28 @@ def explain(exc: BaseException, *, base_url: str, model: str | None) -> AgentErr
             return AgentError(BAD_REQUEST.format(detail=f"HTTP {status}: {detail}"), EXIT_ENDPOINT)
         return AgentError(SERVER_FAILED.format(detail=detail.rstrip(".")), EXIT_FAILURE)
     return AgentError(f"{type(exc).__name__}: {exc}", EXIT_FAILURE)
+
+
+def _listed_models(exc: BaseException) -> str | None:
+    """The model ids GET /models lists on the server that answered `exc` (with the request's own key), or None.
+
+    vLLM 0.33 passes every error message through `sanitize_message`, which writes file paths as "<path>": a
+    model served by its folder (`vllm serve /srv/models/qwen`, no --served-model-name) is named "Valid
+    aliases: <path>" in its 404, so the names are asked for instead (checked in tests/conformance/test_agent.py).
+    """
+    import httpx
+
+    request = getattr(exc, "request", None)
+    if not isinstance(request, httpx.Request) or not str(request.url).endswith("/chat/completions"):
+        return None
+    base = str(request.url).removesuffix("/chat/completions")
+    headers = {k: v for k, v in request.headers.items() if k.lower() == "authorization"}
+    try:
+        resp = httpx.get(f"{base}/models", headers=headers, timeout=LIST_MODELS_TIMEOUT)
+        names = [str(card["id"]) for card in resp.raise_for_status().json()["data"]]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return None
+    return ", ".join(names) or None
 
 
 def _local_storage(exc: BaseException) -> AgentError | None:

@@ -143,7 +143,7 @@ def run_stream(pieces: list[bytes]) -> tuple[AIMessage, list[str]]:
     client, tokens = _CLIENT, []
     client.pieces, sent = pieces, client.requests
     ai, _ = client.runner.run(stream_model(client.model, [HumanMessage("hi")], stream=True, node="plan",
-                                           writer=lambda event: tokens.append(event["text"])))
+                                           writer=lambda event: tokens.append(event.text)))
     assert client.requests == sent + 1  # one request, no retry
     return ai, tokens
 
