@@ -245,8 +245,9 @@ def test_stream_mid_stream_error_then_done(client: httpx.Client, server: DemoSer
     server.script(Reply(text="Hello there my friend", error_after_tokens=2))
     events = stream(client)
     assert [e["choices"][0]["delta"].get("content") for e in events[1:3]] == ["Hello", " there"]
-    assert events[3] == {"error": {"message": events[3]["error"]["message"],
-                                   "type": "InternalServerError", "param": None, "code": 500}}
+    # generate/base/serving.py _raise_if_error: finish_reason "error" is GenerationError("Internal server error").
+    assert events[3] == {"error": {"message": "Internal server error", "type": "InternalServerError",
+                                   "param": None, "code": 500}}
     assert events[4:] == ["[DONE]"]
 
 
@@ -309,13 +310,13 @@ def test_validation_errors(client: httpx.Client, extra: dict[str, Any], message:
 
 def test_context_length_error(client: httpx.Client, server: DemoServer) -> None:
     server.config.max_model_len = 64
-    error = chat(client, "long question " * 100).json()["error"]
-    tokens = re.fullmatch(
-        r"This model's maximum context length is 64 tokens\. However, your prompt contains (\d+) input "
-        r"tokens, which exceeds this limit even without any output tokens\. Please reduce the length "
-        r"of the input prompt\. \(parameter=input_tokens, value=(\d+)\)", error["message"])
-    assert tokens and tokens.group(1) == tokens.group(2) and int(tokens.group(1)) > 64
-    assert error["type"] == "BadRequestError" and error["param"] == "input_tokens"
+    for extra in ({}, {"stream": True}):  # a 400 before any stream starts
+        response = chat(client, "long question " * 100, **extra)
+        # renderers/params.py _token_len_check: tokenized with max_length=65, so "at least 65".
+        assert response.status_code == 400 and response.json() == _error(
+            "This model's maximum context length is 64 tokens. However, your prompt contains at least 65 input "
+            "tokens, which exceeds this limit even without any output tokens. Please reduce the length of the "
+            "input prompt. (parameter=input_tokens, value=65)", param="input_tokens")
 
 
 def test_body_errors(client: httpx.Client) -> None:
@@ -355,7 +356,9 @@ def test_health_version_models(client: httpx.Client, server: DemoServer) -> None
                           "permission"]
     assert card["owned_by"] == "vllm" and card["parent"] is None and card["max_model_len"] == 32768
     assert re.match(r"^modelperm-[0-9a-f]{16}$", card["permission"][0]["id"])
-    assert client.get("/nope").json() == _error("Not Found", "Not Found", code=404)
+    assert card["root"] == "qwen"  # no --model: the first served name
+    server.config.model = "/models/qwen2.5-7b"
+    assert client.get("/v1/models").json()["data"][1]["root"] == "/models/qwen2.5-7b"  # models/serving.py
 
 
 def test_openai_sdk_parses_stream_and_raises(server: DemoServer) -> None:
@@ -366,7 +369,7 @@ def test_openai_sdk_parses_stream_and_raises(server: DemoServer) -> None:
                                               tools=TOOLS, stream=True))
     calls = [c for ch in chunks if ch.choices for c in ch.choices[0].delta.tool_calls or []]
     assert calls[0].function.name == "get_weather" and calls[1].function.arguments == '{"city": "Paris"}'
-    with pytest.raises(openai.APIError, match="EngineCore"):
+    with pytest.raises(openai.APIError, match="Internal server error"):
         list(sdk.chat.completions.create(
             model=MODEL, messages=[{"role": "user", "content": "x"}], stream=True))
     server.config.api_key = "sekrit"
@@ -518,3 +521,285 @@ def test_drop_closes_the_connection_mid_reply(client: httpx.Client, server: Demo
     with pytest.raises(httpx.RemoteProtocolError):
         chat(client).read()
     assert chat(client).status_code == 200  # the server itself is fine
+
+
+# ---------------------------------------------------------------- what real vLLM 0.33 does (issue #13)
+# Each test pins a behaviour seen when the real server ran side by side (tests/conformance/); the comments
+# name the vLLM 0.33 source that decides it (paths relative to the installed `vllm/` package).
+
+
+def _arguments(events: list[Any], index: int = 0) -> str:
+    return "".join(d["function"].get("arguments", "") for ds in tool_deltas(events) for d in ds
+                   if d["index"] == index)
+
+
+def test_stream_call_cut_by_max_tokens_finishes_length(client: httpx.Client, server: DemoServer) -> None:
+    # serve/utils/tool_calls_utils.py resolve_finish_reason: "tool_calls" only for an engine "stop".
+    server.script(PARIS, PARIS)
+    events = stream(client, max_tokens=10)
+    assert [d["function"]["name"] for ds in tool_deltas(events) for d in ds if "id" in d] == ["get_weather"]
+    assert events[-2]["choices"][0]["finish_reason"] == "length"
+    body = chat(client, max_tokens=10).json()["choices"][0]
+    assert body["finish_reason"] == "length" and "tool_calls" not in body["message"]
+
+
+def test_explicit_null_tool_choice_drops_the_calls(client: httpx.Client, server: DemoServer) -> None:
+    # entrypoints/openai/chat_completion/message_assembly.py keeps_tool_calls: only "auto" (the default when
+    # tool_choice is omitted), "required" or a named tool keep them; null is parsed like "auto", then dropped.
+    server.script(PARIS, "Let me see.\n" + PARIS, PARIS, "Let me see.\n" + PARIS)
+    plain = chat(client, tool_choice=None).json()["choices"][0]
+    assert plain["message"]["content"] is None and "tool_calls" not in plain["message"]
+    assert plain["finish_reason"] == "stop"
+    prefix = chat(client, tool_choice=None).json()["choices"][0]
+    assert prefix["message"]["content"] == "Let me see.\n" and prefix["finish_reason"] == "stop"
+    events = stream(client, tool_choice=None)
+    assert len(events) == 3 and events[1]["choices"][0] == {**events[1]["choices"][0], "delta": {},
+                                                            "finish_reason": "stop"}
+    events = stream(client, tool_choice=None)
+    assert not tool_deltas(events) and events[-2]["choices"][0]["finish_reason"] == "stop"
+    assert "".join(e["choices"][0]["delta"].get("content", "") for e in events[1:-1]) == "Let me see.\n"
+
+
+def test_explicit_null_tool_choice_needs_no_tool_parser(client: httpx.Client, server: DemoServer) -> None:
+    # renderers/online_renderer.py render_chat: only tool_choice values other than None and "none" need it.
+    server.config.enable_auto_tool_choice = False
+    server.script(PARIS)
+    response = chat(client, tool_choice=None)
+    assert response.status_code == 200 and response.json()["choices"][0]["message"]["content"] == PARIS
+
+
+@pytest.mark.parametrize(("text", "streamed", "parsed"), [
+    # tool_parsers/hermes_tool_parser.py _extract_tool_args: everything after "arguments": up to the block's
+    # last "}" streams as the arguments; the non-streaming json.loads reads the real arguments.
+    ('<tool_call>\n{"arguments": {"city": "Paris"}, "name": "get_weather"}\n</tool_call>',
+     '{"city": "Paris"}, "name": "get_weather"', '{"city": "Paris"}'),
+    ('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}, "id": 1}\n</tool_call>',
+     '{"city": "Paris"}, "id": 1', '{"city": "Paris"}'),
+    ('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}\n</tool_call>', '{"city": "Paris"}', None),
+])
+def test_stream_arguments_of_unusual_envelopes(client: httpx.Client, server: DemoServer, text: str,
+                                               streamed: str, parsed: str | None) -> None:
+    server.script(text, text)
+    events = stream(client)
+    assert _arguments(events) == streamed and events[-2]["choices"][0]["finish_reason"] == "tool_calls"
+    message = chat(client).json()["choices"][0]["message"]
+    if parsed is None:  # invalid JSON: the whole text is the content
+        assert message["content"] == text and "tool_calls" not in message
+    else:
+        assert [c["function"]["arguments"] for c in message["tool_calls"]] == [parsed]
+
+
+def test_arguments_before_name_arrive_with_the_name(client: httpx.Client, server: DemoServer) -> None:
+    # hermes_tool_parser.py extract_tool_calls_streaming: no name yet, nothing streams; then both at once.
+    server.script('<tool_call>\n{"arguments": {"city": "Paris"}, "name": "get_weather"}\n</tool_call>')
+    [deltas] = tool_deltas(stream(client))
+    assert [d["function"] for d in deltas] == [{"name": "get_weather"},
+                                               {"arguments": '{"city": "Paris"}, "name": "get_weather"'}]
+
+
+def test_missing_outer_brace_loses_a_brace_when_the_tail_is_merged(client: httpx.Client, server: DemoServer) -> None:
+    # hermes_tool_parser.py: once "</tool_call>" arrives the block counts as complete and its last "}" is
+    # stripped; when that tag comes in the same delta as the arguments' "}", the "}" is never sent.
+    broken = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}\n</tool_call>'
+    server.script(broken, broken)
+    assert _arguments(stream(client)) == '{"city": "Paris"}'
+    assert _arguments(stream(client, stream_interval=2)) == '{"city": "Paris"'
+
+
+def test_stream_interval_sends_the_first_token_then_n_per_chunk(client: httpx.Client, server: DemoServer) -> None:
+    # v1/engine/output_processor.py: the first token alone, then every stream_interval tokens, the rest
+    # (here " friend" with the EOS) on the finish chunk.
+    server.script("Hello there my good friend")
+    events = stream(client, stream_interval=3, stream_options={"include_usage": True})
+    assert [e["choices"][0]["delta"].get("content") for e in events[1:-2]] == ["Hello", " there my good", " friend"]
+    assert events[-3]["choices"][0]["finish_reason"] == "stop" and events[-2]["usage"]["completion_tokens"] == 6
+    response = chat(client, stream_interval=0)
+    assert response.status_code == 400 and response.json() == _error(
+        "1 validation error:\n  {'type': 'greater_than_equal', 'loc': 'body.stream_interval', 'msg': 'Input should "
+        "be greater than or equal to 1', 'input': '0', 'ctx': {'ge': 1}}", "Bad Request", "body.stream_interval")
+
+
+def test_unknown_paths_and_wrong_methods_are_starlette_errors(client: httpx.Client, server: DemoServer) -> None:
+    # vLLM's HTTPException handler is registered for fastapi.HTTPException; the router raises Starlette's,
+    # so FastAPI's default {"detail": ...} answers (serve/exception_handling/register.py).
+    for path in ("/nope", "/v1/nope", "/detokenize"):
+        response = client.get(path)
+        assert (response.status_code, response.json()) == (404, {"detail": "Not Found"})
+    wrong = client.get("/v1/chat/completions")
+    assert (wrong.status_code, wrong.json(), wrong.headers["allow"]) == (405, {"detail": "Method Not Allowed"}, "POST")
+    assert client.post("/health").headers["allow"] == "GET"
+    server.config.api_key = "sekrit"  # under /v1 the key is checked first
+    assert client.get("/v1/nope").json() == {"error": "Unauthorized"}
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_metrics_count_tokens_and_requests_with_vllm_names(client: httpx.Client, server: DemoServer) -> None:
+    # v1/metrics/loggers.py PrometheusStatLogger: names, the model_name/engine labels, request_success reasons.
+    server.config.served_model_names = ["qwen", MODEL]
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    labels = (("engine", "0"), ("model_name", "qwen"))
+    before = _samples(response.text)
+    assert before[("vllm:num_requests_running", labels)] == 0
+    assert before[("vllm:request_success_total", (("engine", "0"), ("finished_reason", "stop"),
+                                                  ("model_name", "qwen")))] == 0
+    server.script("Hello there", Reply(text="one two three", finish="length"))
+    first = chat(client).json()["usage"]
+    second = stream(client, stream_options={"include_usage": True})[-2]["usage"]
+    after = _samples(client.get("/metrics").text)
+
+    def grew(name: str, extra: tuple[tuple[str, str], ...] = ()) -> float:
+        key = (name, tuple(sorted(labels + extra)))
+        return after[key] - before.get(key, 0)
+
+    assert grew("vllm:prompt_tokens_total") == first["prompt_tokens"] + second["prompt_tokens"]
+    assert grew("vllm:generation_tokens_total") == first["completion_tokens"] + second["completion_tokens"]
+    assert grew("vllm:request_success_total", (("finished_reason", "stop"),)) == 1
+    assert grew("vllm:request_success_total", (("finished_reason", "length"),)) == 1
+    assert grew("vllm:e2e_request_latency_seconds_count") == 2
+    assert after[("vllm:num_requests_running", labels)] == 0
+
+
+def test_load_counts_the_requests_being_served(client: httpx.Client, server: DemoServer) -> None:
+    # serve/instrumentator/basic.py GET /load: {"server_load": N}.
+    assert client.get("/load").json() == {"server_load": 0}
+    server.config.token_delay = 0.02
+    server.script("one two three four five six seven eight nine ten")
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    with client.stream("POST", "/v1/chat/completions", json=body) as response:
+        lines = response.iter_lines()
+        assert "one" in next(line for line in lines if '"content":"one"' in line)  # generating now
+        assert client.get("/load").json() == {"server_load": 1}
+        assert "data: [DONE]" in list(lines)
+    assert client.get("/load").json() == {"server_load": 0}
+
+
+def test_tokenize_counts_like_the_chat_usage(client: httpx.Client, server: DemoServer) -> None:
+    # serve/tokenize/api_router.py POST /tokenize: {"count", "max_model_len", "tokens", "token_strs"}.
+    hello = client.post("/tokenize", json={"prompt": "Hello world", "return_token_strs": True}).json()
+    assert hello["count"] == 2 and len(hello["tokens"]) == 2 and hello["token_strs"] == ["Hello", " world"]
+    assert hello["max_model_len"] == 32768
+    messages = [{"role": "user", "content": "hi"}]
+    tokenized = client.post("/tokenize", json={"model": MODEL, "messages": messages}).json()
+    assert tokenized["tokens"][0] == 151644 and tokenized["token_strs"] is None  # <|im_start|>: Qwen's id
+    server.script("ok")
+    usage = client.post("/v1/chat/completions", json={"model": MODEL, "messages": messages}).json()["usage"]
+    assert tokenized["count"] == usage["prompt_tokens"] == 30  # what Qwen2.5's template and tokenizer give
+    unknown = client.post("/tokenize", json={"model": "gpt-4", "prompt": "x"})
+    assert unknown.status_code == 404 and unknown.json()["error"]["type"] == "NotFoundError"
+
+
+@pytest.mark.parametrize(("extra", "message", "param"), [
+    # sampling_params.py SamplingParams._verify_args (VLLMValidationError: " (parameter=..., value=...)")
+    ({"temperature": -1}, "temperature must be non-negative, got -1.0. (parameter=temperature, value=-1.0)",
+     "temperature"),
+    ({"temperature": 3}, "temperature must be in [0, 2], got 3.0. (parameter=temperature, value=3.0)", "temperature"),
+    ({"top_p": 0}, "top_p must be in (0, 1], got 0.0. (parameter=top_p, value=0.0)", "top_p"),
+    ({"n": 0}, "n must be at least 1, got 0.", None),
+    ({"max_tokens": 0}, "max_tokens must be at least 1, got 0. (parameter=max_tokens, value=0)", "max_tokens"),
+])
+def test_sampling_errors(client: httpx.Client, extra: dict[str, Any], message: str, param: str | None) -> None:
+    response = chat(client, **extra)
+    assert response.status_code == 400 and response.json() == _error(message, param=param)
+
+
+@pytest.mark.parametrize(("value", "kind", "msg"), [
+    ("ab", "int_parsing", "Input should be a valid integer, unable to parse string as an integer"),
+    (1.5, "int_from_float", "Input should be a valid integer, got a number with a fractional part"),
+])
+def test_typed_fields_are_pydantic_errors(client: httpx.Client, value: Any, kind: str, msg: str) -> None:
+    # serve/exception_handling/handlers/validation.py: inputs shown as text, loc joined with dots.
+    response = chat(client, max_tokens=value)
+    assert response.status_code == 400 and response.json() == _error(
+        f"1 validation error:\n  {{'type': '{kind}', 'loc': 'body.max_tokens', 'msg': '{msg}', 'input': "
+        f"'{value}'}}", "Bad Request", "body.max_tokens")
+
+
+def test_string_max_tokens_is_coerced(client: httpx.Client, server: DemoServer) -> None:
+    # pydantic's lax mode turns "3" into 3 (chat_completion/protocol.py max_tokens: int | None).
+    server.script("one two three four five")
+    body = chat(client, max_tokens="3").json()["choices"][0]
+    assert body["message"]["content"] == "one two three" and body["finish_reason"] == "length"
+
+
+def test_prompt_filling_the_context_leaves_no_tokens(client: httpx.Client, server: DemoServer) -> None:
+    # serve/utils/api_utils.py get_max_tokens clamps to what is left: 0, then SamplingParams refuses it.
+    prompt = client.post("/tokenize", json={"messages": [{"role": "user", "content": "hi"}], "tools": TOOLS})
+    server.config.max_model_len = prompt.json()["count"]
+    response = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}],
+                                                          "tools": TOOLS})
+    assert response.json() == _error("max_tokens must be at least 1, got 0. (parameter=max_tokens, value=0)",
+                                     param="max_tokens")
+
+
+def test_n_choices(client: httpx.Client, server: DemoServer) -> None:
+    # chat_completion/serving.py: one parsed choice per n, usage summed over them.
+    server.script(PARIS, PARIS)
+    one = chat(client).json()
+    server.script(PARIS)
+    body = chat(client, n=2).json()
+    assert [c["index"] for c in body["choices"]] == [0, 1]
+    ids = [c["message"]["tool_calls"][0]["id"] for c in body["choices"]]
+    assert len(set(ids)) == 2 and all(c["finish_reason"] == "tool_calls" for c in body["choices"])
+    assert body["usage"]["completion_tokens"] == 2 * one["usage"]["completion_tokens"]
+    server.script(PARIS)
+    events = stream(client, n=2)
+    assert [e["choices"][0]["index"] for e in events[:2]] == [0, 1]  # a role chunk per choice first
+    for index in (0, 1):
+        choice = [c["choices"][0]["delta"] for c in events[2:-1] if c["choices"][0]["index"] == index]
+        arguments = "".join(d["function"].get("arguments", "") for c in choice for d in c.get("tool_calls", []))
+        assert arguments == '{"city": "Paris"}'
+
+    finishes = [(e["choices"][0]["index"], e["choices"][0]["finish_reason"]) for e in events[:-1]
+                if e["choices"][0]["finish_reason"]]
+    assert finishes == [(0, "tool_calls"), (1, "tool_calls")]
+
+
+THOUGHT = "<think>\nThe user greets me.\n</think>\n\nHello!"
+
+
+def test_reasoning_goes_to_reasoning_never_reasoning_content(client: httpx.Client, server: DemoServer) -> None:
+    # parser/qwen3.py (--reasoning-parser qwen3): the text before </think> is `reasoning`, in the message and
+    # in deltas; chat_completion/serving.py adds usage.completion_tokens_details.reasoning_tokens.
+    server.config = DemoConfig(reasoning_parser="qwen3")
+    server.script(THOUGHT, THOUGHT)
+    body = chat(client, "hi", tools=None).json()
+    message = body["choices"][0]["message"]
+    assert (message["reasoning"], message["content"]) == ("\nThe user greets me.\n", "\n\nHello!")
+    assert "reasoning_content" not in message
+    thought_tokens = len(tokenize("\nThe user greets me.\n"))
+    assert body["usage"]["completion_tokens_details"] == {"reasoning_tokens": thought_tokens}
+    events = stream(client, "hi", tools=None, stream_options={"include_usage": True})
+    deltas = [e["choices"][0]["delta"] for e in events[1:-2]]
+    assert "".join(d.get("reasoning") or "" for d in deltas) == "\nThe user greets me.\n"
+    assert "".join(d.get("content") or "" for d in deltas) == "\n\nHello!"
+    assert not [d for d in deltas if "reasoning_content" in d or ("reasoning" in d and "content" in d)]
+    assert events[-2]["usage"]["completion_tokens_details"] == {"reasoning_tokens": thought_tokens}
+
+
+def test_reasoning_with_a_tool_call_and_without_thinking(client: httpx.Client, server: DemoServer) -> None:
+    server.config = DemoConfig(reasoning_parser="qwen3")
+    thought_then_call = "<think>\nI need the weather.\n</think>\n\n" + PARIS
+    server.script(thought_then_call, "<think>\nI need the weather.\n" + PARIS, "Hello!", THOUGHT)
+    for _ in range(2):  # <tool_call> also ends the reasoning (parser/qwen3.py REASONING -> TOOL_PREAMBLE)
+        message = chat(client).json()["choices"][0]["message"]
+        assert message["reasoning"] == "\nI need the weather.\n" and message["content"] is None
+        assert message["tool_calls"][0]["function"]["arguments"] == '{"city": "Paris"}'
+    off = chat(client, "hi", tools=None, chat_template_kwargs={"enable_thinking": False}).json()
+    assert off["choices"][0]["message"]["reasoning"] is None and off["choices"][0]["message"]["content"] == "Hello!"
+    assert off["usage"]["completion_tokens_details"] == {"reasoning_tokens": 0}
+    hidden = chat(client, "hi", tools=None, include_reasoning=False).json()["choices"][0]["message"]
+    assert hidden["reasoning"] is None and hidden["content"] == "\n\nHello!"
+
+
+def test_no_reasoning_parser_leaves_think_tags_in_content(client: httpx.Client, server: DemoServer) -> None:
+    server.script(THOUGHT)
+    body = chat(client, "hi", tools=None).json()
+    assert body["choices"][0]["message"]["content"] == THOUGHT and body["choices"][0]["message"]["reasoning"] is None
+    assert body["usage"]["completion_tokens_details"] is None

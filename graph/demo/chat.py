@@ -23,16 +23,31 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from graph.demo import openmeteo
-from graph.demo.hermes import (
-    TOOL_CALL_END, Extraction, HermesStreamParser, extract_tool_calls, new_tool_call_id,
-    random_hex16, stream_chunks, tokenize,
-)
+from graph.demo.admin import load, tokenize_route
+from graph.demo.choices import ChoiceStream, Parsing, keeps_tool_calls, parse_choice, resolve_finish_reason
+from graph.demo.hermes import TOOL_CALL_END, engine_outputs, new_tool_call_id, random_hex16, tokenize
+from graph.demo.metrics import DemoMetrics
 from graph.demo.model import default_reply, text_of
 from graph.demo.protocol import (
-    DONE_EVENT, ENGINE_ERROR, VLLM_VERSION, ApiError, ChunkWriter, check_model, check_tool_parser,
-    completion_body, count_prompt_tokens, error_body, generation_budget, named_tool, parse_body, sse,
+    DONE_EVENT,
+    GENERATION_ERROR,
+    VLLM_VERSION,
+    ApiError,
+    ChunkWriter,
+    check_model,
+    check_tool_parser,
+    completion_body,
+    count_prompt_tokens,
+    effective_tool_choice,
+    error_body,
+    generation_budget,
+    message_choice,
+    parse_body,
+    sse,
     validate_request,
 )
+from graph.demo.reasoning import reasoning_tokens
+from graph.demo.sampling import ChatFields, chat_fields, check_sampling
 
 SUPPORTED_PARSERS = (None, "hermes", "qwen3_json")  # qwen3_json is vLLM's alias of hermes
 WEATHER_FAULTS = ("fault-garbage", "fault-hang", "fault-huge", "fault-500")
@@ -54,6 +69,14 @@ class DemoConfig:
     max_model_len: int = 32768
     token_delay: float = 0.0  # seconds between streamed tokens (demo mode uses ~0.02)
     first_token_delay: float = 0.0  # seconds before the first token (simulated prefill, for benchmarks)
+    model: str | None = None  # the --model value (/v1/models `root`); None: the first served name
+    reasoning_parser: str | None = None  # "qwen3": <think>...</think> goes to `reasoning`
+    stream_interval: int = 1  # --stream-interval: tokens per streamed output after the first
+
+    @property
+    def family_prompt(self) -> str:
+        """Which chat template the prompt is counted with."""
+        return "qwen3" if self.reasoning_parser == "qwen3" else "qwen2.5"
 
     @property
     def parser_loaded(self) -> bool:
@@ -87,10 +110,26 @@ class _Generation:
     text: str
     finish: str
     prompt_tokens: int
-    completion_tokens: int
-    parse: bool
-    tool_choice: Any
-    parallel: bool
+    completion_tokens: int  # per choice
+    parsing: Parsing
+    n: int = 1
+    stream_interval: int = 1
+    reasoning_details: bool = False  # the server has a reasoning parser: usage gets completion_tokens_details
+
+    @property
+    def reasoning_tokens(self) -> int | None:
+        if not self.reasoning_details:
+            return None
+        return self.n * reasoning_tokens(self.text) if self.parsing.reasoning else 0
+
+
+@dataclass
+class _Outcome:
+    """How a generation ended, for the metrics: finish reason, first token time, tokens generated."""
+
+    reason: str = "abort"  # until it finishes: a client that goes away aborts it
+    first_token: float | None = None
+    generated: int = 0
 
 
 class EventStream(Response):
@@ -180,10 +219,16 @@ class _ApiKeyAuth:
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
+    """Unknown paths and wrong methods: FastAPI's default `{"detail": ...}`, not vLLM's error envelope.
+
+    vLLM registers its envelope handler for fastapi.HTTPException only; the router raises Starlette's
+    base class, so FastAPI's default handler answers (with the `Allow` header of a 405).
+    """
     assert isinstance(exc, HTTPException)
-    phrase = HTTPStatus(exc.status_code).phrase
-    body = error_body(str(exc.detail), exc.status_code, phrase)
-    return JSONResponse(body, status_code=exc.status_code)
+    headers = dict(exc.headers or {})
+    if "Allow" in headers:  # FastAPI routes do not add HEAD to GET as Starlette's do
+        headers["Allow"] = ", ".join(m for m in headers["Allow"].split(", ") if m != "HEAD")
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
 
 async def _health(request: Request) -> Response:
@@ -208,12 +253,17 @@ class FakeVllm:
         self._queue: deque[Reply] = deque()
         self._by_question: dict[str, deque[Reply]] = {}
         self._lock = threading.Lock()
+        self.metrics = DemoMetrics()
+        self.running = 0  # requests generating now (vLLM's /load "server_load")
         routes = [
             Route("/v1/chat/completions", self._chat, methods=["POST"]),
             Route("/v1/models", self._models, methods=["GET"]),
             Route("/health", _health, methods=["GET"]),
             Route("/ping", _health, methods=["GET", "POST"]),
             Route("/version", _version, methods=["GET"]),
+            Route("/load", self._load, methods=["GET"]),
+            Route("/metrics", self._metrics, methods=["GET"]),
+            Route("/tokenize", self._tokenize, methods=["POST"]),
             Route("/demo/stats", self._stats, methods=["GET"]),
             Route("/open-meteo/v1/search", self._geocode, methods=["GET"]),
             Mount("/open-meteo", routes=openmeteo.ROUTES),
@@ -249,7 +299,7 @@ class FakeVllm:
         now, cfg = int(time.time()), self.config
         cards = [{
             "id": name, "object": "model", "created": now, "owned_by": "vllm",
-            "root": cfg.served_model_names[0], "parent": None, "max_model_len": cfg.max_model_len,
+            "root": cfg.model or cfg.served_model_names[0], "parent": None, "max_model_len": cfg.max_model_len,
             "permission": [{
                 "id": f"modelperm-{random_hex16()}", "object": "model_permission", "created": now,
                 "allow_create_engine": False, "allow_sampling": True, "allow_logprobs": True,
@@ -258,6 +308,17 @@ class FakeVllm:
             }],
         } for name in cfg.served_model_names]
         return JSONResponse({"object": "list", "data": cards})
+
+    async def _load(self, request: Request) -> Response:
+        return load(self.running)
+
+    async def _metrics(self, request: Request) -> Response:
+        body = self.metrics.text(self.config.served_model_names[0])
+        return Response(body, media_type=self.metrics.content_type)
+
+    async def _tokenize(self, request: Request) -> Response:
+        cfg = self.config
+        return await tokenize_route(request, cfg.served_model_names, cfg.max_model_len, cfg.family_prompt)
 
     async def _stats(self, request: Request) -> Response:
         """Timings of every generated reply (the benchmark reads the server's own busy time here)."""
@@ -294,13 +355,17 @@ class FakeVllm:
             with self._lock:
                 self.requests.append(body)
             validate_request(body)
+            fields = chat_fields(body)
             check_model(body, cfg.served_model_names)
             check_tool_parser(body, cfg.parser_loaded)
-            prompt_tokens = count_prompt_tokens(body)
-            budget = generation_budget(body, prompt_tokens, cfg.max_model_len)
+            prompt_tokens = count_prompt_tokens(body, cfg.family_prompt)
+            lengths = {"max_tokens": fields.max_tokens, "max_completion_tokens": fields.max_completion_tokens}
+            budget = generation_budget(lengths, prompt_tokens, cfg.max_model_len)
+            check_sampling(fields, budget)
         except ApiError as exc:
             return JSONResponse(exc.body, status_code=exc.code)
-        parse = cfg.parser_loaded and bool(body.get("tools")) and body.get("tool_choice") != "none"
+        parsing = _parsing(cfg, body, fields)
+        parse = parsing.run_tool_parser
         reply = self._next_reply(body, parse)
         if reply.status is not None:
             payload = reply.body or error_body(HTTPStatus(reply.status).phrase, reply.status)
@@ -308,25 +373,55 @@ class FakeVllm:
         if reply.drop:
             return DroppedResponse("text/event-stream" if body.get("stream") else "application/json")
         request_id = request.headers.get("x-request-id") or body.get("request_id") or random_hex16()
-        gen = _generate(f"chatcmpl-{request_id}", cfg, body, reply, parse, prompt_tokens, budget)
-        if body.get("stream"):
-            return EventStream(self._events(gen, reply, body, arrived), self.count_disconnect)
+        gen = _generate(f"chatcmpl-{request_id}", cfg, body, fields, reply, parsing, prompt_tokens, budget)
+        if fields.stream:
+            outcome = _Outcome()
+            events = self._metered(gen, self._events(gen, reply, body, arrived, outcome), outcome, arrived)
+            return EventStream(events, self.count_disconnect)
         if reply.hang or reply.stall_after_tokens is not None:
             await self._wait_for_disconnect(request)
             return Response(status_code=204)
         if reply.drop_after_tokens is not None:
             whole = json.dumps(_complete(gen), ensure_ascii=False).encode()
             return DroppedResponse("application/json", whole[: max(1, len(whole) // 2)])
-        if reply.error_after_tokens is not None:
-            return JSONResponse(reply.body or error_body(ENGINE_ERROR, 500), status_code=500)
-        if cfg.first_token_delay or cfg.token_delay:
-            await asyncio.sleep(cfg.first_token_delay)
-            first = time.time()
-            await asyncio.sleep(cfg.token_delay * len(tokenize(gen.text)))
-        else:
-            first = time.time()
-        self._timed(arrived, first, gen.completion_tokens)
-        return JSONResponse(_complete(gen))
+        outcome = _Outcome()
+        self._started(gen)
+        try:
+            if reply.error_after_tokens is not None:  # finish_reason "error": GenerationError, a 500
+                outcome.reason, outcome.generated = "error", reply.error_after_tokens
+                return JSONResponse(reply.body or error_body(GENERATION_ERROR, 500), status_code=500)
+            if cfg.first_token_delay or cfg.token_delay:
+                await asyncio.sleep(cfg.first_token_delay)
+                first = time.time()
+                await asyncio.sleep(cfg.token_delay * len(tokenize(gen.text)))
+            else:
+                first = time.time()
+            outcome.reason, outcome.first_token, outcome.generated = gen.finish, first, gen.n * gen.completion_tokens
+            self._timed(arrived, first, gen.completion_tokens)
+            return JSONResponse(_complete(gen))
+        finally:
+            self._ended(gen, outcome, arrived)
+
+    def _started(self, gen: _Generation) -> None:
+        with self._lock:
+            self.running += 1
+        self.metrics.started(gen.model, gen.prompt_tokens)
+
+    def _ended(self, gen: _Generation, outcome: _Outcome, arrived: float) -> None:
+        with self._lock:
+            self.running -= 1
+        ttft = None if outcome.first_token is None else outcome.first_token - arrived
+        self.metrics.finished(gen.model, outcome.reason, outcome.generated, ttft, time.time() - arrived)
+
+    async def _metered(self, gen: _Generation, events: AsyncIterator[str], outcome: _Outcome,
+                       arrived: float) -> AsyncIterator[str]:
+        """The stream, counted in /load and /metrics from its start until it ends or the client leaves."""
+        self._started(gen)
+        try:
+            async for event in events:
+                yield event
+        finally:
+            self._ended(gen, outcome, arrived)
 
     async def _wait_for_disconnect(self, request: Request, count: bool = True) -> None:
         """Send nothing until the client gives up (or the server stops)."""
@@ -351,21 +446,25 @@ class FakeVllm:
         return Reply(text=default_reply(body, family=family, parser_active=parse))
 
     async def _events(self, gen: _Generation, reply: Reply, body: dict[str, Any],
-                      arrived: float) -> AsyncIterator[str]:
+                      arrived: float, outcome: _Outcome) -> AsyncIterator[str]:
         options = body.get("stream_options") or {}
         writer = ChunkWriter(gen.id, int(time.time()), gen.model,
-                             gen.prompt_tokens if options.get("continuous_usage_stats") else None)
+                             gen.prompt_tokens if options.get("continuous_usage_stats") else None,
+                             reasoning_details=gen.reasoning_details)
         if self.config.first_token_delay:
             await asyncio.sleep(self.config.first_token_delay)  # vLLM sends the role chunk with the first token
         first = 0.0
-        yield writer.role()
+        for index in range(gen.n):
+            yield writer.role(index)
         if reply.hang:
             while not self.stopping.is_set():
                 await asyncio.sleep(0.02)
             return
-        parser = HermesStreamParser() if gen.parse else None
-        pieces = stream_chunks(gen.text, reply.chunking)
-        last_delta: dict[str, Any] | None = None
+        choices = [ChoiceStream(gen.parsing) for _ in range(gen.n)]
+        # One piece per engine output; the last one finishes the request (with the EOS step on a "stop").
+        pieces = engine_outputs(gen.text, reply.chunking, gen.stream_interval, eos=gen.finish == "stop")
+        last_deltas: list[dict[str, Any] | None] = [None] * gen.n
+        count_reasoning = writer.continuous_prompt is not None and gen.parsing.reasoning
         for i, piece in enumerate(pieces):
             if reply.error_after_tokens is not None and i >= reply.error_after_tokens:
                 break
@@ -379,33 +478,57 @@ class FakeVllm:
             if self.config.token_delay:
                 await asyncio.sleep(self.config.token_delay)
             writer.completion_tokens += len(tokenize(piece))
-            delta = parser.feed(piece) if parser else ({"content": piece} if piece else None)
-            if gen.finish == "length" and i == len(pieces) - 1:
-                last_delta = delta  # no EOS step: the last token rides on the finish chunk
-            elif delta:
-                first = first or time.time()  # when the first token leaves the server
-                yield writer.delta(delta)
+            outcome.generated += gen.n * len(tokenize(piece))
+            if count_reasoning:
+                writer.reasoning_tokens = reasoning_tokens("".join(pieces[: i + 1]))
+            deltas = [choice.step(piece) for choice in choices]
+            if i == len(pieces) - 1:
+                last_deltas = deltas  # the finishing output's text rides on the finish chunk
+                continue
+            for index, delta in enumerate(deltas):
+                if delta:
+                    first = first or time.time()  # when the first token leaves the server
+                    outcome.first_token = outcome.first_token or first
+                    yield writer.delta(delta, index)
         if reply.error_after_tokens is not None:
-            yield sse(reply.body or error_body(ENGINE_ERROR, 500))
+            # The engine ends the request with finish_reason "error": GenerationError, then [DONE].
+            outcome.reason = "error"
+            yield sse(reply.body or error_body(GENERATION_ERROR, 500))
             yield DONE_EVENT
             return
-        named = named_tool(gen.tool_choice) is not None
-        finish = "tool_calls" if parser and parser.tools_streamed and not named else gen.finish
         writer.completion_tokens = gen.completion_tokens
+        writer.reasoning_tokens = gen.reasoning_tokens or 0
         include_usage = bool(options.get("include_usage"))
-        yield writer.finish(finish, last_delta, with_fingerprint=not include_usage)
+        for index, choice in enumerate(choices):
+            finish = resolve_finish_reason(gen.finish, gen.parsing.tool_choice, choice.tools_streamed)
+            yield writer.finish(finish, last_deltas[index], with_fingerprint=not include_usage, index=index)
+        outcome.reason, outcome.generated = gen.finish, gen.n * gen.completion_tokens
+        outcome.first_token = outcome.first_token or time.time()
         if include_usage:
-            yield writer.usage_chunk(gen.prompt_tokens, gen.completion_tokens)
+            yield writer.usage_chunk(gen.prompt_tokens, gen.n * gen.completion_tokens)
         self._timed(arrived, first or time.time(), gen.completion_tokens)
         yield DONE_EVENT
 
 
-def _generate(id: str, cfg: DemoConfig, body: dict[str, Any], reply: Reply, parse: bool,
-              prompt_tokens: int, budget: int) -> _Generation:
+def _parsing(cfg: DemoConfig, body: dict[str, Any], fields: ChatFields) -> Parsing:
+    """How this request's output is parsed (chat_completion/serving.py, message_assembly.keeps_tool_calls)."""
+    choice = effective_tool_choice(body)
+    tools = bool(body.get("tools"))
+    thinking = (fields.chat_template_kwargs or {}).get("enable_thinking", True) is not False
+    return Parsing(
+        tool_choice=choice, run_tool_parser=cfg.parser_loaded and tools and choice != "none",
+        keep_calls=keeps_tool_calls(choice, cfg.parser_loaded, tools),
+        reasoning=cfg.reasoning_parser is not None and thinking, include_reasoning=fields.include_reasoning,
+        parallel=fields.parallel_tool_calls is not False,
+        parser_present=cfg.parser_loaded or cfg.reasoning_parser is not None,
+    )
+
+
+def _generate(id: str, cfg: DemoConfig, body: dict[str, Any], fields: ChatFields, reply: Reply,
+              parsing: Parsing, prompt_tokens: int, budget: int) -> _Generation:
     """Apply the grammar and the token budget to the raw reply text."""
     text = reply.text
-    parallel = body.get("parallel_tool_calls") is not False
-    if parse and not parallel and TOOL_CALL_END in text:
+    if parsing.run_tool_parser and not parsing.parallel and TOOL_CALL_END in text:
         # parallel_tool_calls=false: the grammar ends generation after the first call.
         text = text[: text.index(TOOL_CALL_END) + len(TOOL_CALL_END)]
     tokens, finish = tokenize(text), reply.finish
@@ -415,23 +538,22 @@ def _generate(id: str, cfg: DemoConfig, body: dict[str, Any], reply: Reply, pars
         id=id, model=cfg.served_model_names[0], text="".join(tokens), finish=finish,
         # A "length" finish means the engine generated its whole budget; a scripted shorter text stands in for it.
         prompt_tokens=prompt_tokens, completion_tokens=budget if finish == "length" else len(tokens) + 1,
-        parse=parse, tool_choice=body.get("tool_choice"), parallel=parallel,
+        parsing=parsing, n=1 if fields.n is None else fields.n,
+        stream_interval=max(fields.stream_interval or 1, cfg.stream_interval),
+        reasoning_details=cfg.reasoning_parser is not None,
     )
 
 
 def _complete(gen: _Generation) -> dict[str, Any]:
-    """The non-streaming body: hermes extraction, content null vs "", finish_reason rules."""
-    extraction = extract_tool_calls(gen.text) if gen.parse else Extraction(content=gen.text)
-    calls = extraction.calls if gen.parallel else extraction.calls[:1]
-    named = named_tool(gen.tool_choice) is not None
-    content = "" if calls and (named or gen.tool_choice == "required") else extraction.content
-    if gen.finish == "length":
-        finish = "length"
-    else:
-        finish = "tool_calls" if calls and not named else "stop"
-    tool_calls = [{"id": new_tool_call_id(), "type": "function",
-                   "function": {"name": name, "arguments": args}} for name, args in calls]
+    """The non-streaming body: one parsed choice per `n`, finish_reason by resolve_finish_reason."""
+    choices = []
+    for index in range(gen.n):
+        parsed = parse_choice(gen.text, gen.parsing)
+        calls = [{"id": new_tool_call_id(), "type": "function", "function": {"name": name, "arguments": args}}
+                 for name, args in parsed.calls]
+        finish = resolve_finish_reason(gen.finish, gen.parsing.tool_choice, bool(calls))
+        choices.append(message_choice(index, parsed.content, calls, parsed.reasoning, finish))
     return completion_body(
-        id=gen.id, created=int(time.time()), model=gen.model, content=content, tool_calls=tool_calls,
-        finish_reason=finish, prompt_tokens=gen.prompt_tokens, completion_tokens=gen.completion_tokens,
+        id=gen.id, created=int(time.time()), model=gen.model, choices=choices, prompt_tokens=gen.prompt_tokens,
+        completion_tokens=gen.n * gen.completion_tokens, reasoning_tokens=gen.reasoning_tokens,
     )

@@ -15,12 +15,13 @@ TOOL_CALL_END = "</tool_call>"
 # hermes_tool_parser.py: a final unclosed block also counts.
 _BLOCK_RE = re.compile(r"<tool_call>(.*?)</tool_call>|<tool_call>(.*)", re.DOTALL)
 _NAME_RE = re.compile(r'"name"\s*:\s*"([^"]+)"')
-_ARGS_KEY_RE = re.compile(r'"arguments"\s*:')
+_ARGS_KEY_RE = re.compile(r'"arguments"\s*:\s*')
 
 # Qwen2's pre-tokenizer regex, with \p{L} spelled [^\W\d_] for the stdlib `re`; the special
-# tags are single tokens, and the trailing [\s\S] guarantees every character is covered.
+# tags (ChatML turns, tool calls, Qwen3's think tags) are single tokens, and the trailing [\s\S]
+# guarantees every character is covered.
 _PRETOKEN_RE = re.compile(
-    r"<tool_call>|</tool_call>"
+    r"<\|im_start\|>|<\|im_end\|>|<\|endoftext\|>|<tool_call>|</tool_call>|<think>|</think>"
     r"|(?i:'s|'t|'re|'ve|'m|'ll|'d)"
     r"|(?:_|[^\w\r\n])?[^\W\d_]+"
     r"|\d"
@@ -79,6 +80,19 @@ def stream_chunks(text: str, chunking: Chunking) -> list[str]:
     return tokenize(text) if chunking == "fine" else _LINE_RE.findall(text)
 
 
+def engine_outputs(text: str, chunking: Chunking, stream_interval: int = 1, eos: bool = True) -> list[str]:
+    """The text of each output the engine streams; the last one finishes the request.
+
+    With `eos` the model stopped on its own: one more output, the EOS token (""), ends it. A
+    `stream_interval` above 1 sends the first token alone, then N tokens per output, the rest with the
+    finish (v1/engine/output_processor.py).
+    """
+    pieces = stream_chunks(text, chunking) + ([""] if eos else [])
+    if chunking == "coarse" or stream_interval <= 1:
+        return pieces
+    return pieces[:1] + ["".join(pieces[i : i + stream_interval]) for i in range(1, len(pieces), stream_interval)]
+
+
 @dataclass
 class Extraction:
     """Result of the non-streaming hermes parse."""
@@ -109,60 +123,70 @@ def extract_tool_calls(text: str) -> Extraction:
 
 
 def _held_back(text: str, tag: str) -> int:
-    """Length of the longest suffix of `text` that could be the start of `tag`."""
+    """Length of the longest suffix of `text` that could be the start of `tag` (utils.partial_tag_overlap)."""
     for k in range(min(len(tag) - 1, len(text)), 0, -1):
         if text.endswith(tag[:k]):
             return k
     return 0
 
 
-def _value_end(s: str) -> int:
-    """Where the JSON value at the start of `s` ends, tracking depth outside strings."""
-    depth, in_str, escaped = 0, False, False
-    for i, ch in enumerate(s):
-        if in_str:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_str = False
-        elif ch == '"':
-            in_str = True
-        elif ch in "{[":
-            depth += 1
-        elif ch in "}]":
-            if depth == 0:
-                return i  # the envelope's own closing brace: never part of the arguments
-            depth -= 1
-            if depth == 0:
-                return i + 1
-        elif ch == "," and depth == 0:
-            return i
-    return len(s)
+def _is_complete_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
-def _arguments_so_far(body: str) -> str | None:
+def _tool_call_jsons(text: str) -> list[tuple[str, bool]]:
+    """(json text, is_complete) of each `<tool_call>` region (Hermes2ProToolParser._extract_tool_call_jsons)."""
+    results: list[tuple[str, bool]] = []
+    pos = 0
+    while (start := text.find(TOOL_CALL_START, pos)) != -1:
+        json_start = start + len(TOOL_CALL_START)
+        json_end = text.find(TOOL_CALL_END, json_start)
+        if json_end != -1:
+            results.append((text[json_start:json_end].strip(), True))
+            pos = json_end + len(TOOL_CALL_END)
+            continue
+        raw = text[json_start:]
+        overlap = _held_back(raw, TOOL_CALL_END)
+        body = (raw[:-overlap] if overlap else raw).strip()
+        # Valid JSON without the closing tag counts as complete: the tag just has not arrived yet.
+        results.append((body, _is_complete_json(body) if body else False))
+        break
+    return results
+
+
+def _arguments_so_far(body: str, is_complete: bool) -> str | None:
+    """Everything after `"arguments":`, minus the block's last `}` once it is complete
+    (Hermes2ProToolParser._extract_tool_args): keys after the arguments stream as arguments too."""
     match = _ARGS_KEY_RE.search(body)
     if match is None:
         return None
-    rest = body[match.end() :].lstrip()
-    return rest[: _value_end(rest)]
+    raw = body[match.end() :]
+    if is_complete:
+        raw = raw.rstrip()
+        if raw.endswith("}"):
+            raw = raw[:-1].rstrip()
+    return raw
 
 
 @dataclass
 class _StreamedCall:
-    id: str
+    name: str | None = None
     args_sent: str = ""
 
 
 class HermesStreamParser:
     """Streaming hermes: feed raw token pieces, get the DeltaMessage dict (or None) for each.
 
-    Like vLLM it never json.loads: the name comes from a regex and the arguments are the raw
-    text after `"arguments":`, diffed against what was already sent. So a malformed envelope
-    still streams as a tool call, and a format without `"name": "..."` (Qwen3-Coder's
-    `<function=...>`) streams nothing at all after `<tool_call>`.
+    A port of vLLM 0.33's tool_parsers/hermes_tool_parser.py: the name comes from a regex and
+    the arguments are the raw text after `"arguments":` (less the block's last `}` once the
+    block is complete), diffed by length against what was already sent. So a malformed
+    envelope still streams as a tool call (keys after the arguments stream as arguments), a
+    block missing its outer `}` loses one more `}` when its last tokens arrive in one delta,
+    and a format without `"name": "..."` (Qwen3-Coder's `<function=...>`) streams nothing.
     """
 
     def __init__(self, make_id: Callable[[], str] = new_tool_call_id) -> None:
@@ -173,7 +197,7 @@ class HermesStreamParser:
 
     @property
     def tools_streamed(self) -> bool:
-        return bool(self._calls)
+        return any(call.name is not None for call in self._calls)
 
     def feed(self, piece: str) -> dict[str, Any] | None:
         self._text += piece
@@ -189,25 +213,22 @@ class HermesStreamParser:
             return {"content": content or None, "tool_calls": tool_deltas}
         return {"content": content} if content else None
 
-    def _tool_deltas(self, tail: str) -> list[dict[str, Any]]:
+    def _tool_deltas(self, text: str) -> list[dict[str, Any]]:
+        # Hermes2ProToolParser.extract_tool_calls_streaming: re-parse every region, diff by length only.
         deltas: list[dict[str, Any]] = []
-        for index, match in enumerate(_BLOCK_RE.finditer(tail)):
-            body = match.group(1) if match.group(1) is not None else match.group(2)
+        for index, (body, is_complete) in enumerate(_tool_call_jsons(text)):
             if index == len(self._calls):
+                self._calls.append(_StreamedCall())
+            call = self._calls[index]
+            if call.name is None:
                 name = _NAME_RE.search(body)
                 if name is None:
                     break  # later blocks cannot get an index before this one is named
-                call = _StreamedCall(id=self._make_id())
-                self._calls.append(call)
-                deltas.append(
-                    {"id": call.id, "type": "function", "index": index,
-                     "function": {"name": name.group(1)}}
-                )
-            call = self._calls[index]
-            args = _arguments_so_far(body)
-            if args and len(args) > len(call.args_sent) and args.startswith(call.args_sent):
-                deltas.append(
-                    {"index": index, "function": {"arguments": args[len(call.args_sent) :]}}
-                )
+                call.name = name.group(1)
+                deltas.append({"id": self._make_id(), "type": "function", "index": index,
+                               "function": {"name": call.name}})
+            args = _arguments_so_far(body, is_complete)
+            if args is not None and len(args) > len(call.args_sent):
+                deltas.append({"index": index, "function": {"arguments": args[len(call.args_sent) :]}})
                 call.args_sent = args
         return deltas

@@ -7,7 +7,8 @@ import json
 from http import HTTPStatus
 from typing import Any
 
-from graph.demo.model import text_of
+from graph.demo.hermes import tokenize
+from graph.demo.prompt import render_prompt
 
 VLLM_VERSION = "0.33.0"
 DONE_EVENT = "data: [DONE]\n\n"
@@ -16,6 +17,8 @@ _ERROR_TYPES = {
     500: "InternalServerError", 501: "NotImplementedError", 503: "ServiceUnavailableError",
 }
 ENGINE_ERROR = "EngineCore encountered an issue. See stack trace (above) for the root cause."
+# exceptions.py GenerationError: what a request whose engine output ends with finish_reason "error" gets.
+GENERATION_ERROR = "Internal server error"
 
 
 def error_body(
@@ -81,19 +84,15 @@ def named_tool(tool_choice: Any) -> str | None:
     return None
 
 
+def effective_tool_choice(body: dict[str, Any]) -> Any:
+    """`tool_choice` as vLLM sees it: "auto" when omitted with tools; an explicit null stays None."""
+    if "tool_choice" in body:
+        return body["tool_choice"]
+    return "auto" if body.get("tools") else None
+
+
 def validate_request(body: dict[str, Any]) -> None:
-    """The pydantic-level checks of ChatCompletionRequest, in vLLM's order."""
-    if "messages" not in body:
-        raise _validation_error({"type": "missing", "loc": "body.messages", "msg": "Field required",
-                                 "input": f"<dict of {len(body)} items>"})
-    if not isinstance(body["messages"], list):
-        raise _validation_error({"type": "list_type", "loc": "body.messages",
-                                 "msg": "Input should be a valid list", "input": repr(body["messages"])})
-    for key in ("max_tokens", "max_completion_tokens"):
-        value = body.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise _validation_error({"type": "int_type", "loc": f"body.{key}",
-                                     "msg": "Input should be a valid integer", "input": repr(value)})
+    """ChatCompletionRequest's mode="before" model validators (the typed fields follow, in sampling.py)."""
     if body.get("stream_options") is not None and not body.get("stream"):
         raise _param_error("Stream options can only be defined when `stream=True`.", "stream_options")
     tools, choice = body.get("tools"), body.get("tool_choice")
@@ -126,9 +125,7 @@ def check_tool_parser(body: dict[str, Any], parser_loaded: bool) -> None:
     """The 400s for tool_choice values that need --enable-auto-tool-choice/--tool-call-parser."""
     if parser_loaded:
         return
-    choice = body.get("tool_choice")
-    if choice is None and body.get("tools"):
-        choice = "auto"
+    choice = effective_tool_choice(body)  # renderers/online_renderer.py: null and "none" need no parser
     if choice == "auto" and body.get("tools"):
         raise ApiError(400, "\"auto\" tool choice requires --enable-auto-tool-choice and "
                        "--tool-call-parser to be set")
@@ -139,22 +136,14 @@ def check_tool_parser(body: dict[str, Any], parser_loaded: bool) -> None:
         raise ApiError(400, f'tool_choice=function "{name}" requires --tool-call-parser to be set')
 
 
-def _approx_tokens(text: str) -> int:
-    return (len(text.encode("utf-8")) + 3) // 4
+def count_prompt_tokens(body: dict[str, Any], family: str = "qwen2.5") -> int:
+    """The rendered chat prompt's length in the scripted tokenizer's tokens (close to Qwen's, not equal)."""
+    return len(tokenize(render_prompt(body, family)))
 
 
-def count_prompt_tokens(body: dict[str, Any]) -> int:
-    """Deterministic stand-in for the rendered prompt's length: ~4 UTF-8 bytes per token."""
-    total = 3  # "<|im_start|>assistant\n"
-    for message in body.get("messages") or []:
-        if not isinstance(message, dict):
-            continue
-        total += 4 + _approx_tokens(text_of(message.get("content")))
-        if message.get("tool_calls"):
-            total += _approx_tokens(json.dumps(message["tool_calls"], ensure_ascii=False))
-    if body.get("tools"):
-        total += 80 + _approx_tokens(json.dumps(body["tools"], ensure_ascii=False))  # tool preamble
-    return total
+PROMPT_TOO_LONG = ("This model's maximum context length is {limit} tokens. However, your prompt contains at least "
+                   "{seen} input tokens, which exceeds this limit even without any output tokens. Please reduce "
+                   "the length of the input prompt.")
 
 
 def generation_budget(body: dict[str, Any], prompt_tokens: int, max_model_len: int) -> int:
@@ -165,17 +154,14 @@ def generation_budget(body: dict[str, Any], prompt_tokens: int, max_model_len: i
         raise _param_error(f"{field}={requested} cannot be greater than max_model_len="
                            f"{max_model_len}. Please request fewer output tokens.", field, requested)
     if prompt_tokens > max_model_len:
-        raise _param_error(
-            f"This model's maximum context length is {max_model_len} tokens. However, your prompt "
-            f"contains {prompt_tokens} input tokens, which exceeds this limit even without any "
-            "output tokens. Please reduce the length of the input prompt.",
-            "input_tokens", prompt_tokens)
-    # vLLM 0.33 silently clamps max_tokens to what is left of the context.
+        # renderers/params.py: the prompt is tokenized with max_length=max_model_len+1, so its true length
+        # is unknown and the count reads "at least max_model_len+1".
+        seen = max_model_len + 1
+        raise _param_error(PROMPT_TOO_LONG.format(limit=max_model_len, seen=seen), "input_tokens", seen)
+    # vLLM 0.33 silently clamps max_tokens to what is left of the context; below 1 it is refused later
+    # (sampling.check_sampling, after the other sampling checks, as SamplingParams does).
     left = max_model_len - prompt_tokens
-    budget = left if requested is None else min(requested, left)
-    if budget < 1:
-        raise ApiError(400, f"max_tokens must be at least 1, got {budget}.")
-    return budget
+    return left if requested is None else min(requested, left)
 
 
 def fingerprint(model: str) -> str:
@@ -183,28 +169,39 @@ def fingerprint(model: str) -> str:
     return f"vllm-{VLLM_VERSION}-{hashlib.sha256(model.encode()).hexdigest()[:8]}"
 
 
-def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    return {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens + completion_tokens,
-            "completion_tokens": completion_tokens}
+def usage(prompt_tokens: int, completion_tokens: int, reasoning_tokens: int | None = None) -> dict[str, Any]:
+    """UsageInfo; `completion_tokens_details` only when the server has a reasoning parser."""
+    info: dict[str, Any] = {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens + completion_tokens,
+                            "completion_tokens": completion_tokens}
+    if reasoning_tokens is not None:
+        info["completion_tokens_details"] = {"reasoning_tokens": reasoning_tokens}
+    return info
 
 
-def completion_body(
-    *, id: str, created: int, model: str, content: str | None, tool_calls: list[dict[str, Any]],
-    finish_reason: str, prompt_tokens: int, completion_tokens: int,
+def message_choice(
+    index: int, content: str | None, tool_calls: list[dict[str, Any]], reasoning: str | None, finish_reason: str,
 ) -> dict[str, Any]:
-    """A non-streaming response: every field, nulls and vLLM extras included (model_dump())."""
+    """One non-streaming choice (ChatCompletionResponseChoice.model_dump()); `tool_calls` only when made."""
     message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None,
                                "annotations": None, "audio": None, "function_call": None}
     if tool_calls:
         message["tool_calls"] = tool_calls
-    message["reasoning"] = None
-    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason,
-              "stop_reason": None, "token_ids": None, "routed_experts": None, "weight_versions": None}
+    message["reasoning"] = reasoning  # never `reasoning_content` in vLLM 0.33
+    return {"index": index, "message": message, "logprobs": None, "finish_reason": finish_reason,
+            "stop_reason": None, "token_ids": None, "routed_experts": None, "weight_versions": None}
+
+
+def completion_body(
+    *, id: str, created: int, model: str, choices: list[dict[str, Any]], prompt_tokens: int,
+    completion_tokens: int, reasoning_tokens: int | None = None,
+) -> dict[str, Any]:
+    """A non-streaming response: every field, nulls and vLLM extras included (model_dump())."""
+    details = None if reasoning_tokens is None else {"reasoning_tokens": reasoning_tokens}
     return {
         "id": id, "object": "chat.completion", "created": created, "model": model,
-        "choices": [choice], "service_tier": None, "system_fingerprint": fingerprint(model),
+        "choices": choices, "service_tier": None, "system_fingerprint": fingerprint(model),
         "usage": {**usage(prompt_tokens, completion_tokens),
-                  "prompt_tokens_details": None, "completion_tokens_details": None},
+                  "prompt_tokens_details": None, "completion_tokens_details": details},
         "prompt_logprobs": None, "prompt_token_ids": None, "prompt_text": None,
         "kv_transfer_params": None, "ec_transfer_params": None, "metrics": None,
     }
@@ -218,36 +215,44 @@ def sse(payload: dict[str, Any]) -> str:
 class ChunkWriter:
     """Build the chat.completion.chunk events of one stream, field for field as vLLM sets them."""
 
-    def __init__(self, id: str, created: int, model: str, continuous_usage: int | None = None) -> None:
+    def __init__(self, id: str, created: int, model: str, continuous_usage: int | None = None,
+                 reasoning_details: bool = False) -> None:
         self._head = {"id": id, "object": "chat.completion.chunk", "created": created, "model": model}
         self.model = model
         self.continuous_prompt = continuous_usage  # prompt tokens when continuous_usage_stats is on
         self.completion_tokens = 0
+        self.reasoning_details = reasoning_details  # the server has a reasoning parser
+        self.reasoning_tokens = 0
+
+    def _usage(self, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+        return usage(prompt_tokens, completion_tokens, self.reasoning_tokens if self.reasoning_details else None)
 
     def _chunk(self, choice: dict[str, Any], **tail: Any) -> str:
         payload: dict[str, Any] = {**self._head, "choices": [choice]}
         if self.continuous_prompt is not None:
-            payload["usage"] = usage(self.continuous_prompt, self.completion_tokens)
+            payload["usage"] = self._usage(self.continuous_prompt, self.completion_tokens)
         return sse({**payload, **tail})
 
-    def role(self) -> str:
-        choice = {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+    def role(self, index: int = 0) -> str:
+        choice = {"index": index, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
                   "finish_reason": None}
         return self._chunk(choice, prompt_token_ids=None, prompt_text=None)
 
-    def delta(self, delta: dict[str, Any]) -> str:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None,
+    def delta(self, delta: dict[str, Any], index: int = 0) -> str:
+        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": None,
                   "token_ids": None}
         return self._chunk(choice, kv_transfer_params=None)
 
-    def finish(self, finish_reason: str, delta: dict[str, Any] | None, with_fingerprint: bool) -> str:
-        choice = {"index": 0, "delta": delta or {}, "logprobs": None, "finish_reason": finish_reason,
+    def finish(self, finish_reason: str, delta: dict[str, Any] | None, with_fingerprint: bool,
+               index: int = 0) -> str:
+        choice = {"index": index, "delta": delta or {}, "logprobs": None, "finish_reason": finish_reason,
                   "stop_reason": None, "token_ids": None, "weight_versions": None}
-        tail: dict[str, Any] = {"kv_transfer_params": None}
-        if with_fingerprint:
+        tail: dict[str, Any] = {}
+        if with_fingerprint:  # ChatCompletionStreamResponse's field order: system_fingerprint, ..., kv
             tail["system_fingerprint"] = fingerprint(self.model)
+        tail["kv_transfer_params"] = None
         return self._chunk(choice, **tail)
 
     def usage_chunk(self, prompt_tokens: int, completion_tokens: int) -> str:
-        return sse({**self._head, "choices": [], "usage": usage(prompt_tokens, completion_tokens),
+        return sse({**self._head, "choices": [], "usage": self._usage(prompt_tokens, completion_tokens),
                     "system_fingerprint": fingerprint(self.model)})

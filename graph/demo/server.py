@@ -14,6 +14,7 @@ import uvicorn
 from graph.demo.chat import SUPPORTED_PARSERS, DemoConfig, FakeVllm, Reply
 from graph.demo.hermes import qwen3_coder_call_text, tool_call_text
 from graph.demo.protocol import VLLM_VERSION
+from graph.demo.reasoning import SUPPORTED_REASONING_PARSERS
 
 __all__ = ["DemoConfig", "DemoServer", "Reply", "main", "qwen3_coder_call_text", "tool_call_text"]
 
@@ -183,6 +184,20 @@ def _check_config(config: DemoConfig) -> None:
         raise ValueError(f"unknown model family {config.model_family!r}")
     if not config.served_model_names:
         raise ValueError("served_model_names must not be empty")
+    if config.reasoning_parser not in SUPPORTED_REASONING_PARSERS:
+        raise ValueError(f"the demo server simulates only the qwen3 reasoning parser, not "
+                         f"{config.reasoning_parser!r}")
+    if config.stream_interval < 1:
+        raise ValueError(f"stream_interval must be at least 1, got {config.stream_interval}")
+
+
+NOT_POSITIVE = "must be a whole number of at least 1, got {value!r}"
+
+
+def _at_least_one(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(NOT_POSITIVE.format(value=value))
+    return int(value)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -194,6 +209,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--served-model-name", nargs="+", dest="served_model_names",
                         default=["Qwen/Qwen2.5-7B-Instruct"], metavar="NAME")
+    parser.add_argument("--model", default=None,
+                        help="the model path vLLM would load (/v1/models `root`; default: the first served name)")
+    parser.add_argument("--reasoning-parser", choices=["qwen3"], default=None,
+                        help="split <think>...</think> into `reasoning`, as vLLM's qwen3 reasoning parser")
+    parser.add_argument("--stream-interval", type=_at_least_one, default=1,
+                        help="tokens per streamed chunk after the first (vLLM's --stream-interval)")
     parser.add_argument("--api-key", default=None)
     parser.add_argument("--no-tool-parser", action="store_true",
                         help="act as if started without --enable-auto-tool-choice")
@@ -219,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         enable_auto_tool_choice=not args.no_tool_parser,
         tool_call_parser=None if args.no_tool_parser else "hermes",
         model_family=args.model_family, max_model_len=args.max_model_len, token_delay=args.token_delay,
-        first_token_delay=args.first_token_delay,
+        first_token_delay=args.first_token_delay, model=args.model, reasoning_parser=args.reasoning_parser,
+        stream_interval=args.stream_interval,
     )
     server = DemoServer(config, host=args.host, port=args.port).start()
     try:
