@@ -24,8 +24,8 @@ async def stream_probe(questions: list[str]) -> list[float]:
     """Client-side delay from sending each answer request to its first token reaching stream_turn's caller."""
     from configs.settings import get_settings
     from graph.context import Context
-    from graph.graph import build_graph
     from graph.events import Token
+    from graph.graph import build_graph
     from graph.runner import stream_turn
 
     sends: list[float] = []

@@ -15,11 +15,10 @@ import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from openai import AsyncOpenAI
-
 # The same request payload as the agent's (system prompt and the three tool schemas), so both clients put
 # the same bytes on the wire; built before the CPU clock starts.
 from langchain_core.utils.function_calling import convert_to_openai_tool  # noqa: E402
+from openai import AsyncOpenAI
 
 from configs.prompts import SYSTEM_PROMPT  # noqa: E402
 from tools import TOOLS as AGENT_TOOLS  # noqa: E402
@@ -42,8 +41,9 @@ async def ask(client: AsyncOpenAI, model: str, q: str, stream: bool, probe: list
         if stream:
             calls: dict[int, dict] = {}
             text = []
-            resp = await client.chat.completions.create(model=model, messages=messages, tools=TOOLS, stream=True,
-                                                        temperature=0.2, max_completion_tokens=512)
+            resp = await client.chat.completions.create(
+                model=model, messages=messages, tools=TOOLS, stream=True, temperature=0.2, max_completion_tokens=512
+            )
             first = None
             async for chunk in resp:
                 for choice in chunk.choices:
@@ -60,12 +60,19 @@ async def ask(client: AsyncOpenAI, model: str, q: str, stream: bool, probe: list
                             c["arguments"] += tc.function.arguments
             if first and not calls:
                 probe.append(first - SENT[-1])  # from the request leaving httpx, as for the agent
-            tool_calls = [{"id": c["id"], "type": "function",
-                           "function": {"name": c["name"], "arguments": c["arguments"] or "{}"}} for c in calls.values()]
+            tool_calls = [
+                {
+                    "id": c["id"],
+                    "type": "function",
+                    "function": {"name": c["name"], "arguments": c["arguments"] or "{}"},
+                }
+                for c in calls.values()
+            ]
             content = "".join(text)
         else:
-            resp = await client.chat.completions.create(model=model, messages=messages, tools=TOOLS,
-                                                        temperature=0.2, max_completion_tokens=512)
+            resp = await client.chat.completions.create(
+                model=model, messages=messages, tools=TOOLS, temperature=0.2, max_completion_tokens=512
+            )
             msg = resp.choices[0].message
             content = msg.content or ""
             tool_calls = [tc.model_dump() for tc in msg.tool_calls or []]

@@ -20,7 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CASES = {
     "baseline: python -c pass": [sys.executable, "-c", "pass"],
     "baseline: import the agent stack eagerly": [
-        sys.executable, "-c", "import graph.graph, graph.runner, graph.checkpoint, graph.doctor",
+        sys.executable,
+        "-c",
+        "import graph.graph, graph.runner, graph.checkpoint, graph.doctor",
     ],
     "work-agent --help": [sys.executable, "-m", "graph.cli", "--help"],
     "work-agent list-tools": [sys.executable, "-m", "graph.cli", "list-tools"],

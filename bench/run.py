@@ -29,8 +29,9 @@ from graph.demo.server import DemoConfig, DemoServer  # noqa: E402
 MODEL = "Qwen/Qwen2.5-7B-Instruct"
 
 
-def run_client(name: str, cmd: list[str], env: dict[str, str], server: DemoServer, n: int, concurrency: int,
-               work: Path) -> dict:
+def run_client(
+    name: str, cmd: list[str], env: dict[str, str], server: DemoServer, n: int, concurrency: int, work: Path
+) -> dict:
     server.reset()
     script(server, n)
     report = work / f"{name}.json"
@@ -47,8 +48,13 @@ def run_client(name: str, cmd: list[str], env: dict[str, str], server: DemoServe
     ideal = math.ceil(n / concurrency) * busy_per_q
     data = json.loads(report.read_text()) if report.exists() else json.loads((work / f"{name}.out").read_text())
     return {
-        "name": name, "concurrency": concurrency, "requests": len(timings), "wall_s": span, "ideal_s": ideal,
-        "efficiency": ideal / span, "cpu_ms_per_q": data["cpu_s"] * 1000 / n,
+        "name": name,
+        "concurrency": concurrency,
+        "requests": len(timings),
+        "wall_s": span,
+        "ideal_s": ideal,
+        "efficiency": ideal / span,
+        "cpu_ms_per_q": data["cpu_s"] * 1000 / n,
         "peak_rss_mb": usage.ru_maxrss / 1024,
     }
 
@@ -76,39 +82,114 @@ def main() -> None:
     questions = write_input(work / "questions.jsonl", args.questions)
     probe_q = write_input(work / "probe.jsonl", args.probe_questions)
     config = DemoConfig(first_token_delay=0.150, token_delay=0.005)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "AGENT_MODEL": MODEL, "AGENT_MAX_RETRIES": "2",
-           "AGENT_CHECKPOINT_DB": str(work / "threads.sqlite"), "OPENAI_API_KEY": "EMPTY"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "AGENT_MODEL": MODEL,
+        "AGENT_MAX_RETRIES": "2",
+        "AGENT_CHECKPOINT_DB": str(work / "threads.sqlite"),
+        "OPENAI_API_KEY": "EMPTY",
+    }
     rows = []
     with DemoServer(config) as server:
         env["OPENAI_API_BASE"] = server.base_url
         py = sys.executable
         for c in args.concurrency:
-            rows.append(run_client("raw-openai-sdk", [py, str(ROOT / "bench/baseline_openai.py"), "--base-url",
-                                   server.base_url, "--model", MODEL, "--input", str(questions),
-                                   "--concurrency", str(c)], env, server, args.questions, c, work))
+            rows.append(
+                run_client(
+                    "raw-openai-sdk",
+                    [
+                        py,
+                        str(ROOT / "bench/baseline_openai.py"),
+                        "--base-url",
+                        server.base_url,
+                        "--model",
+                        MODEL,
+                        "--input",
+                        str(questions),
+                        "--concurrency",
+                        str(c),
+                    ],
+                    env,
+                    server,
+                    args.questions,
+                    c,
+                    work,
+                )
+            )
             out = work / f"answers-{c}.jsonl"
             out.unlink(missing_ok=True)
-            rows.append(run_client("work-agent-batch", [py, str(ROOT / "bench/agent_child.py"), "batch",
-                                   str(questions), "-o", str(out), "--concurrency", str(c)],
-                                   env, server, args.questions, c, work))
-        raw_delay = probe("probe-raw", [py, str(ROOT / "bench/baseline_openai.py"), "--base-url", server.base_url,
-                                        "--model", MODEL, "--input", str(probe_q), "--concurrency", "1",
-                                        "--stream"], env, server, args.probe_questions, work)
-        agent_delay = probe("probe-agent", [py, str(ROOT / "bench/agent_child.py"), "probe", str(probe_q)],
-                            env, server, args.probe_questions, work)
-    print(f"work-agent benchmark · {args.questions} questions (1 tool step + ~30-token answer) · "
-          f"TTFT {config.first_token_delay * 1000:.0f} ms, {config.token_delay * 1000:.0f} ms/token · "
-          f"{os.cpu_count()} cores")
-    print(f"{'client':18} {'conc':>5} {'efficiency':>10} {'wall s':>7} {'ideal s':>8} {'CPU ms/q':>9} {'peak RSS MB':>12}")
+            rows.append(
+                run_client(
+                    "work-agent-batch",
+                    [
+                        py,
+                        str(ROOT / "bench/agent_child.py"),
+                        "batch",
+                        str(questions),
+                        "-o",
+                        str(out),
+                        "--concurrency",
+                        str(c),
+                    ],
+                    env,
+                    server,
+                    args.questions,
+                    c,
+                    work,
+                )
+            )
+        raw_delay = probe(
+            "probe-raw",
+            [
+                py,
+                str(ROOT / "bench/baseline_openai.py"),
+                "--base-url",
+                server.base_url,
+                "--model",
+                MODEL,
+                "--input",
+                str(probe_q),
+                "--concurrency",
+                "1",
+                "--stream",
+            ],
+            env,
+            server,
+            args.probe_questions,
+            work,
+        )
+        agent_delay = probe(
+            "probe-agent",
+            [py, str(ROOT / "bench/agent_child.py"), "probe", str(probe_q)],
+            env,
+            server,
+            args.probe_questions,
+            work,
+        )
+    print(
+        f"work-agent benchmark · {args.questions} questions (1 tool step + ~30-token answer) · "
+        f"TTFT {config.first_token_delay * 1000:.0f} ms, {config.token_delay * 1000:.0f} ms/token · "
+        f"{os.cpu_count()} cores"
+    )
+    print(
+        f"{'client':18} {'conc':>5} {'efficiency':>10} {'wall s':>7} {'ideal s':>8} {'CPU ms/q':>9} {'peak RSS MB':>12}"
+    )
     for r in rows:
-        print(f"{r['name']:18} {r['concurrency']:5d} {r['efficiency']:10.3f} {r['wall_s']:7.2f} {r['ideal_s']:8.2f} "
-              f"{r['cpu_ms_per_q']:9.2f} {r['peak_rss_mb']:12.1f}")
+        print(
+            f"{r['name']:18} {r['concurrency']:5d} {r['efficiency']:10.3f} {r['wall_s']:7.2f} {r['ideal_s']:8.2f} "
+            f"{r['cpu_ms_per_q']:9.2f} {r['peak_rss_mb']:12.1f}"
+        )
     for c in args.concurrency:
-        raw, ours = (next(r for r in rows if r["name"] == n and r["concurrency"] == c)
-                     for n in ("raw-openai-sdk", "work-agent-batch"))
+        raw, ours = (
+            next(r for r in rows if r["name"] == n and r["concurrency"] == c)
+            for n in ("raw-openai-sdk", "work-agent-batch")
+        )
         print(f"concurrency {c}: CPU per question {ours['cpu_ms_per_q'] / raw['cpu_ms_per_q']:.2f}x the raw loop")
-    print(f"streaming delay (first answer token to caller, minus server TTFT, median of {args.probe_questions}): "
-          f"raw SDK {raw_delay:.2f} ms · work-agent {agent_delay:.2f} ms")
+    print(
+        f"streaming delay (first answer token to caller, minus server TTFT, median of {args.probe_questions}): "
+        f"raw SDK {raw_delay:.2f} ms · work-agent {agent_delay:.2f} ms"
+    )
     print(f"(work files in {work})")
 
 

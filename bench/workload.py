@@ -7,8 +7,10 @@ from pathlib import Path
 
 from graph.demo.server import DemoServer, tool_call_text
 
-ANSWER = ("The current time in UTC is shown above by the clock tool, and it is a fine moment to "
-          "check the weather or do some arithmetic if you need it, thanks.")
+ANSWER = (
+    "The current time in UTC is shown above by the clock tool, and it is a fine moment to "
+    "check the weather or do some arithmetic if you need it, thanks."
+)
 
 
 def question(i: int) -> str:

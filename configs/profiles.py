@@ -98,9 +98,7 @@ def _build(model: str, entry: dict[str, Any], defaults: dict[str, Any], exact: b
     return Profile(
         model=model,
         tool_call_parser=merged.get("tool_call_parser") or None,
-        gpu_memory_utilization=float(
-            merged.get("gpu_memory_utilization", VLLM_DEFAULT_GPU_MEMORY_UTILIZATION)
-        ),
+        gpu_memory_utilization=float(merged.get("gpu_memory_utilization", VLLM_DEFAULT_GPU_MEMORY_UTILIZATION)),
         max_model_len=_opt_int(merged.get("max_model_len")),
         max_num_seqs=_opt_int(merged.get("max_num_seqs")),
         quantization=merged.get("quantization") or None,
@@ -177,23 +175,24 @@ def shell_assignments(profile: Profile) -> str:
 def format_table(*, path: str | os.PathLike[str] | None = None) -> str:
     rows = [("MODEL", "PARSER", "QUANT", "MIN GiB", "MAX LEN", "SEQS", "GPU MEM", "EXTRA ARGS")]
     for p in known_models(path=path):
-        rows.append((
-            p.model,
-            p.tool_call_parser or "-",
-            p.quantization or "-",
-            f"{p.min_gpu_gib:g}" if p.min_gpu_gib else "-",
-            str(p.max_model_len or "-"),
-            str(p.max_num_seqs or "-"),
-            f"{p.gpu_memory_utilization:g}",
-            " ".join(p.extra_args) or "-",
-        ))
+        rows.append(
+            (
+                p.model,
+                p.tool_call_parser or "-",
+                p.quantization or "-",
+                f"{p.min_gpu_gib:g}" if p.min_gpu_gib else "-",
+                str(p.max_model_len or "-"),
+                str(p.max_num_seqs or "-"),
+                f"{p.gpu_memory_utilization:g}",
+                " ".join(p.extra_args) or "-",
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     out = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows]
     out.append("")
     out.append("Family rules for other models (first match wins, case-insensitive):")
     for rule in _data(path).get("families", []):
-        out.append(f"  /{rule['pattern']}/  ->  {rule.get('tool_call_parser') or '-'}"
-                   f"   ({rule.get('name', '')})")
+        out.append(f"  /{rule['pattern']}/  ->  {rule.get('tool_call_parser') or '-'}   ({rule.get('name', '')})")
     out.append("  anything else  ->  no parser (tool calling will not work; pass --parser NAME)")
     return "\n".join(out) + "\n"
 
@@ -218,8 +217,7 @@ def quote_env_value(value: str) -> str:
         return value
     if "'" not in value and "\\" not in value and "\n" not in value and "\r" not in value:
         return f"'{value}'"
-    escaped = (value.replace("\\", "\\\\").replace('"', '\\"')
-               .replace("\n", "\\n").replace("\r", "\\r"))
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
     return f'"{escaped}"'
 
 
@@ -267,7 +265,7 @@ def _value_span(lines: list[str], i: int, value_start: int) -> tuple[int, str]:
             end = _closing_quote(body, quote, 0)
         if end < 0:  # unterminated quote: treat as a single-line value
             return i, ""
-        return j, body[end + 1:]
+        return j, body[end + 1 :]
     match = re.search(r"[ \t]+#.*\Z", rest)
     return i, (match.group(0) if match else "")
 
@@ -295,7 +293,7 @@ def update_env_text(text: str, updates: dict[str, str]) -> str:
             out.append(f"{match.group('head')}{key}={quote_env_value(updates[key])}{trailing}{eol}")
             seen.add(key)
         else:
-            out.extend(lines[i:last + 1])
+            out.extend(lines[i : last + 1])
         i = last + 1
     new = [f"{k}={quote_env_value(v)}" for k, v in updates.items() if k not in seen]
     result = "".join(out)
@@ -316,7 +314,7 @@ def set_env(path: str | os.PathLike[str], updates: dict[str, str]) -> Path:
             raise ValueError(f"invalid environment variable name: {key!r}")
     target = Path(os.path.realpath(path))
     try:
-        with open(target, "r", encoding="utf-8", newline="") as fh:
+        with open(target, encoding="utf-8", newline="") as fh:
             text = fh.read()
         mode = stat.S_IMODE(os.stat(target).st_mode)
     except FileNotFoundError:

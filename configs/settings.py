@@ -33,10 +33,8 @@ class Endpoint(BaseModel):
     model_config = {"frozen": True}
 
     base_url: str
-    api_key: SecretStr | None = Field(None,
-        description="unset means OPENAI_API_KEY")
-    model: str | None = Field(None,
-        description="unset means AGENT_MODEL, else the first model it lists")
+    api_key: SecretStr | None = Field(None, description="unset means OPENAI_API_KEY")
+    model: str | None = Field(None, description="unset means AGENT_MODEL, else the first model it lists")
 
     _url = field_validator("base_url")(classmethod(lambda cls, v: _check_url(v)))
 
@@ -75,7 +73,8 @@ class Settings(BaseSettings):
         "overrides OPENAI_API_BASE.",
     )
     agent_failover_cooldown: float = Field(
-        30.0, ge=0,
+        30.0,
+        ge=0,
         description="Seconds an endpoint that failed (connection error, 5xx, timeout) is skipped.",
     )
     openai_api_key: SecretStr = Field(
@@ -91,23 +90,31 @@ class Settings(BaseSettings):
         description="OpenWeatherMap key; unset means Open-Meteo (no key needed).",
     )
     agent_temperature: float = Field(
-        0.2, ge=0.0, le=2.0,
+        0.2,
+        ge=0.0,
+        le=2.0,
         description="Sampling temperature (pinned, so the server's generation-config does not decide).",
     )
     agent_max_tokens: int = Field(
-        1024, ge=1,
+        1024,
+        ge=1,
         description="Most tokens the model may generate per call.",
     )
     agent_max_steps: int = Field(
-        8, ge=1, le=100,
+        8,
+        ge=1,
+        le=100,
         description="Most tool rounds per question before the agent must answer.",
     )
     agent_request_timeout: float = Field(
-        120.0, gt=0,
+        120.0,
+        gt=0,
         description="Seconds to wait for one model request.",
     )
     agent_max_retries: int = Field(
-        2, ge=0, le=10,
+        2,
+        ge=0,
+        le=10,
         description="Retries of a model request on connection errors, 429 and 5xx.",
     )
     agent_checkpoint_db: Path = Field(
@@ -132,15 +139,20 @@ class Settings(BaseSettings):
         description="Web UI login as user:password (several separated by commas); unset means no login.",
     )
     ui_concurrency_limit: int = Field(
-        4, ge=1, le=256,
+        4,
+        ge=1,
+        le=256,
         description="Web UI turns that may run at once; more wait in Gradio's queue.",
     )
     batch_concurrency: int = Field(
-        16, ge=1, le=1024,
+        16,
+        ge=1,
+        le=1024,
         description="Questions `work-agent batch` keeps in flight at once (--concurrency overrides).",
     )
     tool_timeout: float = Field(
-        20.0, gt=0,
+        20.0,
+        gt=0,
         description="Seconds a tool's HTTP calls may take; a whole tool call is stopped after three times that.",
     )
     weather_geocoding_url: str = Field(
@@ -202,8 +214,9 @@ class Settings(BaseSettings):
         """Built once: the model factory asks for them on every model call."""
         listed = self.agent_endpoints or [Endpoint(base_url=u) for u in self.openai_api_base.split(",")]
         # An endpoint's own model wins; otherwise the run's model (--model, AGENT_MODEL) applies to it.
-        return tuple(Endpoint(base_url=e.base_url, api_key=e.api_key or self.openai_api_key, model=e.model)
-                     for e in listed)
+        return tuple(
+            Endpoint(base_url=e.base_url, api_key=e.api_key or self.openai_api_key, model=e.model) for e in listed
+        )
 
     @property
     def base_url(self) -> str:
@@ -267,14 +280,23 @@ def _explain(err: ValidationError) -> str:
     loc = first["loc"][0] if first["loc"] else ""
     field = str(loc)
     if field not in Settings.model_fields:  # pydantic reports the alias; map it back to the field
-        field = next((n for n, f in Settings.model_fields.items()
-                      if isinstance(f.validation_alias, AliasChoices)
-                      and field.lower() in (str(c).lower() for c in f.validation_alias.choices)), field)
+        field = next(
+            (
+                n
+                for n, f in Settings.model_fields.items()
+                if isinstance(f.validation_alias, AliasChoices)
+                and field.lower() in (str(c).lower() for c in f.validation_alias.choices)
+            ),
+            field,
+        )
     name = env_name(field) if field in Settings.model_fields else field.upper()
     msg = first["msg"].removeprefix("Value error, ")
     # Never echo a value that may hold a key: SecretStr fields, and the endpoint list (keys inside).
-    secret = field not in Settings.model_fields or field == "agent_endpoints" or (
-        "Secret" in str(Settings.model_fields[field].annotation))
+    secret = (
+        field not in Settings.model_fields
+        or field == "agent_endpoints"
+        or ("Secret" in str(Settings.model_fields[field].annotation))
+    )
     shown = "" if secret else f"={first.get('input')!s}"
     more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
     return f"Invalid setting {name}{shown}: {msg}{more}. Fix it in .env or the environment."

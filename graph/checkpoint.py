@@ -93,8 +93,7 @@ def connection_kwargs() -> dict[str, Any]:
     """What AsyncPostgresSaver requires of its connections: autocommit, prepare_threshold=0, dict rows."""
     from psycopg.rows import dict_row
 
-    return {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row,
-            "connect_timeout": CONNECT_TIMEOUT_S}
+    return {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row, "connect_timeout": CONNECT_TIMEOUT_S}
 
 
 @asynccontextmanager
@@ -117,15 +116,21 @@ async def open_postgres(url: str) -> AsyncIterator[Any]:
     except (psycopg.Error, TimeoutError) as err:
         raise AgentError(postgres_error(url, err), EXIT_ENDPOINT) from None
     pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] = AsyncConnectionPool(
-        url, min_size=1, max_size=POOL_MAX_SIZE, kwargs=connection_kwargs(), open=False,
-        check=AsyncConnectionPool.check_connection, name="work-agent-checkpoints",
+        url,
+        min_size=1,
+        max_size=POOL_MAX_SIZE,
+        kwargs=connection_kwargs(),
+        open=False,
+        check=AsyncConnectionPool.check_connection,
+        name="work-agent-checkpoints",
     )
     try:
         await pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
     except PoolTimeout:
         await pool.close()
-        raise AgentError(UNREACHABLE.format(target=postgres_target(url), reason="timed out opening connections"),
-                    EXIT_ENDPOINT) from None
+        raise AgentError(
+            UNREACHABLE.format(target=postgres_target(url), reason="timed out opening connections"), EXIT_ENDPOINT
+        ) from None
     try:
         yield AsyncPostgresSaver(pool)
     finally:

@@ -41,6 +41,8 @@ class Context:
     )
     base_url: str = field(
         default="",
-        metadata={"description": "OpenAI-compatible endpoint for this run, e.g. http://gpu-box:8000/v1. "
-                                 "Empty: OPENAI_API_BASE (or AGENT_ENDPOINTS)."},
+        metadata={
+            "description": "OpenAI-compatible endpoint for this run, e.g. http://gpu-box:8000/v1. "
+            "Empty: OPENAI_API_BASE (or AGENT_ENDPOINTS)."
+        },
     )

@@ -78,8 +78,7 @@ def _error_text(resp: httpx.Response) -> str:
 
 async def run_all(settings: Settings, *, quick: bool = False) -> list[Report]:
     """Check every configured endpoint at once; one report each, in the configured order."""
-    return list(await asyncio.gather(*(run_checks(settings, quick=quick, endpoint=ep)
-                                       for ep in settings.endpoints())))
+    return list(await asyncio.gather(*(run_checks(settings, quick=quick, endpoint=ep) for ep in settings.endpoints())))
 
 
 async def run_checks(settings: Settings, *, quick: bool = False, endpoint: Endpoint | None = None) -> Report:
@@ -108,16 +107,28 @@ async def _check_models(client: httpx.AsyncClient, ep: Endpoint, wanted: str | N
     try:
         resp = await client.get("/models")
     except httpx.HTTPError as exc:
-        report.add("endpoint", "fail", f"cannot connect to {ep.base_url} ({type(exc).__name__})",
-                   "start the server with ./run_vllm.sh, or set OPENAI_API_BASE / --base-url")
+        report.add(
+            "endpoint",
+            "fail",
+            f"cannot connect to {ep.base_url} ({type(exc).__name__})",
+            "start the server with ./run_vllm.sh, or set OPENAI_API_BASE / --base-url",
+        )
         return None
     if resp.status_code == 401:
-        report.add("endpoint", "fail", "reachable, but the API key was refused (401 Unauthorized)",
-                   "set OPENAI_API_KEY to the key vLLM was started with (--api-key / VLLM_API_KEY)")
+        report.add(
+            "endpoint",
+            "fail",
+            "reachable, but the API key was refused (401 Unauthorized)",
+            "set OPENAI_API_KEY to the key vLLM was started with (--api-key / VLLM_API_KEY)",
+        )
         return None
     if resp.status_code != 200:
-        report.add("endpoint", "fail", f"GET /models answered HTTP {resp.status_code}: {_error_text(resp)}",
-                   "check that OPENAI_API_BASE ends in /v1 and points at an OpenAI-compatible server")
+        report.add(
+            "endpoint",
+            "fail",
+            f"GET /models answered HTTP {resp.status_code}: {_error_text(resp)}",
+            "check that OPENAI_API_BASE ends in /v1 and points at an OpenAI-compatible server",
+        )
         return None
     served = [card["id"] for card in resp.json().get("data", [])]
     report.add("endpoint", "ok", f"reachable; serves {', '.join(served) or 'nothing'}")
@@ -125,8 +136,12 @@ async def _check_models(client: httpx.AsyncClient, ep: Endpoint, wanted: str | N
         report.add("model served", "fail", "the server lists no models", "check the vLLM log")
         return None
     if wanted and wanted not in served:
-        report.add("model served", "fail", f"{wanted} is not served",
-                   f"set AGENT_MODEL (or --model) to one of: {', '.join(served)}")
+        report.add(
+            "model served",
+            "fail",
+            f"{wanted} is not served",
+            f"set AGENT_MODEL (or --model) to one of: {', '.join(served)}",
+        )
         return None
     if wanted:
         report.add("model served", "ok", wanted)
@@ -140,8 +155,12 @@ async def _post(client: httpx.AsyncClient, body: dict[str, Any]) -> httpx.Respon
 
 
 async def _check_chat(client: httpx.AsyncClient, model: str, report: Report) -> bool:
-    body = {"model": model, "messages": [{"role": "user", "content": "Reply with the single word OK."}],
-            "max_tokens": 16, "temperature": 0}
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": "Reply with the single word OK."}],
+        "max_tokens": 16,
+        "temperature": 0,
+    }
     try:
         resp = await _post(client, body)
     except httpx.HTTPError as exc:
@@ -157,14 +176,22 @@ async def _check_chat(client: httpx.AsyncClient, model: str, report: Report) -> 
 
 async def _check_tools(client: httpx.AsyncClient, model: str, report: Report) -> None:
     parser = parser_for(model) or "hermes"
-    body = {"model": model, "temperature": 0, "max_tokens": 200, "tools": [PROBE_TOOL],
-            "messages": [{"role": "user",
-                          "content": "What time is it in Tokyo? Call the get_current_time tool."}]}
+    body = {
+        "model": model,
+        "temperature": 0,
+        "max_tokens": 200,
+        "tools": [PROBE_TOOL],
+        "messages": [{"role": "user", "content": "What time is it in Tokyo? Call the get_current_time tool."}],
+    }
     resp = await _post(client, body)
     if resp.status_code == 400 and "tool" in _error_text(resp):
-        report.add("tool calling", "fail", _error_text(resp),
-                   f"restart vLLM with: vllm serve {model} --enable-auto-tool-choice --tool-call-parser {parser}"
-                   " (./run_vllm.sh adds them)")
+        report.add(
+            "tool calling",
+            "fail",
+            _error_text(resp),
+            f"restart vLLM with: vllm serve {model} --enable-auto-tool-choice --tool-call-parser {parser}"
+            " (./run_vllm.sh adds them)",
+        )
         return
     if resp.status_code != 200:
         report.add("tool calling", "fail", f"HTTP {resp.status_code}: {_error_text(resp)}", "check the vLLM log")
@@ -177,17 +204,30 @@ async def _check_tools(client: httpx.AsyncClient, model: str, report: Report) ->
         report.add("tool calling", "ok", f"{fn['name']}({fn.get('arguments') or ''})")
     elif has_tool_markup(content):
         right = "qwen3_coder" if "<function=" in content else parser
-        report.add("tool calling", "fail",
-                   "the tool call came back as text: the server's tool-call parser does not match this model",
-                   f"restart vLLM with --tool-call-parser {right} (the agent recovers such calls, unreliably)")
+        report.add(
+            "tool calling",
+            "fail",
+            "the tool call came back as text: the server's tool-call parser does not match this model",
+            f"restart vLLM with --tool-call-parser {right} (the agent recovers such calls, unreliably)",
+        )
     else:
-        report.add("tool calling", "warn", f"the model answered without calling the tool: {content[:60]!r}",
-                   "tool calling is enabled; a small or non-instruct model may ignore tools")
+        report.add(
+            "tool calling",
+            "warn",
+            f"the model answered without calling the tool: {content[:60]!r}",
+            "tool calling is enabled; a small or non-instruct model may ignore tools",
+        )
 
 
 async def _check_streaming(client: httpx.AsyncClient, model: str, report: Report) -> None:
-    body = {"model": model, "stream": True, "stream_options": {"include_usage": True}, "temperature": 0,
-            "max_tokens": 64, "messages": [{"role": "user", "content": "Count from 1 to 20, separated by spaces."}]}
+    body = {
+        "model": model,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "temperature": 0,
+        "max_tokens": 64,
+        "messages": [{"role": "user", "content": "Count from 1 to 20, separated by spaces."}],
+    }
     started = time.perf_counter()
     first: float | None = None
     chunks, done, completion = 0, False, None
@@ -247,16 +287,24 @@ def print_report(report: Report, *, as_json: bool = False) -> None:
         table.add_row(c.name, marks[c.status], c.detail, c.fix)
     console = Console(soft_wrap=False)
     console.print(table)
-    verdict = "[green]The agent can work with this endpoint.[/]" if report.ok else \
-        "[red]The agent cannot work with this endpoint yet: see 'what to do'.[/]"
+    verdict = (
+        "[green]The agent can work with this endpoint.[/]"
+        if report.ok
+        else "[red]The agent cannot work with this endpoint yet: see 'what to do'.[/]"
+    )
     console.print(verdict)
 
 
 def print_endpoints(reports: list[Report], *, as_json: bool = False) -> None:
     """Print one row per endpoint (several endpoints configured): verdict, model, speed, first problem."""
     if as_json:
-        print(json.dumps({"ok": any(r.ok for r in reports), "endpoints": [{"ok": r.ok, **asdict(r)} for r in reports]},
-                         ensure_ascii=False, indent=2))
+        print(
+            json.dumps(
+                {"ok": any(r.ok for r in reports), "endpoints": [{"ok": r.ok, **asdict(r)} for r in reports]},
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
         return
     from rich.console import Console
     from rich.table import Table
@@ -273,7 +321,11 @@ def print_endpoints(reports: list[Report], *, as_json: bool = False) -> None:
     console = Console(soft_wrap=False)
     console.print(table)
     working = sum(r.ok for r in reports)
-    verdict = (f"[green]All {len(reports)} endpoints work.[/]" if working == len(reports) else
-               f"[yellow]{working} of {len(reports)} endpoints work; the agent fails over to them.[/]" if working else
-               "[red]No endpoint works yet: see 'what to do'.[/]")
+    verdict = (
+        f"[green]All {len(reports)} endpoints work.[/]"
+        if working == len(reports)
+        else f"[yellow]{working} of {len(reports)} endpoints work; the agent fails over to them.[/]"
+        if working
+        else "[red]No endpoint works yet: see 'what to do'.[/]"
+    )
     console.print(verdict)

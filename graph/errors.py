@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import re
 import sqlite3
-
 from typing import Any
 
 import click
@@ -30,10 +29,7 @@ DROPPED = (
     "The model server at {base_url} closed the connection in the middle of a reply. Check its log: it may "
     "have crashed or restarted."
 )
-TIMEOUT = (
-    "The model server at {base_url} did not answer in time. Check its log, or raise "
-    "AGENT_REQUEST_TIMEOUT."
-)
+TIMEOUT = "The model server at {base_url} did not answer in time. Check its log, or raise AGENT_REQUEST_TIMEOUT."
 UNAUTHORIZED = (
     "The model server at {base_url} refused the API key (401 Unauthorized). Set OPENAI_API_KEY to the "
     "key vLLM was started with (--api-key / VLLM_API_KEY)."
@@ -173,8 +169,9 @@ def explain(exc: BaseException, *, base_url: str, model: str | None) -> AgentErr
                 return AgentError(NO_TOOL_PARSER.format(base_url=base_url, parser=parser), EXIT_ENDPOINT)
             too_many = re.search(r"max_(?:completion_)?tokens=(\d+) cannot be greater than max_model_len=(\d+)", detail)
             if too_many:
-                return AgentError(MAX_TOKENS_TOO_BIG.format(asked=too_many.group(1), limit=too_many.group(2)),
-                                  EXIT_ENDPOINT)
+                return AgentError(
+                    MAX_TOKENS_TOO_BIG.format(asked=too_many.group(1), limit=too_many.group(2)), EXIT_ENDPOINT
+                )
             if "maximum context length" in detail:
                 limit = re.search(r"maximum context length is (\d+)", detail)
                 info = f"max {limit.group(1)} tokens" if limit else detail.split(". ")[0]

@@ -199,8 +199,11 @@ def router_retries(headers: httpx.Headers, label: str) -> list[Skip]:
     addrs = [a.strip() for a in headers.get("x-upstream-addr", "").replace(" : ", ",").split(",") if a.strip()]
     codes = [c.strip() for c in headers.get("x-upstream-status", "").replace(" : ", ",").split(",") if c.strip()]
     return [
-        Skip(endpoint=addr, reason=http_reason(int(code)) if code.isdigit() else "other",
-             why=f"HTTP {code} (behind the router at {label})")
+        Skip(
+            endpoint=addr,
+            reason=http_reason(int(code)) if code.isdigit() else "other",
+            why=f"HTTP {code} (behind the router at {label})",
+        )
         for addr, code in zip(addrs[:-1], codes)
     ]
 

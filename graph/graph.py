@@ -103,4 +103,3 @@ def build_graph(
     builder.add_edge("answer", END)
     compiled = builder.compile(checkpointer=checkpointer, name="Work Agent")
     return compiled.with_config(recursion_limit=recursion_limit(settings.agent_max_steps))
-

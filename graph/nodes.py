@@ -96,8 +96,12 @@ def default_model_factory(settings: Settings) -> ModelFactory:
     async def factory(ctx: Context, streaming: bool) -> tuple[Runnable, str]:
         endpoint = run_settings(settings, ctx)
         name = await resolve_model_name(endpoint, ctx.model or None)
-        knobs: dict[str, Any] = {"temperature": ctx.temperature, "max_tokens": ctx.max_tokens, "streaming": streaming,
-                 "loop": asyncio.get_running_loop()}
+        knobs: dict[str, Any] = {
+            "temperature": ctx.temperature,
+            "max_tokens": ctx.max_tokens,
+            "streaming": streaming,
+            "loop": asyncio.get_running_loop(),
+        }
         model = cached_chat_model(endpoint, name, **knobs)
         if model is None:
             async with building:  # the first questions of a batch arrive together: build it once
@@ -180,8 +184,9 @@ def repair_calls(ai: AIMessage) -> tuple[AIMessage, bool]:
     recovered = False
     # A call without a name cannot run (a stream can merge one from a stray argument delta); one without an
     # id gets one, since its result must point back to it.
-    calls: list[Any] = [c if c.get("id") else {**c, "id": f"call-{i}"}
-                        for i, c in enumerate(ai.tool_calls) if c.get("name")]
+    calls: list[Any] = [
+        c if c.get("id") else {**c, "id": f"call-{i}"} for i, c in enumerate(ai.tool_calls) if c.get("name")
+    ]
     invalid: dict[str, str] = {}
     for bad in ai.invalid_tool_calls:
         try:
@@ -226,19 +231,36 @@ def hit_token_limit(ai: AIMessage, max_tokens: int) -> bool:
 
 
 def model_step(
-    ai: AIMessage, *, node: str, turn: int, model: str, started: float, t0: float,
-    ttft: float | None, recovered: bool, call: CallRecord | None = None, stopped: StopReason | None = None,
+    ai: AIMessage,
+    *,
+    node: str,
+    turn: int,
+    model: str,
+    started: float,
+    t0: float,
+    ttft: float | None,
+    recovered: bool,
+    call: CallRecord | None = None,
+    stopped: StopReason | None = None,
 ) -> dict[str, Any]:
     """The trace record of one model call, naming the endpoint that answered and any passed over."""
     usage: dict[str, Any] = dict(ai.usage_metadata or {})
     return Step(
-        kind="model", node=node, turn=turn, started_at=started,
+        kind="model",
+        node=node,
+        turn=turn,
+        started_at=started,
         model=ai.response_metadata.get("model_name") or model,  # a fallback endpoint may serve another
-        endpoint=call.endpoint if call else None, skipped=call.skipped if call else [],
-        duration_ms=(time.perf_counter() - t0) * 1000, ttft_ms=ttft,
-        tokens_in=usage.get("input_tokens"), tokens_out=usage.get("output_tokens"),
+        endpoint=call.endpoint if call else None,
+        skipped=call.skipped if call else [],
+        duration_ms=(time.perf_counter() - t0) * 1000,
+        ttft_ms=ttft,
+        tokens_in=usage.get("input_tokens"),
+        tokens_out=usage.get("output_tokens"),
         finish_reason=ai.response_metadata.get("finish_reason"),
-        tool_calls=[tc["name"] for tc in ai.tool_calls], recovered=recovered, stopped=stopped,
+        tool_calls=[tc["name"] for tc in ai.tool_calls],
+        recovered=recovered,
+        stopped=stopped,
     ).model_dump()
 
 
@@ -252,8 +274,9 @@ def make_plan(settings: Settings, tools: Sequence[BaseTool], factory: ModelFacto
         messages = [SystemMessage(ctx.system_prompt), *state.messages]
         started, t0 = time.time(), time.perf_counter()
         with track_call(run_settings(settings, ctx)) as call:
-            ai, ttft = await stream_model(bind_tools(model, usable), messages, stream=ctx.stream,
-                                          writer=runtime.stream_writer, node="plan")
+            ai, ttft = await stream_model(
+                bind_tools(model, usable), messages, stream=ctx.stream, writer=runtime.stream_writer, node="plan"
+            )
             if ctx.stream and is_empty(ai):
                 # vLLM's hermes parser never streams text after "<tool_call>", so a call it cannot parse
                 # (e.g. Qwen3-Coder's <function=...> format) arrives as an empty reply. The non-streaming
@@ -265,12 +288,26 @@ def make_plan(settings: Settings, tools: Sequence[BaseTool], factory: ModelFacto
             # The token limit cut the reply inside a tool call: its arguments are incomplete, so running it
             # would fail as if the model had erred. End the turn and say why instead.
             text = ai.content if isinstance(ai.content, str) else ""
-            ai = AIMessage(content=f"{text.strip()}\n\n{CUT_CALL_FALLBACK}".strip(), usage_metadata=ai.usage_metadata,
-                           response_metadata={**ai.response_metadata, "finish_reason": "length"}, id=ai.id)
+            ai = AIMessage(
+                content=f"{text.strip()}\n\n{CUT_CALL_FALLBACK}".strip(),
+                usage_metadata=ai.usage_metadata,
+                response_metadata={**ai.response_metadata, "finish_reason": "length"},
+                id=ai.id,
+            )
             recovered = False
         cut = ai.response_metadata.get("finish_reason") == "length"
-        step = model_step(ai, node="plan", turn=turn_number(state.messages), model=name, started=started, t0=t0,
-                          ttft=ttft, recovered=recovered, call=call, stopped="length" if cut else None)
+        step = model_step(
+            ai,
+            node="plan",
+            turn=turn_number(state.messages),
+            model=name,
+            started=started,
+            t0=t0,
+            ttft=ttft,
+            recovered=recovered,
+            call=call,
+            stopped="length" if cut else None,
+        )
         return {"messages": [ai], "steps": [step]}
 
     return plan
@@ -300,7 +337,9 @@ def make_call_tool(settings: Settings, tools: Sequence[BaseTool]) -> ToolNode:
         if isinstance(result, ToolMessage):
             result.content = _capped(result.content)
             result.response_metadata = {
-                **result.response_metadata, "started_at": started, "duration_ms": duration,
+                **result.response_metadata,
+                "started_at": started,
+                "duration_ms": duration,
                 "unknown_tool": request.tool is None,
             }
             writer(ToolFinished(call["id"] or "", call["name"], result.status, str(result.content), duration))
@@ -309,8 +348,9 @@ def make_call_tool(settings: Settings, tools: Sequence[BaseTool]) -> ToolNode:
     return ToolNode(list(tools), name="call_tool", handle_tool_errors=handle_tool_error, awrap_tool_call=timed)
 
 
-async def _limited(execute: Callable[[ToolCallRequest], Awaitable[Any]], request: ToolCallRequest,
-                   timeout: float) -> Any:
+async def _limited(
+    execute: Callable[[ToolCallRequest], Awaitable[Any]], request: ToolCallRequest, timeout: float
+) -> Any:
     """Run the tool call; one that outlives its limit becomes an error message the model can act on."""
     limit = timeout * TOOL_CALL_LIMIT_FACTOR
     call = request.tool_call
@@ -344,14 +384,23 @@ def observe(state: State) -> dict[str, Any]:
     for m in msgs[i:]:
         assert isinstance(m, ToolMessage)  # the loop above stopped at the first message that is not
         failed = m.status == "error"
-        steps.append(Step(
-            kind="tool", node="call_tool", turn=turn, name=m.name, call_id=m.tool_call_id,
-            arguments=args.get(m.tool_call_id, {}), status="error" if failed else "ok",
-            result=None if failed else str(m.content), error=str(m.content) if failed else None,
-            started_at=m.response_metadata.get("started_at", time.time()),
-            duration_ms=m.response_metadata.get("duration_ms", 0.0), recovered=recovered,
-            unknown_tool=bool(m.response_metadata.get("unknown_tool")),
-        ).model_dump())
+        steps.append(
+            Step(
+                kind="tool",
+                node="call_tool",
+                turn=turn,
+                name=m.name,
+                call_id=m.tool_call_id,
+                arguments=args.get(m.tool_call_id, {}),
+                status="error" if failed else "ok",
+                result=None if failed else str(m.content),
+                error=str(m.content) if failed else None,
+                started_at=m.response_metadata.get("started_at", time.time()),
+                duration_ms=m.response_metadata.get("duration_ms", 0.0),
+                recovered=recovered,
+                unknown_tool=bool(m.response_metadata.get("unknown_tool")),
+            ).model_dump()
+        )
     return {"steps": steps}
 
 
@@ -374,16 +423,31 @@ def make_answer(settings: Settings, factory: ModelFactory):
         started, t0 = time.time(), time.perf_counter()
         with track_call(run_settings(settings, ctx)) as call:
             ai, ttft = await stream_model(
-                model, [SystemMessage(ctx.system_prompt), *state.messages, HumanMessage(instruction)],
-                stream=ctx.stream, writer=runtime.stream_writer, node="answer",
+                model,
+                [SystemMessage(ctx.system_prompt), *state.messages, HumanMessage(instruction)],
+                stream=ctx.stream,
+                writer=runtime.stream_writer,
+                node="answer",
             )
         text = strip_tool_markup(ai.content if isinstance(ai.content, str) else "").strip()
         final = AIMessage(
             content=text or OUT_OF_STEPS_FALLBACK.format(max_steps=ctx.max_steps),
-            usage_metadata=ai.usage_metadata, response_metadata=ai.response_metadata, id=ai.id,
+            usage_metadata=ai.usage_metadata,
+            response_metadata=ai.response_metadata,
+            id=ai.id,
         )
-        step = model_step(final, node="answer", turn=turn_number(state.messages), model=name,
-                          started=started, t0=t0, ttft=ttft, recovered=False, call=call, stopped=why)
+        step = model_step(
+            final,
+            node="answer",
+            turn=turn_number(state.messages),
+            model=name,
+            started=started,
+            t0=t0,
+            ttft=ttft,
+            recovered=False,
+            call=call,
+            stopped=why,
+        )
         return {"messages": [final], "steps": [step]}
 
     return answer

@@ -27,9 +27,7 @@ _FENCE_RE = re.compile(r"^\s*```[\w-]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
 # A function name is one word: no spaces, quotes, brackets, separators or control characters.
 _NAME_RE = re.compile(r"[^\s\x00-\x1f\"'{}\[\]:,<>=()]+")
 _FUNCTION_RE = re.compile(r"<function=([^>\s]+)>?")
-_PARAM_RE = re.compile(
-    r"<parameter=([^>\s]+)>(.*?)(?:</parameter>|(?=<parameter=)|(?=</function>)|\Z)", re.DOTALL
-)
+_PARAM_RE = re.compile(r"<parameter=([^>\s]+)>(.*?)(?:</parameter>|(?=<parameter=)|(?=</function>)|\Z)", re.DOTALL)
 
 
 @dataclass(frozen=True)

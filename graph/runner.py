@@ -55,7 +55,12 @@ class _Progress:
 
 
 async def stream_turn(
-    graph: Any, question: str, *, thread_id: str, context: Context, interface: str = "cli",
+    graph: Any,
+    question: str,
+    *,
+    thread_id: str,
+    context: Context,
+    interface: str = "cli",
 ) -> AsyncGenerator[Event, None]:
     """Ask `question` on `thread_id` and yield the turn's events as they happen, ending with `TurnEnded`.
 
@@ -71,8 +76,9 @@ async def stream_turn(
     progress = _Progress()
     result = TurnResult(answer="", thread_id=thread_id)
     started = time.perf_counter()
-    stream = graph.astream({"messages": [HumanMessage(question)]}, config, context=context,
-                           stream_mode=["custom", "updates"])
+    stream = graph.astream(
+        {"messages": [HumanMessage(question)]}, config, context=context, stream_mode=["custom", "updates"]
+    )
     try:
         async with aclosing(stream):
             async for mode, data in stream:
@@ -115,11 +121,13 @@ def _events(mode: str, data: Any, result: TurnResult) -> list[Event]:
     return events
 
 
-async def run_turn(graph: Any, question: str, *, thread_id: str, context: Context,
-                   interface: str = "cli") -> TurnResult:
+async def run_turn(
+    graph: Any, question: str, *, thread_id: str, context: Context, interface: str = "cli"
+) -> TurnResult:
     """Run a whole turn and return what it produced (`stream_turn`, drained)."""
-    async with aclosing(stream_turn(graph, question, thread_id=thread_id, context=context,
-                                    interface=interface)) as events:
+    async with aclosing(
+        stream_turn(graph, question, thread_id=thread_id, context=context, interface=interface)
+    ) as events:
         async for event in events:
             if isinstance(event, TurnEnded):
                 return event.result
@@ -140,25 +148,44 @@ async def save_stopped(graph: Any, config: dict[str, Any], progress: _Progress, 
     last = messages[-1] if messages else None
     dangling = [tc for tc in last.tool_calls if tc["id"] not in answered] if isinstance(last, AIMessage) else []
     turn, now = turn_number(messages), time.time()
-    patch: list[Any] = [ToolMessage(CANCELLED_TOOL, tool_call_id=tc["id"], name=tc["name"], status="error")
-                        for tc in dangling]
+    patch: list[Any] = [
+        ToolMessage(CANCELLED_TOOL, tool_call_id=tc["id"], name=tc["name"], status="error") for tc in dangling
+    ]
     if dangling:
         steps = [_cancelled_tool(tc, progress.tools.get(tc["id"] or ""), turn, now) for tc in dangling]
     else:
-        steps = [Step(kind="model", node=progress.node, turn=turn, started_at=progress.model_started,
-                      duration_ms=(now - progress.model_started) * 1000, status="cancelled",
-                      model=context.model or None, error=STOPPED_MODEL, stopped="user")]
+        steps = [
+            Step(
+                kind="model",
+                node=progress.node,
+                turn=turn,
+                started_at=progress.model_started,
+                duration_ms=(now - progress.model_started) * 1000,
+                status="cancelled",
+                model=context.model or None,
+                error=STOPPED_MODEL,
+                stopped="user",
+            )
+        ]
     if partial := "".join(progress.partial).strip():
         patch.append(AIMessage(partial))
-    await graph.aupdate_state(config, {"messages": patch, "steps": [s.model_dump() for s in steps]},
-                              as_node="answer")
+    await graph.aupdate_state(config, {"messages": patch, "steps": [s.model_dump() for s in steps]}, as_node="answer")
     return steps
 
 
-def _cancelled_tool(call: Any, started: tuple[ToolStarted, float] | None, turn: int,
-                    now: float) -> Step:
+def _cancelled_tool(call: Any, started: tuple[ToolStarted, float] | None, turn: int, now: float) -> Step:
     """The trace record of a tool call the user's Stop cut short."""
     began = started[1] if started else now
-    return Step(kind="tool", node="call_tool", turn=turn, name=call["name"], call_id=call["id"],
-                arguments=call["args"], status="cancelled", error=CANCELLED_TOOL, started_at=began,
-                duration_ms=(now - began) * 1000, stopped="user")
+    return Step(
+        kind="tool",
+        node="call_tool",
+        turn=turn,
+        name=call["name"],
+        call_id=call["id"],
+        arguments=call["args"],
+        status="cancelled",
+        error=CANCELLED_TOOL,
+        started_at=began,
+        duration_ms=(now - began) * 1000,
+        stopped="user",
+    )

@@ -36,9 +36,15 @@ def split_turns(messages: list[AnyMessage], records: list[dict[str, Any]]) -> li
         chunk = messages[start:end]
         answers = [m for m in chunk if isinstance(m, AIMessage) and not m.tool_calls]
         steps = [Step.model_validate(r) for r in records if r.get("turn") == n]
-        turns.append(Turn(turn=n, question=str(messages[start].content),
-                          answer=str(answers[-1].content) if answers else "", steps=steps,
-                          stopped=stop_reason_of(steps)))
+        turns.append(
+            Turn(
+                turn=n,
+                question=str(messages[start].content),
+                answer=str(answers[-1].content) if answers else "",
+                steps=steps,
+                stopped=stop_reason_of(steps),
+            )
+        )
     return turns
 
 

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,16 +37,25 @@ WHY_NOT_RUN = [  # (case prefix, interface, why) for the (case, interface) pairs
     ("input/csv-without-question-column", "cli", "CSV input exists only in `batch`"),
     ("input/sqlite-", "batch", "batch runs keep no threads (no SQLite file)"),
     ("tool/weather-timeout", "", "the CLI and batch `tool/hangs-past-timeout` cases are this weather timeout"),
-    ("server/http-503", "cli", "the CLI runs the 503 with Retry-After (the same code path); the plain 503 is a batch "
-     "row and a UI turn"),
-    ("", "cli", "covered by a batch row and a UI turn: the CLI runs one case per model/tool family (every CLI "
-     "process costs 4-5 s of CPU)"),
+    (
+        "server/http-503",
+        "cli",
+        "the CLI runs the 503 with Retry-After (the same code path); the plain 503 is a batch row and a UI turn",
+    ),
+    (
+        "",
+        "cli",
+        "covered by a batch row and a UI turn: the CLI runs one case per model/tool family (every CLI "
+        "process costs 4-5 s of CPU)",
+    ),
 ]
 
 
 def why_not_run(case: str, interface: str) -> str:
-    return next((why for prefix, iface, why in WHY_NOT_RUN
-                 if case.startswith(prefix) and iface in ("", interface)), "not run")
+    return next(
+        (why for prefix, iface, why in WHY_NOT_RUN if case.startswith(prefix) and iface in ("", interface)), "not run"
+    )
+
 
 def load_average() -> str:
     try:
@@ -61,14 +70,25 @@ def run_tests(results: Path, extra: list[str]) -> tuple[int, str, float, str]:
     env = {**os.environ, "RELIABILITY_RESULTS": str(results)}
     load = load_average()
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", TEST_FILE, "-p", "no:cacheprovider", *extra],
-                          cwd=ROOT, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", TEST_FILE, "-p", "no:cacheprovider", *extra],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     took = time.perf_counter() - started
     sys.stdout.write(proc.stdout[-4000:])
     sys.stderr.write(proc.stderr[-2000:])
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
-    summary = next((ln.strip("= ") for ln in reversed(lines) if " in " in ln and ("passed" in ln or "failed" in ln
-                                                                                   or "xfailed" in ln)), "(none)")
+    summary = next(
+        (
+            ln.strip("= ")
+            for ln in reversed(lines)
+            if " in " in ln and ("passed" in ln or "failed" in ln or "xfailed" in ln)
+        ),
+        "(none)",
+    )
     return proc.returncode, summary, took, load
 
 
@@ -86,7 +106,6 @@ def missing(rows: list[dict]) -> list[tuple[str, str]]:
     return [(case, iface) for _, case in cases for iface in INTERFACES if (case, iface) not in seen]
 
 
-
 def order(row: dict) -> tuple:
     family = FAMILIES.index(row["family"]) if row["family"] in FAMILIES else len(FAMILIES)
     iface = INTERFACES.index(row["interface"]) if row["interface"] in INTERFACES else len(INTERFACES)
@@ -95,7 +114,7 @@ def order(row: dict) -> tuple:
 
 def render(rows: list[dict], *, summary: str, took: float | None, load: str, code: int | None) -> str:
     rows = sorted(rows, key=order)
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     counts = Counter(r["result"] for r in rows)
     out = [
         "# Reliability: faults and bad input, measured",
@@ -119,8 +138,9 @@ def render(rows: list[dict], *, summary: str, took: float | None, load: str, cod
     for key, values in (("interface", INTERFACES), ("family", FAMILIES)):
         for value in values:
             mine = Counter(r["result"] for r in rows if r[key] == value)
-            out.append(f"| {key} {value} | " + " | ".join(str(mine.get(r, 0)) for r in RESULTS)
-                       + f" | {sum(mine.values())} |")
+            out.append(
+                f"| {key} {value} | " + " | ".join(str(mine.get(r, 0)) for r in RESULTS) + f" | {sum(mine.values())} |"
+            )
     out += [
         "",
         "**pass**: every check held. **xfail**: a known product bug, listed below, in a file other engineers own;",
@@ -161,8 +181,9 @@ def render(rows: list[dict], *, summary: str, took: float | None, load: str, cod
         out.append("None.")
     failing = [r for r in rows if r["result"] in ("fail", "xpass")]
     out += ["", "## Failures", ""]
-    out += [f"- `{r['case']}` ({r['interface']}): {cell('; '.join(r.get('problems') or []), 600)}"
-            for r in failing] or ["None."]
+    out += [
+        f"- `{r['case']}` ({r['interface']}): {cell('; '.join(r.get('problems') or []), 600)}" for r in failing
+    ] or ["None."]
     out += [
         "",
         "## Not run, and why",
@@ -177,7 +198,7 @@ def render(rows: list[dict], *, summary: str, took: float | None, load: str, cod
         "  wanting another key (401), one started without `--enable-auto-tool-choice`. Server faults are scripted",
         "  per question with `script_for`: `Reply(status=500/503, headers={'Retry-After': '1'})`,",
         "  `Reply(drop_after_tokens=5)` (the connection closes mid-reply), `Reply(stall_after_tokens=5)` (nothing",
-        "  more is sent), `Reply(error_after_tokens=3)` (`data: {\"error\": ...}` inside the 200 stream); the 400s",
+        '  more is sent), `Reply(error_after_tokens=3)` (`data: {"error": ...}` inside the 200 stream); the 400s',
         "  and 404 come from the fake's own vLLM validation (a 100k-character CJK question is ~75k tokens).",
         "- Model faults are scripted raw model text (`<tool_call>` with broken JSON, unknown tools, bad arguments,",
         "  the same failing call again and again, `finish_reason: length`).",
@@ -206,12 +227,15 @@ def main(argv: list[str] | None = None) -> int:
     meta = results.with_suffix(".meta.json")  # the run's summary, so --no-run can rebuild the same page
     if args.no_run:
         run = json.loads(meta.read_text(encoding="utf-8")) if meta.exists() else {}
-        code, summary, took, load = (run.get("code"), run.get("summary", "(not run)"), run.get("took"),
-                                     run.get("load", load_average()))
+        code, summary, took, load = (
+            run.get("code"),
+            run.get("summary", "(not run)"),
+            run.get("took"),
+            run.get("load", load_average()),
+        )
     else:
         code, summary, took, load = run_tests(results, args.pytest_args)
-        meta.write_text(json.dumps({"code": code, "summary": summary, "took": took, "load": load}),
-                        encoding="utf-8")
+        meta.write_text(json.dumps({"code": code, "summary": summary, "took": took, "load": load}), encoding="utf-8")
     rows = json.loads(results.read_text(encoding="utf-8")) if results.exists() else []
     if not rows:
         print(f"no rows in {results}: did the tests run?", file=sys.stderr)

@@ -88,11 +88,15 @@ def vllm(demo_server, monkeypatch: pytest.MonkeyPatch):
     return demo_server
 
 
-def run_cli(*args: str, input: str | None = None, timeout: float = 60, env: dict[str, str] | None = None
-            ) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, input: str | None = None, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run `python -m graph.cli ARGS` as a user would, in the test's environment and cwd."""
     return subprocess.run(
         [sys.executable, "-m", "graph.cli", *args],
-        input=input, capture_output=True, text=True, timeout=timeout,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "utf-8", **(env or {})},
     )

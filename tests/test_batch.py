@@ -44,8 +44,11 @@ def poll(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> Non
 
 def start_batch(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "graph.cli", "batch", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "utf-8"},
+        [sys.executable, "-m", "graph.cli", "batch", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "utf-8"},
     )
 
 
@@ -79,8 +82,10 @@ def test_jsonl_good_failing_and_malformed_rows_then_report(vllm, tmp_path):
         {"question": "hi there"},
     ]
     source = tmp_path / "questions.jsonl"
-    source.write_text("\n".join(x if isinstance(x, str) else json.dumps(x, ensure_ascii=False) for x in lines) + "\n",
-                      encoding="utf-8")
+    source.write_text(
+        "\n".join(x if isinstance(x, str) else json.dumps(x, ensure_ascii=False) for x in lines) + "\n",
+        encoding="utf-8",
+    )
     proc = run_cli("batch", str(source), "--concurrency", "4", "--timeout", "4", "--max-steps", "2")
     assert proc.returncode == 1, proc.stderr
     no_traceback(proc)
@@ -93,8 +98,13 @@ def test_jsonl_good_failing_and_malformed_rows_then_report(vllm, tmp_path):
     assert [s["kind"] for s in rows["time"]["steps"]] == ["model", "tool", "model"]
     assert rows["time"]["usage"]["total_tokens"] > 0 and rows["time"]["latency_ms"] > 0 and rows["time"]["retries"] == 0
     endpoint = vllm.base_url.split("//")[1].split("/")[0]  # host:port, as the trace names it
-    run = {"model": "Qwen/Qwen2.5-7B-Instruct", "endpoints": [endpoint], "concurrency": 4, "max_steps": 2,
-           "timeout": 4.0}
+    run = {
+        "model": "Qwen/Qwen2.5-7B-Instruct",
+        "endpoints": [endpoint],
+        "concurrency": 4,
+        "max_steps": 2,
+        "timeout": 4.0,
+    }
     assert all({k: r["run"][k] for k in run} == run for r in rows.values())  # bad rows too
     assert len({r["run"]["started_at"] for r in rows.values()}) == 1 and rows["time"]["tool_errors"] == 0
     assert "3072" in rows["calc"]["answer"] and rows["calc"]["input_answer"] == 3072  # a clashing field is kept
@@ -133,10 +143,13 @@ def test_csv_from_stdin_bom_chinese_retried_503_and_rows_keyed_by_id_not_order(v
     vllm.config.token_delay = 0.003
     vllm.script_for("slowpoke", Reply(text="Let me think about that slowly. " * 40))
     vllm.script_for("retry me", Reply(status=503))
-    csv_text = ("id,question,lang\r\nr1,slowpoke: say something,en\r\nr2,\"What is 2 + 3, exactly?\",en\r\n"
-                "r3,retry me: what is 7 * 6?,en\r\n\r\nr5,计算 12 * 12,zh\r\n,hi,en\r\n")
-    proc = run_cli("batch", "-", "--format", "csv", "--concurrency", "8", input="\ufeff" + csv_text,
-                   env={"AGENT_MAX_RETRIES": "2"})
+    csv_text = (
+        'id,question,lang\r\nr1,slowpoke: say something,en\r\nr2,"What is 2 + 3, exactly?",en\r\n'
+        "r3,retry me: what is 7 * 6?,en\r\n\r\nr5,计算 12 * 12,zh\r\n,hi,en\r\n"
+    )
+    proc = run_cli(
+        "batch", "-", "--format", "csv", "--concurrency", "8", input="\ufeff" + csv_text, env={"AGENT_MAX_RETRIES": "2"}
+    )
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "stdin.answers.jsonl"  # the default output for stdin
     rows = rows_by_id(out)
@@ -153,8 +166,9 @@ def test_csv_from_stdin_bom_chinese_retried_503_and_rows_keyed_by_id_not_order(v
 
 
 def test_q_jsonl_and_q_csv_get_their_own_outputs_and_answered_rows_with_failed_tools_are_flagged(vllm, tmp_path):
-    (tmp_path / "q.jsonl").write_text('{"id": "a", "question": "What is 1/0?"}\n'
-                                      '{"id": "b", "question": "What is 6*7?"}\n')
+    (tmp_path / "q.jsonl").write_text(
+        '{"id": "a", "question": "What is 1/0?"}\n{"id": "b", "question": "What is 6*7?"}\n'
+    )
     (tmp_path / "q.csv").write_text("id,question\nc,What is 2+3?\n")
     first = run_cli("batch", "q.jsonl")
     assert first.returncode == 0, first.stderr  # every row ok: a failed tool call does not fail the row
@@ -283,10 +297,14 @@ def test_usage_errors_exit_2_and_touch_nothing(tmp_path):
 
 async def test_a_batch_of_only_bad_rows_writes_them_and_runs_nothing(tmp_path):
     cfg = BatchConfig(settings=load_settings(), model="m", concurrency=4, max_steps=2)
-    bad = [Question(id=1, line=1, question=None, problem="line 1: empty line"),
-           Question(id="b", line=2, question="", problem="line 2: the question is empty")]
+    bad = [
+        Question(id=1, line=1, question=None, problem="line 1: empty line"),
+        Question(id="b", line=2, question="", problem="line 2: the question is empty"),
+    ]
     with RowWriter(tmp_path / "out.jsonl") as writer:
         await run_batch(cfg, bad, writer, Progress(len(bad)))
     rows = rows_by_id(tmp_path / "out.jsonl")
     assert {i: (r["status"], r["error"]) for i, r in rows.items()} == {
-        1: ("error", "line 1: empty line"), "b": ("error", "line 2: the question is empty")}
+        1: ("error", "line 1: empty line"),
+        "b": ("error", "line 2: the question is empty"),
+    }

@@ -74,7 +74,7 @@ def test_csv_bom_header_case_optional_id_quoted_multiline_and_bad_rows(tmp_path)
     text = (
         "\ufeffID,Question,lang\r\n"
         'a,"Weather in Paris, France?",en\r\n'
-        '\r\n'
+        "\r\n"
         ',"two\nlines",en\r\n'
         "c,,zh\r\n"
         "d,too,many,fields\r\n"
@@ -115,8 +115,9 @@ def test_invalid_utf8_and_utf16_get_one_clear_line(tmp_path):
 
 def test_duplicate_and_colliding_ids_and_empty_input_are_refused(tmp_path):
     with pytest.raises(BatchInputError, match="id 'x' is on line 1 and on line 3 of"):
-        load_questions(write(tmp_path / "d.jsonl",
-                             '{"id":"x","question":"a"}\n{"question":"b"}\n{"id":"x","question":"c"}\n'))
+        load_questions(
+            write(tmp_path / "d.jsonl", '{"id":"x","question":"a"}\n{"question":"b"}\n{"id":"x","question":"c"}\n')
+        )
     with pytest.raises(BatchInputError, match="id 2 is on line 1 and on line 2"):  # explicit 2 vs line number 2
         load_questions(write(tmp_path / "c.jsonl", '{"id":2,"question":"a"}\n{"question":"b"}\n'))
     with pytest.raises(BatchInputError, match="has no questions"):
@@ -126,16 +127,27 @@ def test_duplicate_and_colliding_ids_and_empty_input_are_refused(tmp_path):
 def test_output_row_keeps_input_fields_that_clash_with_result_fields():
     q = Question(id="a", line=3, question="hi", fields={"answer": "gold", "topic": "t"})
     row = output_row(q, status="ok", answer="hello")
-    assert row == {"id": "a", "line": 3, "question": "hi", "status": "ok", "answer": "hello",
-                   "input_answer": "gold", "topic": "t"}
+    assert row == {
+        "id": "a",
+        "line": 3,
+        "question": "hi",
+        "status": "ok",
+        "answer": "hello",
+        "input_answer": "gold",
+        "topic": "t",
+    }
     failed = input_failure_row(Question(id=4, line=4, question=None, problem="line 4: empty line"))
     assert failed["status"] == "error" and failed["error"] == "line 4: empty line" and failed["steps"] == []
     assert failed["tool_errors"] == 0
 
 
 def test_output_row_counts_the_failed_tool_calls_and_carries_a_clashing_tool_errors_field():
-    steps = [{"kind": "model", "status": "ok"}, {"kind": "tool", "name": "calculate", "status": "error"},
-             {"kind": "tool", "name": "calculate", "status": "ok"}, {"kind": "tool", "name": "x", "status": "error"}]
+    steps = [
+        {"kind": "model", "status": "ok"},
+        {"kind": "tool", "name": "calculate", "status": "error"},
+        {"kind": "tool", "name": "calculate", "status": "ok"},
+        {"kind": "tool", "name": "x", "status": "error"},
+    ]
     q = Question(id="a", line=1, question="hi", fields={"tool_errors": "mine", "run": 7})
     row = output_row(q, status="ok", answer="hello", steps=steps)
     assert row["tool_errors"] == 2 and row["input_tool_errors"] == "mine" and row["input_run"] == 7
@@ -147,8 +159,18 @@ def test_default_output_is_the_whole_input_name_plus_answers_jsonl():
     assert default_output("data/q.csv") == Path("data/q.csv.answers.jsonl")
     assert default_output("问题.jsonl") == Path("问题.jsonl.answers.jsonl")
     assert default_output("-") == Path("stdin.answers.jsonl")
-    names = ["q.jsonl", "q.csv", "q.txt", "q.ndjson", "q.text", "q", "q.JSONL", "q.tar.gz", "q.answers",
-             "q.answers.jsonl"]
+    names = [
+        "q.jsonl",
+        "q.csv",
+        "q.txt",
+        "q.ndjson",
+        "q.text",
+        "q",
+        "q.JSONL",
+        "q.tar.gz",
+        "q.answers",
+        "q.answers.jsonl",
+    ]
     outputs = [default_output(f"data/{name}") for name in names]
     assert len(set(outputs)) == len(names)  # inputs that differ only by extension never share an output
     assert all(out.parent == Path("data") and out.name.endswith(".answers.jsonl") for out in outputs)
@@ -163,7 +185,8 @@ def test_resume_refuses_to_start_afresh_beside_an_output_under_the_old_default_n
     assert str(err.value) == (
         f"{tmp_path / 'q.csv.answers.jsonl'} does not exist, but {tmp_path / 'q.answers.jsonl'} does (the default "
         f"output name before it kept the input's extension): pass -o {tmp_path / 'q.answers.jsonl'} --resume to "
-        "continue that one.")
+        "continue that one."
+    )
     (tmp_path / "q.csv.answers.jsonl").write_text("")
     check_old_default(str(source))  # the new name is there: that one is resumed
     check_old_default("-")
@@ -229,8 +252,17 @@ def test_a_broken_complete_line_is_not_silently_dropped(tmp_path):
 def _row(i, status="ok", latency=1000.0, start=100.0, tools=(), error=None, stopped=None):
     steps = [{"kind": "model", "tokens_in": 10, "tokens_out": 5}]
     steps += [{"kind": "tool", "name": n, "status": s, "recovered": r} for n, s, r in tools]
-    return {"id": i, "status": status, "latency_ms": latency, "started_at": start, "error": error, "stopped": stopped,
-            "usage": {"prompt_tokens": 10, "completion_tokens": 5}, "retries": 1 if i == 2 else 0, "steps": steps}
+    return {
+        "id": i,
+        "status": status,
+        "latency_ms": latency,
+        "started_at": start,
+        "error": error,
+        "stopped": stopped,
+        "usage": {"prompt_tokens": 10, "completion_tokens": 5},
+        "retries": 1 if i == 2 else 0,
+        "steps": steps,
+    }
 
 
 def test_summary_percentiles_wall_time_tools_and_errors():
@@ -238,8 +270,17 @@ def test_summary_percentiles_wall_time_tools_and_errors():
     rows[0]["steps"].append({"kind": "tool", "name": "calculate", "status": "ok", "recovered": True})
     rows.append(_row("x", "error", 0.0, error="line 7: invalid JSON (Expecting value at column 1)"))
     rows.append(_row("y", "error", 0.0, error="line 9: invalid JSON (Expecting value at column 1)"))
-    rows.append(_row("z", "error", 500.0, start=300.0, tools=[("get_city_weather", "error", False)],
-                     error="Stopped early: ...", stopped="max_steps"))
+    rows.append(
+        _row(
+            "z",
+            "error",
+            500.0,
+            start=300.0,
+            tools=[("get_city_weather", "error", False)],
+            error="Stopped early: ...",
+            stopped="max_steps",
+        )
+    )
     s = summarize(rows)
     assert (s.total, s.ok, s.failed) == (103, 100, 3)
     assert s.percentile(50) == pytest.approx(5050.0) and s.percentile(99) == pytest.approx(9901.0)

@@ -21,15 +21,20 @@ def no_traceback(proc) -> None:
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
 
 
-@pytest.mark.parametrize(("question", "city", "place"), [
-    ("What time is it in Tokyo, and what's the weather there?", "Tokyo", "Tokyo, Japan"),
-    ("查询北京的天气", "北京", "北京"),
-])
+@pytest.mark.parametrize(
+    ("question", "city", "place"),
+    [
+        ("What time is it in Tokyo, and what's the weather there?", "Tokyo", "Tokyo, Japan"),
+        ("查询北京的天气", "北京", "北京"),
+    ],
+)
 def test_run_demo_weather_is_a_real_answer_marked_demo_data(isolated_env, question, city, place):
     # A .env that points the weather elsewhere and sets a key (OpenWeatherMap) must not leak into the demo.
     (isolated_env / ".env").write_text(
         "WEATHER_GEOCODING_URL=http://127.0.0.1:9/v1/search\nWEATHER_API_KEY=owm-key-not-for-the-demo\n"
-        f'AGENT_ENDPOINTS=[{{"base_url": "{NOWHERE}"}}]\n', encoding="utf-8")
+        f'AGENT_ENDPOINTS=[{{"base_url": "{NOWHERE}"}}]\n',
+        encoding="utf-8",
+    )
     proc = run_cli("run", "--demo", "--json", question)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
@@ -93,7 +98,9 @@ def test_ui_demo_endpoint_points_the_model_and_the_weather_at_the_stand_in(isola
         assert demo.weather_forecast_url.endswith("/open-meteo/v1/forecast")
         tool_settings = get_settings()  # what the weather tool reads when it is called
         assert (tool_settings.weather_geocoding_url, tool_settings.weather_forecast_url) == (
-            demo.weather_geocoding_url, demo.weather_forecast_url)
+            demo.weather_geocoding_url,
+            demo.weather_forecast_url,
+        )
         assert tool_settings.weather_api_key is None
         assert label is not None and "demo data" in label
         from tools.weather import get_city_weather
@@ -122,8 +129,9 @@ def test_studio_without_the_langgraph_cli_says_how_to_install_it(monkeypatch):
 
     module = sys.modules["graph.cli.studio"]  # `graph.cli.studio` is also the name of the command
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "langgraph_api" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "langgraph_api" else real(name, *a)
+    )
     result = CliRunner().invoke(cli, ["studio", "--demo"])
     assert result.exit_code == 2
     assert result.output.strip() == f"Error: {module.NOT_INSTALLED}"
@@ -137,15 +145,19 @@ def test_studio_refuses_a_port_in_use_instead_of_moving(isolated_env):
         port = busy.getsockname()[1]
         proc = run_cli("studio", "--demo", "--port", str(port))
     assert proc.returncode == 2
-    assert proc.stderr.strip() == f"Error: Port {port} on 127.0.0.1 is in use (another `langgraph dev`?). " \
-                                  "Stop that server, or pass --port."
+    assert (
+        proc.stderr.strip() == f"Error: Port {port} on 127.0.0.1 is in use (another `langgraph dev`?). "
+        "Stop that server, or pass --port."
+    )
 
 
 def test_studio_env_lets_the_process_environment_win_over_dotenv():
     from graph.cli.studio import child_env
 
-    env = child_env({"OPENAI_API_BASE": "http://demo/v1", "PATH": "/bin"},
-                    {"OPENAI_API_BASE": "http://from-dotenv/v1", "LANGSMITH_API_KEY": "lsv2-x"})
+    env = child_env(
+        {"OPENAI_API_BASE": "http://demo/v1", "PATH": "/bin"},
+        {"OPENAI_API_BASE": "http://from-dotenv/v1", "LANGSMITH_API_KEY": "lsv2-x"},
+    )
     assert env["OPENAI_API_BASE"] == "http://demo/v1" and env["LANGSMITH_API_KEY"] == "lsv2-x"
     assert env["LANGGRAPH_CLI_NO_ANALYTICS"] == "1" and env["LANGGRAPH_NO_VERSION_CHECK"] == "true"  # offline
     mine = child_env({"LANGGRAPH_CLI_NO_ANALYTICS": "0"}, {})

@@ -22,13 +22,22 @@ PARIS = tool_call_text("get_weather", {"city": "Paris"})
 
 
 def _tool(name: str, prop: str) -> dict[str, Any]:
-    return {"type": "function", "function": {
-        "name": name, "description": name.replace("_", " "),
-        "parameters": {"type": "object", "properties": {prop: {"type": "string"}}, "required": [prop]}}}
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": name.replace("_", " "),
+            "parameters": {"type": "object", "properties": {prop: {"type": "string"}}, "required": [prop]},
+        },
+    }
 
 
-TOOLS = [_tool("get_current_time", "timezone"), _tool("get_city_weather", "city"),
-         _tool("calculate", "expression"), _tool("get_weather", "city")]
+TOOLS = [
+    _tool("get_current_time", "timezone"),
+    _tool("get_city_weather", "city"),
+    _tool("calculate", "expression"),
+    _tool("get_weather", "city"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +77,11 @@ def stream(client: httpx.Client, question: str = "Weather in Paris?", **extra: A
 
 
 def tool_deltas(events: list[Any]) -> list[list[dict[str, Any]]]:
-    return [c["choices"][0]["delta"]["tool_calls"] for c in events[1:-1]
-            if c.get("choices") and "tool_calls" in c["choices"][0]["delta"]]
+    return [
+        c["choices"][0]["delta"]["tool_calls"]
+        for c in events[1:-1]
+        if c.get("choices") and "tool_calls" in c["choices"][0]["delta"]
+    ]
 
 
 # ---------------------------------------------------------------- non-streaming
@@ -78,23 +90,54 @@ def tool_deltas(events: list[Any]) -> list[list[dict[str, Any]]]:
 def test_non_streaming_tool_call_has_vllm_key_set(client: httpx.Client, server: DemoServer) -> None:
     server.script(PARIS)
     body = chat(client).json()
-    assert list(body) == ["id", "object", "created", "model", "choices", "service_tier",
-                          "system_fingerprint", "usage", "prompt_logprobs", "prompt_token_ids",
-                          "prompt_text", "kv_transfer_params", "ec_transfer_params", "metrics"]
+    assert list(body) == [
+        "id",
+        "object",
+        "created",
+        "model",
+        "choices",
+        "service_tier",
+        "system_fingerprint",
+        "usage",
+        "prompt_logprobs",
+        "prompt_token_ids",
+        "prompt_text",
+        "kv_transfer_params",
+        "ec_transfer_params",
+        "metrics",
+    ]
     assert CHAT_ID.match(body["id"]) and body["object"] == "chat.completion" and body["model"] == MODEL
     assert FINGERPRINT.match(body["system_fingerprint"])
     choice = body["choices"][0]
-    assert choice == {**choice, "index": 0, "logprobs": None, "finish_reason": "tool_calls",
-                      "stop_reason": None, "token_ids": None, "routed_experts": None,
-                      "weight_versions": None}
+    assert choice == {
+        **choice,
+        "index": 0,
+        "logprobs": None,
+        "finish_reason": "tool_calls",
+        "stop_reason": None,
+        "token_ids": None,
+        "routed_experts": None,
+        "weight_versions": None,
+    }
     message = choice["message"]
-    assert list(message) == ["role", "content", "refusal", "annotations", "audio", "function_call",
-                             "tool_calls", "reasoning"]
+    assert list(message) == [
+        "role",
+        "content",
+        "refusal",
+        "annotations",
+        "audio",
+        "function_call",
+        "tool_calls",
+        "reasoning",
+    ]
     assert message["content"] is None
     [call] = message["tool_calls"]
     assert TOOL_ID.match(call["id"])
-    assert call == {"id": call["id"], "type": "function",
-                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    assert call == {
+        "id": call["id"],
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+    }
     usage = body["usage"]
     assert usage["completion_tokens"] == 20  # the doc's 19 Qwen tokens plus EOS
     assert usage["total_tokens"] == usage["prompt_tokens"] + 20
@@ -123,9 +166,7 @@ def test_plain_text_has_no_tool_calls_key(client: httpx.Client, server: DemoServ
     assert message["content"] == "Hello!" and "tool_calls" not in message
 
 
-def test_hermes_bad_json_is_raw_content_but_streams_as_call(
-    client: httpx.Client, server: DemoServer
-) -> None:
+def test_hermes_bad_json_is_raw_content_but_streams_as_call(client: httpx.Client, server: DemoServer) -> None:
     broken = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}\n</tool_call>'
     server.script(broken, broken)
     choice = chat(client).json()["choices"][0]
@@ -153,9 +194,7 @@ def test_max_tokens_cuts_generation_with_length(client: httpx.Client, server: De
     assert body["usage"]["completion_tokens"] == 3
 
 
-def test_x_request_id_becomes_the_id_and_requests_are_recorded(
-    client: httpx.Client, server: DemoServer
-) -> None:
+def test_x_request_id_becomes_the_id_and_requests_are_recorded(client: httpx.Client, server: DemoServer) -> None:
     server.script("ok")
     body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
     response = client.post("/v1/chat/completions", json=body, headers={"X-Request-Id": "abc123"})
@@ -174,27 +213,58 @@ def test_stream_tool_call_chunks_match_vllm(client: httpx.Client, server: DemoSe
     assert len(ids) == 1 and CHAT_ID.match(ids.pop())
     assert all(e["object"] == "chat.completion.chunk" and e["model"] == MODEL for e in events[:-1])
     head = {k: events[0][k] for k in ("id", "object", "created", "model")}
-    assert events[0] == {**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                         "logprobs": None, "finish_reason": None}], "prompt_token_ids": None,
-                         "prompt_text": None}
+    assert events[0] == {
+        **head,
+        "choices": [
+            {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}
+        ],
+        "prompt_token_ids": None,
+        "prompt_text": None,
+    }
     name_chunk = events[1]
     call_id = name_chunk["choices"][0]["delta"]["tool_calls"][0]["id"]
     assert TOOL_ID.match(call_id)
-    assert name_chunk == {**head, "choices": [{"index": 0, "delta": {"content": None, "tool_calls": [
-        {"id": call_id, "type": "function", "index": 0, "function": {"name": "get_weather"}}]},
-        "logprobs": None, "finish_reason": None, "token_ids": None}], "kv_transfer_params": None}
+    assert name_chunk == {
+        **head,
+        "choices": [
+            {
+                "index": 0,
+                "delta": {
+                    "content": None,
+                    "tool_calls": [
+                        {"id": call_id, "type": "function", "index": 0, "function": {"name": "get_weather"}}
+                    ],
+                },
+                "logprobs": None,
+                "finish_reason": None,
+                "token_ids": None,
+            }
+        ],
+        "kv_transfer_params": None,
+    }
     arg_deltas = tool_deltas(events)[1:]
-    assert all(d == [{"index": 0, "function": {"arguments": d[0]["function"]["arguments"]}}]
-               for d in arg_deltas)
+    assert all(d == [{"index": 0, "function": {"arguments": d[0]["function"]["arguments"]}}] for d in arg_deltas)
     pieces = [d[0]["function"]["arguments"] for d in arg_deltas]
     assert pieces == ['{"', "city", '":', ' "', "Paris", '"}']
     assert json.loads("".join(pieces)) == {"city": "Paris"}
     assert all(e["choices"][0]["delta"]["content"] is None for e in events[1:-2])
     finish = events[-2]
-    assert finish == {**head, "choices": [{"index": 0, "delta": {}, "logprobs": None,
-                      "finish_reason": "tool_calls", "stop_reason": None, "token_ids": None,
-                      "weight_versions": None}], "kv_transfer_params": None,
-                      "system_fingerprint": finish["system_fingerprint"]}
+    assert finish == {
+        **head,
+        "choices": [
+            {
+                "index": 0,
+                "delta": {},
+                "logprobs": None,
+                "finish_reason": "tool_calls",
+                "stop_reason": None,
+                "token_ids": None,
+                "weight_versions": None,
+            }
+        ],
+        "kv_transfer_params": None,
+        "system_fingerprint": finish["system_fingerprint"],
+    }
     assert FINGERPRINT.match(finish["system_fingerprint"])
 
 
@@ -204,8 +274,7 @@ def test_stream_usage_chunk_only_with_include_usage(client: httpx.Client, server
     events = stream(client, stream_options={"include_usage": True})
     usage_chunk, finish = events[-2], events[-3]
     assert usage_chunk["choices"] == [] and "system_fingerprint" not in finish
-    assert list(usage_chunk) == ["id", "object", "created", "model", "choices", "usage",
-                                 "system_fingerprint"]
+    assert list(usage_chunk) == ["id", "object", "created", "model", "choices", "usage", "system_fingerprint"]
     assert usage_chunk["usage"]["completion_tokens"] == 3  # "Hi", " there", EOS
     assert set(usage_chunk["usage"]) == {"prompt_tokens", "total_tokens", "completion_tokens"}
     text = "".join(e["choices"][0]["delta"].get("content", "") for e in events[1:-3])
@@ -246,8 +315,9 @@ def test_stream_mid_stream_error_then_done(client: httpx.Client, server: DemoSer
     events = stream(client)
     assert [e["choices"][0]["delta"].get("content") for e in events[1:3]] == ["Hello", " there"]
     # generate/base/serving.py _raise_if_error: finish_reason "error" is GenerationError("Internal server error").
-    assert events[3] == {"error": {"message": "Internal server error", "type": "InternalServerError",
-                                   "param": None, "code": 500}}
+    assert events[3] == {
+        "error": {"message": "Internal server error", "type": "InternalServerError", "param": None, "code": 500}
+    }
     assert events[4:] == ["[DONE]"]
 
 
@@ -261,9 +331,7 @@ def test_hermes_stream_parser_holds_back_partial_tag() -> None:
 # ---------------------------------------------------------------- errors and auth
 
 
-def _error(
-    message: str, type_: str = "BadRequestError", param: str | None = None, code: int = 400
-) -> dict[str, Any]:
+def _error(message: str, type_: str = "BadRequestError", param: str | None = None, code: int = 400) -> dict[str, Any]:
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
@@ -271,9 +339,11 @@ def test_tool_parser_errors_without_auto_tool_choice(client: httpx.Client, serve
     server.config.enable_auto_tool_choice = False
     auto = chat(client)
     assert auto.status_code == 400 and auto.json() == _error(
-        '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set')
+        '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set'
+    )
     assert chat(client, tool_choice="required").json() == _error(
-        'tool_choice="required" requires --tool-call-parser to be set')
+        'tool_choice="required" requires --tool-call-parser to be set'
+    )
     named = chat(client, tool_choice={"type": "function", "function": {"name": "get_weather"}})
     assert named.json() == _error('tool_choice=function "get_weather" requires --tool-call-parser to be set')
     server.script("<tool_call>\nraw\n</tool_call>")
@@ -285,24 +355,49 @@ def test_unknown_model_404_lists_aliases(client: httpx.Client, server: DemoServe
     server.config.served_model_names = ["qwen", "qwen-alt"]
     response = client.post("/v1/chat/completions", json={"model": "gpt-4", "messages": []})
     assert response.status_code == 404 and response.json() == _error(
-        "The model `gpt-4` does not exist. Valid aliases: qwen, qwen-alt.", "NotFoundError", "model", 404)
+        "The model `gpt-4` does not exist. Valid aliases: qwen, qwen-alt.", "NotFoundError", "model", 404
+    )
 
 
-@pytest.mark.parametrize(("extra", "message", "param"), [
-    ({"tools": []}, "`tools` must not be an empty array. Either provide at least one tool or omit "
-     "the field entirely. (parameter=tools)", "tools"),
-    ({"tools": None, "tool_choice": "auto"}, "When using `tool_choice`, `tools` must be set. "
-     "(parameter=tool_choice)", "tool_choice"),
-    ({"stream_options": {"include_usage": True}}, "Stream options can only be defined when "
-     "`stream=True`. (parameter=stream_options)", "stream_options"),
-    ({"tool_choice": {"type": "function", "function": {"name": "nope"}}}, "The tool specified in "
-     "`tool_choice` does not match any of the specified `tools` (parameter=tool_choice)", "tool_choice"),
-    ({"max_tokens": 40000}, "max_tokens=40000 cannot be greater than max_model_len=32768. Please "
-     "request fewer output tokens. (parameter=max_tokens, value=40000)", "max_tokens"),
-    ({"max_completion_tokens": 40000}, "max_completion_tokens=40000 cannot be greater than "
-     "max_model_len=32768. Please request fewer output tokens. (parameter=max_completion_tokens, "
-     "value=40000)", "max_completion_tokens"),
-])
+@pytest.mark.parametrize(
+    ("extra", "message", "param"),
+    [
+        (
+            {"tools": []},
+            "`tools` must not be an empty array. Either provide at least one tool or omit "
+            "the field entirely. (parameter=tools)",
+            "tools",
+        ),
+        (
+            {"tools": None, "tool_choice": "auto"},
+            "When using `tool_choice`, `tools` must be set. (parameter=tool_choice)",
+            "tool_choice",
+        ),
+        (
+            {"stream_options": {"include_usage": True}},
+            "Stream options can only be defined when `stream=True`. (parameter=stream_options)",
+            "stream_options",
+        ),
+        (
+            {"tool_choice": {"type": "function", "function": {"name": "nope"}}},
+            "The tool specified in `tool_choice` does not match any of the specified `tools` (parameter=tool_choice)",
+            "tool_choice",
+        ),
+        (
+            {"max_tokens": 40000},
+            "max_tokens=40000 cannot be greater than max_model_len=32768. Please "
+            "request fewer output tokens. (parameter=max_tokens, value=40000)",
+            "max_tokens",
+        ),
+        (
+            {"max_completion_tokens": 40000},
+            "max_completion_tokens=40000 cannot be greater than "
+            "max_model_len=32768. Please request fewer output tokens. (parameter=max_completion_tokens, "
+            "value=40000)",
+            "max_completion_tokens",
+        ),
+    ],
+)
 def test_validation_errors(client: httpx.Client, extra: dict[str, Any], message: str, param: str) -> None:
     response = chat(client, **extra)
     assert response.status_code == 400 and response.json() == _error(message, param=param)
@@ -316,7 +411,9 @@ def test_context_length_error(client: httpx.Client, server: DemoServer) -> None:
         assert response.status_code == 400 and response.json() == _error(
             "This model's maximum context length is 64 tokens. However, your prompt contains at least 65 input "
             "tokens, which exceeds this limit even without any output tokens. Please reduce the length of the "
-            "input prompt. (parameter=input_tokens, value=65)", param="input_tokens")
+            "input prompt. (parameter=input_tokens, value=65)",
+            param="input_tokens",
+        )
 
 
 def test_body_errors(client: httpx.Client) -> None:
@@ -324,14 +421,21 @@ def test_body_errors(client: httpx.Client) -> None:
     bad = client.post("/v1/chat/completions", content=b'{"messages": [}', headers=headers)
     assert bad.status_code == 400 and bad.json() == _error(
         "1 validation error:\n  {'type': 'json_invalid', 'loc': 'body.14', 'msg': 'JSON decode error', "
-        "'input': '<dict of 0 items>', 'ctx': {'error': 'Expecting value'}}", "Bad Request", "body.14")
+        "'input': '<dict of 0 items>', 'ctx': {'error': 'Expecting value'}}",
+        "Bad Request",
+        "body.14",
+    )
     missing = client.post("/v1/chat/completions", json={"model": MODEL})
     assert missing.status_code == 400 and missing.json() == _error(
         "1 validation error:\n  {'type': 'missing', 'loc': 'body.messages', 'msg': 'Field required', "
-        "'input': '<dict of 1 items>'}", "Bad Request", "body.messages")
+        "'input': '<dict of 1 items>'}",
+        "Bad Request",
+        "body.messages",
+    )
     text = client.post("/v1/chat/completions", content=b"{}", headers={"content-type": "text/plain"})
-    assert text.json() == _error("1 validation error:\n  Unsupported Media Type: Only "
-                                 "'application/json' is allowed", "Bad Request")
+    assert text.json() == _error(
+        "1 validation error:\n  Unsupported Media Type: Only 'application/json' is allowed", "Bad Request"
+    )
 
 
 def test_api_key_guards_only_v1(client: httpx.Client, server: DemoServer) -> None:
@@ -352,8 +456,7 @@ def test_health_version_models(client: httpx.Client, server: DemoServer) -> None
     models = client.get("/v1/models").json()
     assert models["object"] == "list" and [m["id"] for m in models["data"]] == ["qwen", MODEL]
     card = models["data"][0]
-    assert list(card) == ["id", "object", "created", "owned_by", "root", "parent", "max_model_len",
-                          "permission"]
+    assert list(card) == ["id", "object", "created", "owned_by", "root", "parent", "max_model_len", "permission"]
     assert card["owned_by"] == "vllm" and card["parent"] is None and card["max_model_len"] == 32768
     assert re.match(r"^modelperm-[0-9a-f]{16}$", card["permission"][0]["id"])
     assert card["root"] == "qwen"  # no --model: the first served name
@@ -365,13 +468,13 @@ def test_openai_sdk_parses_stream_and_raises(server: DemoServer) -> None:
     openai = pytest.importorskip("openai")
     sdk = openai.OpenAI(base_url=server.base_url, api_key="EMPTY", max_retries=0)
     server.script(Reply(text=PARIS, chunking="coarse"), Reply(text="Hello there", error_after_tokens=1))
-    chunks = list(sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}],
-                                              tools=TOOLS, stream=True))
+    chunks = list(
+        sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}], tools=TOOLS, stream=True)
+    )
     calls = [c for ch in chunks if ch.choices for c in ch.choices[0].delta.tool_calls or []]
     assert calls[0].function.name == "get_weather" and calls[1].function.arguments == '{"city": "Paris"}'
     with pytest.raises(openai.APIError, match="Internal server error"):
-        list(sdk.chat.completions.create(
-            model=MODEL, messages=[{"role": "user", "content": "x"}], stream=True))
+        list(sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}], stream=True))
     server.config.api_key = "sekrit"
     with pytest.raises(openai.AuthenticationError):
         sdk.models.list()
@@ -387,41 +490,53 @@ def _calls(response: httpx.Response) -> list[tuple[str, dict[str, Any]]]:
 
 def test_brain_calls_time_and_weather_in_parallel(client: httpx.Client) -> None:
     english = chat(client, "What time is it in Tokyo, and what's the weather there?")
-    assert _calls(english) == [("get_current_time", {"timezone": "Asia/Tokyo"}),
-                               ("get_city_weather", {"city": "Tokyo"})]
+    assert _calls(english) == [
+        ("get_current_time", {"timezone": "Asia/Tokyo"}),
+        ("get_city_weather", {"city": "Tokyo"}),
+    ]
     chinese = chat(client, "北京现在几点，天气怎么样？")
-    assert _calls(chinese) == [("get_current_time", {"timezone": "Asia/Shanghai"}),
-                               ("get_city_weather", {"city": "北京"})]
+    assert _calls(chinese) == [
+        ("get_current_time", {"timezone": "Asia/Shanghai"}),
+        ("get_city_weather", {"city": "北京"}),
+    ]
     assert _calls(chat(client, "what is 2+3*4")) == [("calculate", {"expression": "2+3*4"})]
 
 
-@pytest.mark.parametrize(("question", "expression", "value"), [
-    ("What is sqrt(2) * 10?", "sqrt(2) * 10", "14.142135623731"),
-    ("calculate log(100, 10) + round(2.567, 1)", "log(100, 10) + round(2.567, 1)", "4.6"),
-    ("What is 2 * pi?", "2 * pi", "6.28318530717959"),
-    ("sin(pi/2) + cos(0) - abs(-3)", "sin(pi/2) + cos(0) - abs(-3)", "-1"),
-    ("What is 2^10 * 3?", "2**10 * 3", "3072"),
-    ("What is (17 * 23) ^ 2?", "(17 * 23) ** 2", "152881"),
-    ("计算 (3+5)*12", "(3+5)*12", "96"),
-    ("计算 （３＋５）×１２", "(3+5)*12", "96"),  # full-width digits, brackets and ×
-    ("１２÷４等于多少？", "12/4", "3"),
-    ("2的10次方是多少？", "2**10", "1024"),
-    ("16的平方根加上3的平方", "sqrt(16)+3**2", "13"),
-    ("3乘以4减2", "3*4-2", "10"),
-    ("3+4, then 5*6", "3+4", "7"),  # the first expression, not both glued together
-])
-def test_brain_sends_the_whole_expression(client: httpx.Client, question: str, expression: str,
-                                         value: str) -> None:
+@pytest.mark.parametrize(
+    ("question", "expression", "value"),
+    [
+        ("What is sqrt(2) * 10?", "sqrt(2) * 10", "14.142135623731"),
+        ("calculate log(100, 10) + round(2.567, 1)", "log(100, 10) + round(2.567, 1)", "4.6"),
+        ("What is 2 * pi?", "2 * pi", "6.28318530717959"),
+        ("sin(pi/2) + cos(0) - abs(-3)", "sin(pi/2) + cos(0) - abs(-3)", "-1"),
+        ("What is 2^10 * 3?", "2**10 * 3", "3072"),
+        ("What is (17 * 23) ^ 2?", "(17 * 23) ** 2", "152881"),
+        ("计算 (3+5)*12", "(3+5)*12", "96"),
+        ("计算 （３＋５）×１２", "(3+5)*12", "96"),  # full-width digits, brackets and ×
+        ("１２÷４等于多少？", "12/4", "3"),
+        ("2的10次方是多少？", "2**10", "1024"),
+        ("16的平方根加上3的平方", "sqrt(16)+3**2", "13"),
+        ("3乘以4减2", "3*4-2", "10"),
+        ("3+4, then 5*6", "3+4", "7"),  # the first expression, not both glued together
+    ],
+)
+def test_brain_sends_the_whole_expression(client: httpx.Client, question: str, expression: str, value: str) -> None:
     from tools.calculator import calculate
 
     assert _calls(chat(client, question)) == [("calculate", {"expression": expression})]
     assert calculate.invoke({"expression": expression}) == value
 
 
-@pytest.mark.parametrize("question", [
-    "Is Qwen2.5-7B a good model?", "What happened on 2024-01-05?", "北京现在几点？", "What's the e-mail?",
-    "Tell me about sqrt(2",
-])
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Is Qwen2.5-7B a good model?",
+        "What happened on 2024-01-05?",
+        "北京现在几点？",
+        "What's the e-mail?",
+        "Tell me about sqrt(2",
+    ],
+)
 def test_brain_sees_no_arithmetic_where_there_is_none(client: httpx.Client, question: str) -> None:
     response = chat(client, question).json()["choices"][0]["message"]
     assert not [c for c in response.get("tool_calls", []) if c["function"]["name"] == "calculate"]
@@ -468,7 +583,8 @@ def test_qwen3_coder_output_fails_hermes(client: httpx.Client, server: DemoServe
     assert not tool_deltas(events) and events[-2]["choices"][0]["finish_reason"] == "stop"
     # tool_choice="required" runs under a grammar that forces the hermes envelope.
     assert _calls(chat(client, "Weather in Tokyo?", tool_choice="required")) == [
-        ("get_city_weather", {"city": "Tokyo"})]
+        ("get_city_weather", {"city": "Tokyo"})
+    ]
 
 
 # ---------------------------------------------------------------- open-meteo stand-in, disconnects
@@ -529,8 +645,7 @@ def test_drop_closes_the_connection_mid_reply(client: httpx.Client, server: Demo
 
 
 def _arguments(events: list[Any], index: int = 0) -> str:
-    return "".join(d["function"].get("arguments", "") for ds in tool_deltas(events) for d in ds
-                   if d["index"] == index)
+    return "".join(d["function"].get("arguments", "") for ds in tool_deltas(events) for d in ds if d["index"] == index)
 
 
 def test_stream_call_cut_by_max_tokens_finishes_length(client: httpx.Client, server: DemoServer) -> None:
@@ -553,8 +668,11 @@ def test_explicit_null_tool_choice_drops_the_calls(client: httpx.Client, server:
     prefix = chat(client, tool_choice=None).json()["choices"][0]
     assert prefix["message"]["content"] == "Let me see.\n" and prefix["finish_reason"] == "stop"
     events = stream(client, tool_choice=None)
-    assert len(events) == 3 and events[1]["choices"][0] == {**events[1]["choices"][0], "delta": {},
-                                                            "finish_reason": "stop"}
+    assert len(events) == 3 and events[1]["choices"][0] == {
+        **events[1]["choices"][0],
+        "delta": {},
+        "finish_reason": "stop",
+    }
     events = stream(client, tool_choice=None)
     assert not tool_deltas(events) and events[-2]["choices"][0]["finish_reason"] == "stop"
     assert "".join(e["choices"][0]["delta"].get("content", "") for e in events[1:-1]) == "Let me see.\n"
@@ -568,17 +686,31 @@ def test_explicit_null_tool_choice_needs_no_tool_parser(client: httpx.Client, se
     assert response.status_code == 200 and response.json()["choices"][0]["message"]["content"] == PARIS
 
 
-@pytest.mark.parametrize(("text", "streamed", "parsed"), [
-    # tool_parsers/hermes_tool_parser.py _extract_tool_args: everything after "arguments": up to the block's
-    # last "}" streams as the arguments; the non-streaming json.loads reads the real arguments.
-    ('<tool_call>\n{"arguments": {"city": "Paris"}, "name": "get_weather"}\n</tool_call>',
-     '{"city": "Paris"}, "name": "get_weather"', '{"city": "Paris"}'),
-    ('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}, "id": 1}\n</tool_call>',
-     '{"city": "Paris"}, "id": 1', '{"city": "Paris"}'),
-    ('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}\n</tool_call>', '{"city": "Paris"}', None),
-])
-def test_stream_arguments_of_unusual_envelopes(client: httpx.Client, server: DemoServer, text: str,
-                                               streamed: str, parsed: str | None) -> None:
+@pytest.mark.parametrize(
+    ("text", "streamed", "parsed"),
+    [
+        # tool_parsers/hermes_tool_parser.py _extract_tool_args: everything after "arguments": up to the block's
+        # last "}" streams as the arguments; the non-streaming json.loads reads the real arguments.
+        (
+            '<tool_call>\n{"arguments": {"city": "Paris"}, "name": "get_weather"}\n</tool_call>',
+            '{"city": "Paris"}, "name": "get_weather"',
+            '{"city": "Paris"}',
+        ),
+        (
+            '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}, "id": 1}\n</tool_call>',
+            '{"city": "Paris"}, "id": 1',
+            '{"city": "Paris"}',
+        ),
+        (
+            '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}\n</tool_call>',
+            '{"city": "Paris"}',
+            None,
+        ),
+    ],
+)
+def test_stream_arguments_of_unusual_envelopes(
+    client: httpx.Client, server: DemoServer, text: str, streamed: str, parsed: str | None
+) -> None:
     server.script(text, text)
     events = stream(client)
     assert _arguments(events) == streamed and events[-2]["choices"][0]["finish_reason"] == "tool_calls"
@@ -593,8 +725,10 @@ def test_arguments_before_name_arrive_with_the_name(client: httpx.Client, server
     # hermes_tool_parser.py extract_tool_calls_streaming: no name yet, nothing streams; then both at once.
     server.script('<tool_call>\n{"arguments": {"city": "Paris"}, "name": "get_weather"}\n</tool_call>')
     [deltas] = tool_deltas(stream(client))
-    assert [d["function"] for d in deltas] == [{"name": "get_weather"},
-                                               {"arguments": '{"city": "Paris"}, "name": "get_weather"'}]
+    assert [d["function"] for d in deltas] == [
+        {"name": "get_weather"},
+        {"arguments": '{"city": "Paris"}, "name": "get_weather"'},
+    ]
 
 
 def test_missing_outer_brace_loses_a_brace_when_the_tail_is_merged(client: httpx.Client, server: DemoServer) -> None:
@@ -616,7 +750,10 @@ def test_stream_interval_sends_the_first_token_then_n_per_chunk(client: httpx.Cl
     response = chat(client, stream_interval=0)
     assert response.status_code == 400 and response.json() == _error(
         "1 validation error:\n  {'type': 'greater_than_equal', 'loc': 'body.stream_interval', 'msg': 'Input should "
-        "be greater than or equal to 1', 'input': '0', 'ctx': {'ge': 1}}", "Bad Request", "body.stream_interval")
+        "be greater than or equal to 1', 'input': '0', 'ctx': {'ge': 1}}",
+        "Bad Request",
+        "body.stream_interval",
+    )
 
 
 def test_unknown_paths_and_wrong_methods_are_starlette_errors(client: httpx.Client, server: DemoServer) -> None:
@@ -635,8 +772,11 @@ def test_unknown_paths_and_wrong_methods_are_starlette_errors(client: httpx.Clie
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     from prometheus_client.parser import text_string_to_metric_families
 
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def test_metrics_count_tokens_and_requests_with_vllm_names(client: httpx.Client, server: DemoServer) -> None:
@@ -647,8 +787,10 @@ def test_metrics_count_tokens_and_requests_with_vllm_names(client: httpx.Client,
     labels = (("engine", "0"), ("model_name", "qwen"))
     before = _samples(response.text)
     assert before[("vllm:num_requests_running", labels)] == 0
-    assert before[("vllm:request_success_total", (("engine", "0"), ("finished_reason", "stop"),
-                                                  ("model_name", "qwen")))] == 0
+    assert (
+        before[("vllm:request_success_total", (("engine", "0"), ("finished_reason", "stop"), ("model_name", "qwen")))]
+        == 0
+    )
     server.script("Hello there", Reply(text="one two three", finish="length"))
     first = chat(client).json()["usage"]
     second = stream(client, stream_options={"include_usage": True})[-2]["usage"]
@@ -695,30 +837,45 @@ def test_tokenize_counts_like_the_chat_usage(client: httpx.Client, server: DemoS
     assert unknown.status_code == 404 and unknown.json()["error"]["type"] == "NotFoundError"
 
 
-@pytest.mark.parametrize(("extra", "message", "param"), [
-    # sampling_params.py SamplingParams._verify_args (VLLMValidationError: " (parameter=..., value=...)")
-    ({"temperature": -1}, "temperature must be non-negative, got -1.0. (parameter=temperature, value=-1.0)",
-     "temperature"),
-    ({"temperature": 3}, "temperature must be in [0, 2], got 3.0. (parameter=temperature, value=3.0)", "temperature"),
-    ({"top_p": 0}, "top_p must be in (0, 1], got 0.0. (parameter=top_p, value=0.0)", "top_p"),
-    ({"n": 0}, "n must be at least 1, got 0.", None),
-    ({"max_tokens": 0}, "max_tokens must be at least 1, got 0. (parameter=max_tokens, value=0)", "max_tokens"),
-])
+@pytest.mark.parametrize(
+    ("extra", "message", "param"),
+    [
+        # sampling_params.py SamplingParams._verify_args (VLLMValidationError: " (parameter=..., value=...)")
+        (
+            {"temperature": -1},
+            "temperature must be non-negative, got -1.0. (parameter=temperature, value=-1.0)",
+            "temperature",
+        ),
+        (
+            {"temperature": 3},
+            "temperature must be in [0, 2], got 3.0. (parameter=temperature, value=3.0)",
+            "temperature",
+        ),
+        ({"top_p": 0}, "top_p must be in (0, 1], got 0.0. (parameter=top_p, value=0.0)", "top_p"),
+        ({"n": 0}, "n must be at least 1, got 0.", None),
+        ({"max_tokens": 0}, "max_tokens must be at least 1, got 0. (parameter=max_tokens, value=0)", "max_tokens"),
+    ],
+)
 def test_sampling_errors(client: httpx.Client, extra: dict[str, Any], message: str, param: str | None) -> None:
     response = chat(client, **extra)
     assert response.status_code == 400 and response.json() == _error(message, param=param)
 
 
-@pytest.mark.parametrize(("value", "kind", "msg"), [
-    ("ab", "int_parsing", "Input should be a valid integer, unable to parse string as an integer"),
-    (1.5, "int_from_float", "Input should be a valid integer, got a number with a fractional part"),
-])
+@pytest.mark.parametrize(
+    ("value", "kind", "msg"),
+    [
+        ("ab", "int_parsing", "Input should be a valid integer, unable to parse string as an integer"),
+        (1.5, "int_from_float", "Input should be a valid integer, got a number with a fractional part"),
+    ],
+)
 def test_typed_fields_are_pydantic_errors(client: httpx.Client, value: Any, kind: str, msg: str) -> None:
     # serve/exception_handling/handlers/validation.py: inputs shown as text, loc joined with dots.
     response = chat(client, max_tokens=value)
     assert response.status_code == 400 and response.json() == _error(
-        f"1 validation error:\n  {{'type': '{kind}', 'loc': 'body.max_tokens', 'msg': '{msg}', 'input': "
-        f"'{value}'}}", "Bad Request", "body.max_tokens")
+        f"1 validation error:\n  {{'type': '{kind}', 'loc': 'body.max_tokens', 'msg': '{msg}', 'input': '{value}'}}",
+        "Bad Request",
+        "body.max_tokens",
+    )
 
 
 def test_string_max_tokens_is_coerced(client: httpx.Client, server: DemoServer) -> None:
@@ -732,10 +889,12 @@ def test_prompt_filling_the_context_leaves_no_tokens(client: httpx.Client, serve
     # serve/utils/api_utils.py get_max_tokens clamps to what is left: 0, then SamplingParams refuses it.
     prompt = client.post("/tokenize", json={"messages": [{"role": "user", "content": "hi"}], "tools": TOOLS})
     server.config.max_model_len = prompt.json()["count"]
-    response = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}],
-                                                          "tools": TOOLS})
-    assert response.json() == _error("max_tokens must be at least 1, got 0. (parameter=max_tokens, value=0)",
-                                     param="max_tokens")
+    response = client.post(
+        "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}], "tools": TOOLS}
+    )
+    assert response.json() == _error(
+        "max_tokens must be at least 1, got 0. (parameter=max_tokens, value=0)", param="max_tokens"
+    )
 
 
 def test_n_choices(client: httpx.Client, server: DemoServer) -> None:
@@ -756,8 +915,11 @@ def test_n_choices(client: httpx.Client, server: DemoServer) -> None:
         arguments = "".join(d["function"].get("arguments", "") for c in choice for d in c.get("tool_calls", []))
         assert arguments == '{"city": "Paris"}'
 
-    finishes = [(e["choices"][0]["index"], e["choices"][0]["finish_reason"]) for e in events[:-1]
-                if e["choices"][0]["finish_reason"]]
+    finishes = [
+        (e["choices"][0]["index"], e["choices"][0]["finish_reason"])
+        for e in events[:-1]
+        if e["choices"][0]["finish_reason"]
+    ]
     assert finishes == [(0, "tool_calls"), (1, "tool_calls")]
 
 

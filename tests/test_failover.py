@@ -11,8 +11,8 @@ import pytest
 from configs.settings import load_settings
 from graph.context import Context
 from graph.demo.server import DemoServer, Reply
-from graph.graph import build_graph
 from graph.failover import HEALTH
+from graph.graph import build_graph
 from graph.runner import run_turn
 
 MODEL = "Qwen/Qwen2.5-7B-Instruct"
@@ -45,8 +45,9 @@ async def ask(settings, question="What time is it in Tokyo?", stream=True):
 @pytest.mark.parametrize("stream", [True, False])
 async def test_first_endpoint_down_the_second_answers_and_the_trace_says_why(second, stream):
     down = free_port()
-    settings = load_settings(openai_api_base=f"http://127.0.0.1:{down}/v1,{second.base_url}",
-                             agent_model=MODEL, agent_max_retries=0)
+    settings = load_settings(
+        openai_api_base=f"http://127.0.0.1:{down}/v1,{second.base_url}", agent_model=MODEL, agent_max_retries=0
+    )
     result = await ask(settings, stream=stream)
     assert "Tokyo" in result.answer
     models = [s for s in result.steps if s.kind == "model"]
@@ -54,15 +55,20 @@ async def test_first_endpoint_down_the_second_answers_and_the_trace_says_why(sec
     # The first call found the endpoint down; the second one skipped it for its cool-down.
     assert [str(s) for s in models[0].skipped] == [f"127.0.0.1:{down}: connection failed (ConnectError)"]
     assert [str(s) for s in models[1].skipped] == [
-        f"127.0.0.1:{down}: cooling down after connection failed (ConnectError)"]
+        f"127.0.0.1:{down}: cooling down after connection failed (ConnectError)"
+    ]
     assert [s.reason for s in models[0].skipped + models[1].skipped] == ["connection", "cooldown"]
     assert len(second.requests) == 2
 
 
 async def test_the_first_endpoint_is_used_again_after_the_cooldown(second):
     port = free_port()
-    settings = load_settings(openai_api_base=f"http://127.0.0.1:{port}/v1,{second.base_url}",
-                             agent_model=MODEL, agent_max_retries=0, agent_failover_cooldown=0.2)
+    settings = load_settings(
+        openai_api_base=f"http://127.0.0.1:{port}/v1,{second.base_url}",
+        agent_model=MODEL,
+        agent_max_retries=0,
+        agent_failover_cooldown=0.2,
+    )
     first_result = await ask(settings)
     assert {s.endpoint for s in first_result.steps if s.kind == "model"} == {f"127.0.0.1:{second.port}"}
     with DemoServer(port=port) as first:  # the first endpoint comes back on its address
@@ -78,10 +84,17 @@ async def test_the_first_endpoint_is_used_again_after_the_cooldown(second):
 
 async def test_a_5xx_fails_over_but_a_request_error_is_not_retried_elsewhere(second):
     with DemoServer() as first:
-        settings = load_settings(openai_api_base=f"{first.base_url},{second.base_url}", agent_model=MODEL,
-                                 agent_max_retries=0)
-        first.script(Reply(status=503, body={"error": {"message": "overloaded", "type": "ServiceUnavailableError",
-                                                       "param": None, "code": 503}}))
+        settings = load_settings(
+            openai_api_base=f"{first.base_url},{second.base_url}", agent_model=MODEL, agent_max_retries=0
+        )
+        first.script(
+            Reply(
+                status=503,
+                body={
+                    "error": {"message": "overloaded", "type": "ServiceUnavailableError", "param": None, "code": 503}
+                },
+            )
+        )
         result = await ask(settings, stream=False)
         plan = result.steps[0]
         assert plan.endpoint == f"127.0.0.1:{second.port}"
@@ -100,12 +113,19 @@ async def test_each_endpoint_gets_only_its_own_key():
     keys = ("sk-first-ONLY", "sk-second-ONLY")
     with DemoServer() as first, DemoServer() as second:
         first.config.api_key, second.config.api_key = keys
-        settings = load_settings(agent_endpoints=[
-            {"base_url": first.base_url, "api_key": keys[0], "model": MODEL},
-            {"base_url": second.base_url, "api_key": keys[1], "model": MODEL},
-        ], agent_max_retries=0)
-        first.script(Reply(status=500, body={"error": {"message": "boom", "type": "InternalServerError",
-                                                       "param": None, "code": 500}}))
+        settings = load_settings(
+            agent_endpoints=[
+                {"base_url": first.base_url, "api_key": keys[0], "model": MODEL},
+                {"base_url": second.base_url, "api_key": keys[1], "model": MODEL},
+            ],
+            agent_max_retries=0,
+        )
+        first.script(
+            Reply(
+                status=500,
+                body={"error": {"message": "boom", "type": "InternalServerError", "param": None, "code": 500}},
+            )
+        )
         result = await ask(settings, stream=False)
         # Each server checks its own key (a wrong one is a 401): the first got past auth to its scripted
         # 500, the second answered.
@@ -129,10 +149,12 @@ def test_doctor_checks_every_endpoint_one_row_each(vllm):
     assert second["base_url"] == f"http://127.0.0.1:{down}/v1" and not second["ok"]
     assert second["checks"][0]["status"] == "fail" and "cannot connect" in second["checks"][0]["detail"]
 
-    table = run_cli("doctor", "--base-url", vllm.base_url, "--base-url", f"http://127.0.0.1:{down}/v1",
-                    env={"COLUMNS": "250"})
+    table = run_cli(
+        "doctor", "--base-url", vllm.base_url, "--base-url", f"http://127.0.0.1:{down}/v1", env={"COLUMNS": "250"}
+    )
     assert "1 of 2 endpoints work" in table.stdout and f"127.0.0.1:{down}" in table.stdout
-    both_down = run_cli("doctor", "--base-url", f"http://127.0.0.1:{down}/v1",
-                        "--base-url", f"http://127.0.0.1:{free_port()}/v1")
+    both_down = run_cli(
+        "doctor", "--base-url", f"http://127.0.0.1:{down}/v1", "--base-url", f"http://127.0.0.1:{free_port()}/v1"
+    )
     assert both_down.returncode == 3 and "No endpoint works" in both_down.stdout
     assert "Traceback" not in table.stderr + both_down.stderr

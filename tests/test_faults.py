@@ -95,52 +95,92 @@ def _n(reply: Reply | str, n: int) -> Callable[[bool], list[Reply | str]]:
 CASES: dict[str, Case] = {
     # server side
     "server/down-at-start": Case("server", "endpoint down at start"),
-    "server/dropped-mid-stream": Case("server", "connection closed after some tokens",
-                                      script=_n(Reply(text=WORDS, drop_after_tokens=5), 3)),
-    "server/stalled-stream": Case("server", f"reply stalls past AGENT_REQUEST_TIMEOUT={REQUEST_TIMEOUT}s",
-                                  script=_n(Reply(text=WORDS, stall_after_tokens=5), 4)),
+    "server/dropped-mid-stream": Case(
+        "server", "connection closed after some tokens", script=_n(Reply(text=WORDS, drop_after_tokens=5), 3)
+    ),
+    "server/stalled-stream": Case(
+        "server",
+        f"reply stalls past AGENT_REQUEST_TIMEOUT={REQUEST_TIMEOUT}s",
+        script=_n(Reply(text=WORDS, stall_after_tokens=5), 4),
+    ),
     "server/http-500": Case("server", "500, retried with backoff, then reported", script=_n(Reply(status=500), 4)),
-    "server/http-503": Case("server", "503 without Retry-After, retried, then reported",
-                            script=_n(Reply(status=503), 4)),
-    "server/http-503-retry-after": Case("server", "503 with Retry-After: 1, retried, then reported",
-                                        script=_n(Reply(status=503, headers={"Retry-After": "1"}), 4)),
-    "server/error-event-in-stream": Case("server", 'data: {"error": ...} inside a 200 stream',
-                                         script=_n(Reply(text=WORDS, error_after_tokens=3), 2)),
-    "server/context-too-long": Case("server", "400 prompt longer than max_model_len (100k CJK characters)",
-                                    question=LONG_CJK),
+    "server/http-503": Case(
+        "server", "503 without Retry-After, retried, then reported", script=_n(Reply(status=503), 4)
+    ),
+    "server/http-503-retry-after": Case(
+        "server",
+        "503 with Retry-After: 1, retried, then reported",
+        script=_n(Reply(status=503, headers={"Retry-After": "1"}), 4),
+    ),
+    "server/error-event-in-stream": Case(
+        "server", 'data: {"error": ...} inside a 200 stream', script=_n(Reply(text=WORDS, error_after_tokens=3), 2)
+    ),
+    "server/context-too-long": Case(
+        "server", "400 prompt longer than max_model_len (100k CJK characters)", question=LONG_CJK
+    ),
     "server/unauthorized": Case("server", "401 wrong API key"),
     "server/unknown-model": Case("server", "404 unknown model"),
     "server/no-auto-tool-choice": Case("server", "400 server started without --enable-auto-tool-choice"),
     # model side
-    "model/json-missing-brace": Case("model", "<tool_call> JSON missing its closing brace", WORK_IT_OUT,
-                                     script=_n(MISSING_BRACE, 1)),
-    "model/json-single-quotes": Case("model", "<tool_call> JSON with single quotes", WORK_IT_OUT,
-                                     script=lambda stream: [SINGLE_QUOTES] * (2 if stream else 1)),
-    "model/json-trailing-commas": Case("model", "<tool_call> JSON with trailing commas", WORK_IT_OUT,
-                                       script=_n(TRAILING_COMMAS, 1)),
-    "model/call-cut-at-max-tokens": Case("model", "<tool_call> cut off by max tokens (finish_reason length)",
-                                         WORK_IT_OUT, script=_n(Reply(text=TRUNCATED_CALL, finish="length"), 1)),
-    "model/unknown-tool": Case("model", "call to a tool that does not exist", "Price of NVDA?",
-                               script=_n(UNKNOWN_TOOL, 1)),
-    "model/arguments-fail-schema": Case("model", "arguments that fail the tool's schema", WORK_IT_OUT,
-                                        script=_n(BAD_ARGUMENTS, 1)),
-    "model/same-failing-call-forever": Case("model", "the same failing call, repeated forever", "What is 1/0?",
-                                            script=_n(FAILING_CALL, 12)),
-    "model/step-budget": Case("model", "a different failing call every step, past the step budget",
-                              "Keep computing", script=lambda stream: [
-                                  tool_call_text("calculate", {"expression": f"{i}/0"}) for i in range(1, 12)]),
-    "model/answer-cut-by-length": Case("model", 'answer cut by finish_reason "length"',
-                                       script=_n(Reply(text=LONG_ANSWER, finish="length"), 2)),
+    "model/json-missing-brace": Case(
+        "model", "<tool_call> JSON missing its closing brace", WORK_IT_OUT, script=_n(MISSING_BRACE, 1)
+    ),
+    "model/json-single-quotes": Case(
+        "model",
+        "<tool_call> JSON with single quotes",
+        WORK_IT_OUT,
+        script=lambda stream: [SINGLE_QUOTES] * (2 if stream else 1),
+    ),
+    "model/json-trailing-commas": Case(
+        "model", "<tool_call> JSON with trailing commas", WORK_IT_OUT, script=_n(TRAILING_COMMAS, 1)
+    ),
+    "model/call-cut-at-max-tokens": Case(
+        "model",
+        "<tool_call> cut off by max tokens (finish_reason length)",
+        WORK_IT_OUT,
+        script=_n(Reply(text=TRUNCATED_CALL, finish="length"), 1),
+    ),
+    "model/unknown-tool": Case(
+        "model", "call to a tool that does not exist", "Price of NVDA?", script=_n(UNKNOWN_TOOL, 1)
+    ),
+    "model/arguments-fail-schema": Case(
+        "model", "arguments that fail the tool's schema", WORK_IT_OUT, script=_n(BAD_ARGUMENTS, 1)
+    ),
+    "model/same-failing-call-forever": Case(
+        "model", "the same failing call, repeated forever", "What is 1/0?", script=_n(FAILING_CALL, 12)
+    ),
+    "model/step-budget": Case(
+        "model",
+        "a different failing call every step, past the step budget",
+        "Keep computing",
+        script=lambda stream: [tool_call_text("calculate", {"expression": f"{i}/0"}) for i in range(1, 12)],
+    ),
+    "model/answer-cut-by-length": Case(
+        "model", 'answer cut by finish_reason "length"', script=_n(Reply(text=LONG_ANSWER, finish="length"), 2)
+    ),
     # tool side
     "tool/raises": Case("tool", "a tool that raises", "Weather in Paris?", script=_n(weather_call("fault-500"), 1)),
-    "tool/hangs-past-timeout": Case("tool", f"a tool that hangs past TOOL_TIMEOUT={TOOL_TIMEOUT}s",
-                                    "Weather in Paris?", script=_n(weather_call("fault-hang"), 1)),
-    "tool/ten-megabyte-result": Case("tool", "a tool returning 10 MB", "Weather in Paris?",
-                                     script=_n(weather_call("fault-huge"), 1)),
-    "tool/weather-garbage": Case("tool", "weather upstream answers 200 with garbage", "Weather in Paris?",
-                                 script=_n(weather_call("fault-garbage"), 1)),
-    "tool/weather-timeout": Case("tool", "weather upstream never answers (TOOL_TIMEOUT)", "Weather in Paris?",
-                                 script=_n(weather_call("fault-hang"), 1)),
+    "tool/hangs-past-timeout": Case(
+        "tool",
+        f"a tool that hangs past TOOL_TIMEOUT={TOOL_TIMEOUT}s",
+        "Weather in Paris?",
+        script=_n(weather_call("fault-hang"), 1),
+    ),
+    "tool/ten-megabyte-result": Case(
+        "tool", "a tool returning 10 MB", "Weather in Paris?", script=_n(weather_call("fault-huge"), 1)
+    ),
+    "tool/weather-garbage": Case(
+        "tool",
+        "weather upstream answers 200 with garbage",
+        "Weather in Paris?",
+        script=_n(weather_call("fault-garbage"), 1),
+    ),
+    "tool/weather-timeout": Case(
+        "tool",
+        "weather upstream never answers (TOOL_TIMEOUT)",
+        "Weather in Paris?",
+        script=_n(weather_call("fault-hang"), 1),
+    ),
     # input side
     "input/empty-question": Case("input", "an empty question", "   "),
     "input/100k-question": Case("input", "a 100,000-character question", LONG_ASCII),
@@ -244,13 +284,20 @@ def script(server: DemoServer, case_id: str, interface: str, stream: bool) -> st
 
 def base_env(servers: Servers, workdir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in SETTING_VARS}
-    env.update({
-        "OPENAI_API_BASE": servers.main.base_url, "OPENAI_API_KEY": SECRET,
-        "WEATHER_GEOCODING_URL": servers.main.geocoding_url, "WEATHER_FORECAST_URL": servers.main.forecast_url,
-        "AGENT_CHECKPOINT_DB": str(workdir / "threads.sqlite"), "AGENT_MAX_RETRIES": "0",
-        "GRADIO_ANALYTICS_ENABLED": "False", "LANGSMITH_TRACING": "false", "PYTHONPATH": str(ROOT),
-        "PYTHONIOENCODING": "utf-8",
-    })
+    env.update(
+        {
+            "OPENAI_API_BASE": servers.main.base_url,
+            "OPENAI_API_KEY": SECRET,
+            "WEATHER_GEOCODING_URL": servers.main.geocoding_url,
+            "WEATHER_FORECAST_URL": servers.main.forecast_url,
+            "AGENT_CHECKPOINT_DB": str(workdir / "threads.sqlite"),
+            "AGENT_MAX_RETRIES": "0",
+            "GRADIO_ANALYTICS_ENABLED": "False",
+            "LANGSMITH_TRACING": "false",
+            "PYTHONPATH": str(ROOT),
+            "PYTHONIOENCODING": "utf-8",
+        }
+    )
     env.update(extra)
     return env
 
@@ -277,8 +324,12 @@ class OtherWriter:
 
     def __init__(self, db: Path, hold_s: float) -> None:
         db.parent.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(db), str(hold_s)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", HOLD_LOCK, str(db), str(hold_s)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "locked"
 
     def release(self) -> None:
@@ -288,6 +339,7 @@ class OtherWriter:
 
     def release_when(self, ready: Callable[[], bool], then_s: float, limit_s: float = 60.0) -> None:
         """Release `then_s` seconds after `ready()` turns true (polled from a thread)."""
+
         def watch() -> None:
             deadline = time.monotonic() + limit_s
             while not ready() and time.monotonic() < deadline:
@@ -328,6 +380,7 @@ def untouched(db: Path, before: tuple[bytes, int]) -> bool:
 
 def make_checkpoint_db(db: Path) -> None:
     """A ready checkpoint file (tables created, WAL), as a previous run leaves it."""
+
     async def setup() -> None:
         from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
@@ -371,82 +424,205 @@ class CliCase:
 RETRIES = "2"
 CLI: dict[str, CliCase] = {
     "server/down-at-start": CliCase(
-        Want("exit 3; says the server is unreachable, how to start it or set OPENAI_API_BASE", exit=3,
-             error=UNREACHABLE, keeps_turn=False), server="closed"),
+        Want(
+            "exit 3; says the server is unreachable, how to start it or set OPENAI_API_BASE",
+            exit=3,
+            error=UNREACHABLE,
+            keeps_turn=False,
+        ),
+        server="closed",
+    ),
     "server/dropped-mid-stream": CliCase(
-        Want("exit 3; says the connection closed mid-reply and to check the server log; the streamed part stays "
-             "on screen", exit=3, error=DROPPED, shows=("word word",), requests=1)),
+        Want(
+            "exit 3; says the connection closed mid-reply and to check the server log; the streamed part stays "
+            "on screen",
+            exit=3,
+            error=DROPPED,
+            shows=("word word",),
+            requests=1,
+        )
+    ),
     "server/stalled-stream": CliCase(
-        Want("exit 3; says the server did not answer in time and to raise AGENT_REQUEST_TIMEOUT; a stream that "
-             "already started is not retried", exit=3, error=TIMED_OUT, requests=1),
-        env={"AGENT_REQUEST_TIMEOUT": REQUEST_TIMEOUT, "AGENT_MAX_RETRIES": "1"}),
+        Want(
+            "exit 3; says the server did not answer in time and to raise AGENT_REQUEST_TIMEOUT; a stream that "
+            "already started is not retried",
+            exit=3,
+            error=TIMED_OUT,
+            requests=1,
+        ),
+        env={"AGENT_REQUEST_TIMEOUT": REQUEST_TIMEOUT, "AGENT_MAX_RETRIES": "1"},
+    ),
     "server/http-500": CliCase(
-        Want(f"exit 1 after 1+{RETRIES} requests; says the server failed, try again, check the vLLM log", exit=1,
-             error=SERVER_FAILED, requests=1 + int(RETRIES)), env={"AGENT_MAX_RETRIES": RETRIES}),
+        Want(
+            f"exit 1 after 1+{RETRIES} requests; says the server failed, try again, check the vLLM log",
+            exit=1,
+            error=SERVER_FAILED,
+            requests=1 + int(RETRIES),
+        ),
+        env={"AGENT_MAX_RETRIES": RETRIES},
+    ),
     "server/http-503-retry-after": CliCase(
-        Want(f"exit 1 after 1+{RETRIES} requests, waiting Retry-After (>= 2 s); says try again", exit=1,
-             error=SERVER_FAILED, requests=1 + int(RETRIES)), env={"AGENT_MAX_RETRIES": RETRIES}),
+        Want(
+            f"exit 1 after 1+{RETRIES} requests, waiting Retry-After (>= 2 s); says try again",
+            exit=1,
+            error=SERVER_FAILED,
+            requests=1 + int(RETRIES),
+        ),
+        env={"AGENT_MAX_RETRIES": RETRIES},
+    ),
     "server/error-event-in-stream": CliCase(
-        Want("exit 1; says the server failed while answering, with vLLM's message; the streamed part stays on "
-             "screen", exit=1, error=SERVER_FAILED + ("Internal server error",), shows=("word word",),
-             requests=1)),
+        Want(
+            "exit 1; says the server failed while answering, with vLLM's message; the streamed part stays on screen",
+            exit=1,
+            error=SERVER_FAILED + ("Internal server error",),
+            shows=("word word",),
+            requests=1,
+        )
+    ),
     "server/context-too-long": CliCase(
-        Want("exit 3; says the question no longer fits the context, to shorten it or raise --max-model-len",
-             exit=3, error=CONTEXT + ("Shorten",), requests=1), via_stdin=True),
+        Want(
+            "exit 3; says the question no longer fits the context, to shorten it or raise --max-model-len",
+            exit=3,
+            error=CONTEXT + ("Shorten",),
+            requests=1,
+        ),
+        via_stdin=True,
+    ),
     "server/unauthorized": CliCase(
-        Want("exit 3; says the key was refused and to set OPENAI_API_KEY; the key is never shown", exit=3,
-             error=UNAUTHORIZED, keeps_turn=False), server="wrong_key"),
+        Want(
+            "exit 3; says the key was refused and to set OPENAI_API_KEY; the key is never shown",
+            exit=3,
+            error=UNAUTHORIZED,
+            keeps_turn=False,
+        ),
+        server="wrong_key",
+    ),
     "server/unknown-model": CliCase(
-        Want("exit 3; names the model, lists the served ones, says to set AGENT_MODEL", exit=3, error=NOT_SERVED,
-             requests=1), args=("--model", "gpt-4")),
+        Want(
+            "exit 3; names the model, lists the served ones, says to set AGENT_MODEL",
+            exit=3,
+            error=NOT_SERVED,
+            requests=1,
+        ),
+        args=("--model", "gpt-4"),
+    ),
     "server/no-auto-tool-choice": CliCase(
-        Want("exit 3; names the vLLM flags to restart with", exit=3, error=NO_PARSER, requests=1),
-        server="no_parser"),
+        Want("exit 3; names the vLLM flags to restart with", exit=3, error=NO_PARSER, requests=1), server="no_parser"
+    ),
     "model/json-missing-brace": CliCase(
-        Want("exit 0; the call runs (the stream parser sends it as a call); the answer has the result", exit=0,
-             shows=("✓ calculate", "42"), requests=2)),
+        Want(
+            "exit 0; the call runs (the stream parser sends it as a call); the answer has the result",
+            exit=0,
+            shows=("✓ calculate", "42"),
+            requests=2,
+        )
+    ),
     "model/same-failing-call-forever": CliCase(
-        Want("exit 0; stops after the same call failed twice, says so, shows the tool error", exit=0,
-             shows=("division by zero", "stopped early: a tool call kept failing"), requests=2)),
+        Want(
+            "exit 0; stops after the same call failed twice, says so, shows the tool error",
+            exit=0,
+            shows=("division by zero", "stopped early: a tool call kept failing"),
+            requests=2,
+        )
+    ),
     "model/answer-cut-by-length": CliCase(
-        Want("exit 0; the cut answer is shown and the user is told it was cut and to raise AGENT_MAX_TOKENS",
-             exit=0, shows=("The full story goes on",) + CUT_BY_LENGTH)),
+        Want(
+            "exit 0; the cut answer is shown and the user is told it was cut and to raise AGENT_MAX_TOKENS",
+            exit=0,
+            shows=("The full story goes on",) + CUT_BY_LENGTH,
+        )
+    ),
     "tool/raises": CliCase(
-        Want("exit 0; the failed tool step says the weather service is unavailable; the model answers", exit=0,
-             shows=("✗ get_city_weather", "weather service unavailable, try again later"))),
+        Want(
+            "exit 0; the failed tool step says the weather service is unavailable; the model answers",
+            exit=0,
+            shows=("✗ get_city_weather", "weather service unavailable, try again later"),
+        )
+    ),
     "tool/hangs-past-timeout": CliCase(
-        Want(f"exit 0; the tool step fails after TOOL_TIMEOUT={TOOL_TIMEOUT}s saying it did not answer in time",
-             exit=0, shows=("✗ get_city_weather", "did not answer within 1 seconds")),
-        env={"TOOL_TIMEOUT": TOOL_TIMEOUT}),
+        Want(
+            f"exit 0; the tool step fails after TOOL_TIMEOUT={TOOL_TIMEOUT}s saying it did not answer in time",
+            exit=0,
+            shows=("✗ get_city_weather", "did not answer within 1 seconds"),
+        ),
+        env={"TOOL_TIMEOUT": TOOL_TIMEOUT},
+    ),
     "tool/ten-megabyte-result": CliCase(
-        Want("exit 0; the 10 MB result reaches the model truncated with a note, and the model answers", exit=0,
-             shows=("Here's what I found",))),
+        Want(
+            "exit 0; the 10 MB result reaches the model truncated with a note, and the model answers",
+            exit=0,
+            shows=("Here's what I found",),
+        )
+    ),
     "input/empty-question": CliCase(
-        Want("exit 2; says the question is empty and how to pass one", exit=2,
-             error=("The question is empty", "'-' to read stdin"), keeps_turn=False), question=""),
+        Want(
+            "exit 2; says the question is empty and how to pass one",
+            exit=2,
+            error=("The question is empty", "'-' to read stdin"),
+            keeps_turn=False,
+        ),
+        question="",
+    ),
     "input/100k-question": CliCase(
-        Want("exit 0; answered (100k ASCII characters fit the 32k context)", exit=0, shows=("Work Agent demo",),
-             requests=1), via_stdin=True),
+        Want(
+            "exit 0; answered (100k ASCII characters fit the 32k context)",
+            exit=0,
+            shows=("Work Agent demo",),
+            requests=1,
+        ),
+        via_stdin=True,
+    ),
     "input/invalid-utf8": CliCase(
-        Want("exit 2; says stdin is not UTF-8 and how to convert it", exit=2, error=("not UTF-8", "iconv"),
-             keeps_turn=False), stdin=b"Quelle heure est-il \xe0 Paris ?\n"),
+        Want(
+            "exit 2; says stdin is not UTF-8 and how to convert it",
+            exit=2,
+            error=("not UTF-8", "iconv"),
+            keeps_turn=False,
+        ),
+        stdin=b"Quelle heure est-il \xe0 Paris ?\n",
+    ),
     "input/bom": CliCase(
         Want("exit 0; answered; the BOM is not part of the stored question", exit=0, shows=("Asia/Tokyo",)),
-        stdin="\ufeffWhat time is it in Tokyo?\n".encode()),
+        stdin="\ufeffWhat time is it in Tokyo?\n".encode(),
+    ),
     "input/unwritable-output": CliCase(
-        Want("exit 2; says the checkpoint file cannot be written and to set AGENT_CHECKPOINT_DB", exit=2,
-             error=("AGENT_CHECKPOINT_DB",), keeps_turn=False), setup="unwritable"),
+        Want(
+            "exit 2; says the checkpoint file cannot be written and to set AGENT_CHECKPOINT_DB",
+            exit=2,
+            error=("AGENT_CHECKPOINT_DB",),
+            keeps_turn=False,
+        ),
+        setup="unwritable",
+    ),
     "input/full-disk": CliCase(
-        Want("exit 1; says the checkpoint could not be saved because the disk is full, and what to do", exit=1,
-             error=("Cannot save the conversation", "disk is probably full", "AGENT_CHECKPOINT_DB"),
-             keeps_turn=False), setup="full-disk"),
+        Want(
+            "exit 1; says the checkpoint could not be saved because the disk is full, and what to do",
+            exit=1,
+            error=("Cannot save the conversation", "disk is probably full", "AGENT_CHECKPOINT_DB"),
+            keeps_turn=False,
+        ),
+        setup="full-disk",
+    ),
     "input/sqlite-two-writers": CliCase(
-        Want("exit 0; waits for the other process's write transaction (busy timeout), then answers and saves the "
-             "turn", exit=0, shows=("42",), requests=2), server="side", setup="lock"),
+        Want(
+            "exit 0; waits for the other process's write transaction (busy timeout), then answers and saves the turn",
+            exit=0,
+            shows=("42",),
+            requests=2,
+        ),
+        server="side",
+        setup="lock",
+    ),
     "input/sqlite-corrupted": CliCase(
-        Want("exit 2; says the checkpoint file is not a SQLite database and to move it or set AGENT_CHECKPOINT_DB; "
-             "the file is not modified", exit=2, error=("not a SQLite database", "AGENT_CHECKPOINT_DB"),
-             keeps_turn=False), setup="corrupt"),
+        Want(
+            "exit 2; says the checkpoint file is not a SQLite database and to move it or set AGENT_CHECKPOINT_DB; "
+            "the file is not modified",
+            exit=2,
+            error=("not a SQLite database", "AGENT_CHECKPOINT_DB"),
+            keeps_turn=False,
+        ),
+        setup="corrupt",
+    ),
 }
 
 
@@ -466,70 +642,145 @@ class RowCase:
 
 
 ROWS: dict[str, RowCase] = {
-    "server/dropped-mid-stream": RowCase(Want(
-        "row error after 1+1 requests (a non-streaming reply is retried): connection closed mid-reply; the batch "
-        "goes on", status="error", error=DROPPED, requests=2)),
-    "server/stalled-stream": RowCase(Want(
-        "row error after 1+1 requests: did not answer in time, raise AGENT_REQUEST_TIMEOUT", status="error",
-        error=TIMED_OUT, requests=2)),
-    "server/http-500": RowCase(Want(
-        "row error after 1+1 requests: server failed, try again; retries=1 in the row", status="error",
-        error=SERVER_FAILED, requests=2)),
-    "server/http-503": RowCase(Want(
-        "row error after 1+1 requests: server failed, try again", status="error", error=SERVER_FAILED, requests=2)),
-    "server/http-503-retry-after": RowCase(Want(
-        "row error after 1+1 requests: server failed, try again", status="error", error=SERVER_FAILED, requests=2)),
-    "server/context-too-long": RowCase(Want(
-        "row error: too long for the context, shorten it or raise --max-model-len", status="error",
-        error=CONTEXT + ("Shorten",), requests=1)),
-    "model/json-missing-brace": RowCase(Want(
-        "row ok: the call is recovered from text and runs", status="ok", shows=("42",), requests=2,
-        recovered=True)),
-    "model/json-single-quotes": RowCase(Want(
-        "row ok: the call is recovered from text and runs", status="ok", shows=("42",), requests=2,
-        recovered=True)),
-    "model/json-trailing-commas": RowCase(Want(
-        "row ok: the call is recovered from text and runs", status="ok", shows=("42",), requests=2,
-        recovered=True)),
-    "model/call-cut-at-max-tokens": RowCase(Want(
-        "row error: the cut call is not run; the row says the reply was cut and to raise AGENT_MAX_TOKENS",
-        status="error", error=CUT_BY_LENGTH, stopped="length", shows=CUT_BY_LENGTH)),
-    "model/unknown-tool": RowCase(Want(
-        "row ok: the tool step says the tool does not exist and lists the valid ones; the model answers",
-        status="ok", shows=("get_stock_price is not a valid tool", "get_current_time, get_city_weather, calculate"))),
-    "model/arguments-fail-schema": RowCase(Want(
-        "row ok: the tool step names the schema problem and the expected arguments", status="ok",
-        shows=("invalid arguments for tool 'calculate'", "expression (string, required)"))),
-    "model/same-failing-call-forever": RowCase(Want(
-        "row error (answer kept): stopped after the same call failed twice, with the tool error", status="error",
-        error=("Stopped early: a tool call kept failing", "division by zero"), stopped="repeated_failure",
-        requests=2)),
-    "model/step-budget": RowCase(Want(
-        f"row error (answer kept): used all {BATCH_MAX_STEPS} steps, raise --max-steps", status="error",
-        error=(f"used all {BATCH_MAX_STEPS} tool steps", "raise AGENT_MAX_STEPS or --max-steps"), stopped="max_steps",
-        requests=BATCH_MAX_STEPS)),
-    "model/answer-cut-by-length": RowCase(Want(
-        "row error (answer kept): the row keeps the cut answer and says it was cut, raise AGENT_MAX_TOKENS",
-        status="error", error=CUT_BY_LENGTH, stopped="length", shows=("The full story goes on",) + CUT_BY_LENGTH)),
-    "tool/raises": RowCase(Want(
-        "row ok: the failed tool step says the weather service is unavailable", status="ok",
-        shows=("weather service unavailable, try again later",))),
-    "tool/hangs-past-timeout": RowCase(Want(
-        f"row ok: the tool step fails after TOOL_TIMEOUT={TOOL_TIMEOUT}s", status="ok",
-        shows=("did not answer within 1 seconds",))),
-    "tool/ten-megabyte-result": RowCase(Want(
-        "row ok: the 10 MB result reaches the model truncated with a note", status="ok",
-        shows=("Here's what I found",))),
-    "tool/weather-garbage": RowCase(Want(
-        "row ok: the tool step says the weather response could not be read", status="ok",
-        shows=("could not be read",))),
-    "input/empty-question": RowCase(Want(
-        "row error: the question is empty (line number)", status="error", error=("the question is empty",),
-        requests=0), question="   "),
-    "input/100k-question": RowCase(Want(
-        "row ok: answered", status="ok", shows=("Work Agent demo",), requests=1)),
-    "input/bom": RowCase(Want(
-        "row ok: the first line, after the BOM, is read normally", status="ok", shows=("Asia/Tokyo",))),
+    "server/dropped-mid-stream": RowCase(
+        Want(
+            "row error after 1+1 requests (a non-streaming reply is retried): connection closed mid-reply; the batch "
+            "goes on",
+            status="error",
+            error=DROPPED,
+            requests=2,
+        )
+    ),
+    "server/stalled-stream": RowCase(
+        Want(
+            "row error after 1+1 requests: did not answer in time, raise AGENT_REQUEST_TIMEOUT",
+            status="error",
+            error=TIMED_OUT,
+            requests=2,
+        )
+    ),
+    "server/http-500": RowCase(
+        Want(
+            "row error after 1+1 requests: server failed, try again; retries=1 in the row",
+            status="error",
+            error=SERVER_FAILED,
+            requests=2,
+        )
+    ),
+    "server/http-503": RowCase(
+        Want("row error after 1+1 requests: server failed, try again", status="error", error=SERVER_FAILED, requests=2)
+    ),
+    "server/http-503-retry-after": RowCase(
+        Want("row error after 1+1 requests: server failed, try again", status="error", error=SERVER_FAILED, requests=2)
+    ),
+    "server/context-too-long": RowCase(
+        Want(
+            "row error: too long for the context, shorten it or raise --max-model-len",
+            status="error",
+            error=CONTEXT + ("Shorten",),
+            requests=1,
+        )
+    ),
+    "model/json-missing-brace": RowCase(
+        Want("row ok: the call is recovered from text and runs", status="ok", shows=("42",), requests=2, recovered=True)
+    ),
+    "model/json-single-quotes": RowCase(
+        Want("row ok: the call is recovered from text and runs", status="ok", shows=("42",), requests=2, recovered=True)
+    ),
+    "model/json-trailing-commas": RowCase(
+        Want("row ok: the call is recovered from text and runs", status="ok", shows=("42",), requests=2, recovered=True)
+    ),
+    "model/call-cut-at-max-tokens": RowCase(
+        Want(
+            "row error: the cut call is not run; the row says the reply was cut and to raise AGENT_MAX_TOKENS",
+            status="error",
+            error=CUT_BY_LENGTH,
+            stopped="length",
+            shows=CUT_BY_LENGTH,
+        )
+    ),
+    "model/unknown-tool": RowCase(
+        Want(
+            "row ok: the tool step says the tool does not exist and lists the valid ones; the model answers",
+            status="ok",
+            shows=("get_stock_price is not a valid tool", "get_current_time, get_city_weather, calculate"),
+        )
+    ),
+    "model/arguments-fail-schema": RowCase(
+        Want(
+            "row ok: the tool step names the schema problem and the expected arguments",
+            status="ok",
+            shows=("invalid arguments for tool 'calculate'", "expression (string, required)"),
+        )
+    ),
+    "model/same-failing-call-forever": RowCase(
+        Want(
+            "row error (answer kept): stopped after the same call failed twice, with the tool error",
+            status="error",
+            error=("Stopped early: a tool call kept failing", "division by zero"),
+            stopped="repeated_failure",
+            requests=2,
+        )
+    ),
+    "model/step-budget": RowCase(
+        Want(
+            f"row error (answer kept): used all {BATCH_MAX_STEPS} steps, raise --max-steps",
+            status="error",
+            error=(f"used all {BATCH_MAX_STEPS} tool steps", "raise AGENT_MAX_STEPS or --max-steps"),
+            stopped="max_steps",
+            requests=BATCH_MAX_STEPS,
+        )
+    ),
+    "model/answer-cut-by-length": RowCase(
+        Want(
+            "row error (answer kept): the row keeps the cut answer and says it was cut, raise AGENT_MAX_TOKENS",
+            status="error",
+            error=CUT_BY_LENGTH,
+            stopped="length",
+            shows=("The full story goes on",) + CUT_BY_LENGTH,
+        )
+    ),
+    "tool/raises": RowCase(
+        Want(
+            "row ok: the failed tool step says the weather service is unavailable",
+            status="ok",
+            shows=("weather service unavailable, try again later",),
+        )
+    ),
+    "tool/hangs-past-timeout": RowCase(
+        Want(
+            f"row ok: the tool step fails after TOOL_TIMEOUT={TOOL_TIMEOUT}s",
+            status="ok",
+            shows=("did not answer within 1 seconds",),
+        )
+    ),
+    "tool/ten-megabyte-result": RowCase(
+        Want(
+            "row ok: the 10 MB result reaches the model truncated with a note",
+            status="ok",
+            shows=("Here's what I found",),
+        )
+    ),
+    "tool/weather-garbage": RowCase(
+        Want(
+            "row ok: the tool step says the weather response could not be read",
+            status="ok",
+            shows=("could not be read",),
+        )
+    ),
+    "input/empty-question": RowCase(
+        Want(
+            "row error: the question is empty (line number)",
+            status="error",
+            error=("the question is empty",),
+            requests=0,
+        ),
+        question="   ",
+    ),
+    "input/100k-question": RowCase(Want("row ok: answered", status="ok", shows=("Work Agent demo",), requests=1)),
+    "input/bom": RowCase(
+        Want("row ok: the first line, after the BOM, is read normally", status="ok", shows=("Asia/Tokyo",))
+    ),
 }
 BOM_ROW = "input/bom"  # the first line of the file
 
@@ -547,31 +798,65 @@ class RunCase:
 
 
 RUNS: dict[str, RunCase] = {
-    "server/down-at-start": RunCase(Want(
-        "exit 3 before any question runs; unreachable, how to start it; no row claims a failure", exit=3,
-        error=UNREACHABLE), server="closed"),
-    "server/unauthorized": RunCase(Want(
-        "exit 3 before any question runs; key refused, set OPENAI_API_KEY; the key is never shown", exit=3,
-        error=UNAUTHORIZED), server="wrong_key"),
-    "server/unknown-model": RunCase(Want(
-        "exit 3 at once; model not served, the served names; the resume command", exit=3,
-        error=NOT_SERVED + ("--resume",)), args=("--model", "gpt-4")),
-    "server/no-auto-tool-choice": RunCase(Want(
-        "exit 3 at once (every request would be refused); the flags to restart vLLM with", exit=3,
-        error=NO_PARSER), server="no_parser"),
-    "input/invalid-utf8": RunCase(Want(
-        "exit 2; the line and byte, and the iconv command; nothing written", exit=2,
-        error=("is not UTF-8: byte 0xe0 on line 2", "iconv -f GBK -t UTF-8")), input="invalid-utf8"),
-    "input/csv-without-question-column": RunCase(Want(
-        "exit 2; names the missing column and shows the header", exit=2,
-        error=("has no 'question' column", "its header is: id, prompt")), input="csv"),
-    "input/unwritable-output": RunCase(Want(
-        "exit 2; says the output cannot be written and why", exit=2, error=("cannot write", "Permission denied")),
-        setup="unwritable"),
-    "input/full-disk": RunCase(Want(
-        "exit 2 with one line: the output could not be written (file too large / disk full), the rows already "
-        "written are kept (no torn line), the resume command", exit=2,
-        error=("cannot write", "File too large", "rows written before are kept", "--resume")), setup="full-disk"),
+    "server/down-at-start": RunCase(
+        Want(
+            "exit 3 before any question runs; unreachable, how to start it; no row claims a failure",
+            exit=3,
+            error=UNREACHABLE,
+        ),
+        server="closed",
+    ),
+    "server/unauthorized": RunCase(
+        Want(
+            "exit 3 before any question runs; key refused, set OPENAI_API_KEY; the key is never shown",
+            exit=3,
+            error=UNAUTHORIZED,
+        ),
+        server="wrong_key",
+    ),
+    "server/unknown-model": RunCase(
+        Want(
+            "exit 3 at once; model not served, the served names; the resume command",
+            exit=3,
+            error=NOT_SERVED + ("--resume",),
+        ),
+        args=("--model", "gpt-4"),
+    ),
+    "server/no-auto-tool-choice": RunCase(
+        Want(
+            "exit 3 at once (every request would be refused); the flags to restart vLLM with", exit=3, error=NO_PARSER
+        ),
+        server="no_parser",
+    ),
+    "input/invalid-utf8": RunCase(
+        Want(
+            "exit 2; the line and byte, and the iconv command; nothing written",
+            exit=2,
+            error=("is not UTF-8: byte 0xe0 on line 2", "iconv -f GBK -t UTF-8"),
+        ),
+        input="invalid-utf8",
+    ),
+    "input/csv-without-question-column": RunCase(
+        Want(
+            "exit 2; names the missing column and shows the header",
+            exit=2,
+            error=("has no 'question' column", "its header is: id, prompt"),
+        ),
+        input="csv",
+    ),
+    "input/unwritable-output": RunCase(
+        Want("exit 2; says the output cannot be written and why", exit=2, error=("cannot write", "Permission denied")),
+        setup="unwritable",
+    ),
+    "input/full-disk": RunCase(
+        Want(
+            "exit 2 with one line: the output could not be written (file too large / disk full), the rows already "
+            "written are kept (no torn line), the resume command",
+            exit=2,
+            error=("cannot write", "File too large", "rows written before are kept", "--resume"),
+        ),
+        setup="full-disk",
+    ),
 }
 RUN_QUESTIONS = ["What is 6*7?", "What time is it in Tokyo?", "What is 2+3?", "Hello there", "What is 10-4?"]
 
@@ -594,8 +879,11 @@ class Prefetched:
 
 
 def _selected(session: pytest.Session, test_name: str) -> list[str]:
-    return [item.callspec.params["case"] for item in session.items
-            if getattr(item, "originalname", None) == test_name and hasattr(item, "callspec")]
+    return [
+        item.callspec.params["case"]
+        for item in session.items
+        if getattr(item, "originalname", None) == test_name and hasattr(item, "callspec")
+    ]
 
 
 def _cli_job(case_id: str, spec: CliCase, servers: Servers, root: Path) -> Job:
@@ -618,6 +906,7 @@ def _cli_job(case_id: str, spec: CliCase, servers: Servers, root: Path) -> Job:
         state = corrupt(db)
         after = lambda _: untouched(db, state)  # noqa: E731
     elif spec.setup == "lock":
+
         def hold() -> OtherWriter:
             writer = OtherWriter(db, hold_s=90)
             # Once the CLI has looked its model up it opens the file and must wait for the lock: release it then.
@@ -630,8 +919,9 @@ def _cli_job(case_id: str, spec: CliCase, servers: Servers, root: Path) -> Job:
         fsize = 40960  # room for the -shm file (32 KiB), not for the WAL writes of one turn
     elif spec.setup == "unwritable":
         env["AGENT_CHECKPOINT_DB"] = "/sys/work-agent-faults/threads.sqlite"
-    return Job(key=f"cli:{case_id}", args=args, env=env, cwd=workdir, stdin=stdin, fsize=fsize,
-               before=before, after=after)
+    return Job(
+        key=f"cli:{case_id}", args=args, env=env, cwd=workdir, stdin=stdin, fsize=fsize, before=before, after=after
+    )
 
 
 def _big_batch_job(ids: list[str], servers: Servers, root: Path) -> Job:
@@ -642,11 +932,20 @@ def _big_batch_job(ids: list[str], servers: Servers, root: Path) -> Job:
         spec = ROWS[case_id]
         script(servers.main, case_id, "batch", stream=False)
         question = question_for(case_id, "batch") if spec.question is None else spec.question
-        lines.append(json.dumps({"id": case_id, "question": question, "family": CASES[case_id].family},
-                                ensure_ascii=False))
+        lines.append(
+            json.dumps({"id": case_id, "question": question, "family": CASES[case_id].family}, ensure_ascii=False)
+        )
     (workdir / "questions.jsonl").write_bytes(("\ufeff" + "\n".join(lines) + "\n").encode("utf-8"))
-    args = ["batch", "questions.jsonl", "-o", "answers.jsonl", "--concurrency", "8",
-            "--max-steps", str(BATCH_MAX_STEPS)]
+    args = [
+        "batch",
+        "questions.jsonl",
+        "-o",
+        "answers.jsonl",
+        "--concurrency",
+        "8",
+        "--max-steps",
+        str(BATCH_MAX_STEPS),
+    ]
     return Job(key="big-batch", args=args, env=base_env(servers, workdir, **BATCH_ENV), cwd=workdir)
 
 
@@ -665,8 +964,10 @@ def _run_job(case_id: str, spec: RunCase, servers: Servers, root: Path) -> Job:
         source.write_bytes(questions[0].encode() + b"\nQuelle heure est-il \xe0 Paris ?\n")
     else:
         source = workdir / "questions.jsonl"
-        source.write_text("".join(json.dumps({"id": f"q{i}", "question": q}) + "\n" for i, q in enumerate(questions)),
-                          encoding="utf-8")
+        source.write_text(
+            "".join(json.dumps({"id": f"q{i}", "question": q}) + "\n" for i, q in enumerate(questions)),
+            encoding="utf-8",
+        )
     out = "answers.jsonl"
     fsize = None
     if spec.setup == "unwritable":
@@ -678,8 +979,9 @@ def _run_job(case_id: str, spec: RunCase, servers: Servers, root: Path) -> Job:
 
 
 @pytest.fixture(scope="module")
-def prefetched(request: pytest.FixtureRequest, servers: Servers,
-               tmp_path_factory: pytest.TempPathFactory) -> Prefetched:
+def prefetched(
+    request: pytest.FixtureRequest, servers: Servers, tmp_path_factory: pytest.TempPathFactory
+) -> Prefetched:
     root = tmp_path_factory.mktemp("faults")
     done = Prefetched(servers=servers, workdir=root)
     jobs = [_cli_job(c, CLI[c], servers, root) for c in dict.fromkeys(_selected(request.session, "test_cli"))]
@@ -715,14 +1017,23 @@ def matrix(request: pytest.FixtureRequest) -> Iterator[Recorder]:
 
 def begin(matrix: Recorder, case: str, interface: str, want: Want) -> None:
     info = CASES[case]
-    matrix.begin(case=case, family=info.family, title=info.title, interface=interface, expected=want.expected,
-                 order=list(CASES).index(case))
+    matrix.begin(
+        case=case,
+        family=info.family,
+        title=info.title,
+        interface=interface,
+        expected=want.expected,
+        order=list(CASES).index(case),
+    )
 
 
 def _params(table: dict[str, Any]) -> list[Any]:
-    return [pytest.param(case_id, id=case_id,
-                         marks=[pytest.mark.xfail(strict=True, reason=spec.xfail)] if spec.xfail else [])
-            for case_id, spec in table.items()]
+    return [
+        pytest.param(
+            case_id, id=case_id, marks=[pytest.mark.xfail(strict=True, reason=spec.xfail)] if spec.xfail else []
+        )
+        for case_id, spec in table.items()
+    ]
 
 
 def common_checks(obs: Observation, *texts: str) -> None:
@@ -751,8 +1062,10 @@ def check_shows(obs: Observation, want: Want, seen: str) -> None:
 def check_requests(obs: Observation, want: Want, server: DemoServer, tag: str) -> None:
     obs.requests = asked(server, tag)
     if want.requests is not None:
-        obs.check(obs.requests == want.requests,
-                  f"the server saw {obs.requests} requests for the question, expected {want.requests}")
+        obs.check(
+            obs.requests == want.requests,
+            f"the server saw {obs.requests} requests for the question, expected {want.requests}",
+        )
 
 
 def cli_message(stderr: str, stdout: str) -> tuple[str, int]:
@@ -785,11 +1098,17 @@ def test_cli(case: str, prefetched: Prefetched, matrix: Recorder) -> None:
     check_requests(obs, want, server, tag)
     db = prefetched.workdir / "cli" / case.replace("/", "-") / "threads.sqlite"
     stored = asyncio.run(thread_questions(db, tag)) if spec.setup not in ("corrupt", "full-disk") else []
-    question = (spec.stdin.decode("utf-8", "replace") if spec.stdin is not None
-                else question_for(case, "cli") if spec.question is None else spec.question).strip("\ufeff \n")
+    question = (
+        spec.stdin.decode("utf-8", "replace")
+        if spec.stdin is not None
+        else question_for(case, "cli")
+        if spec.question is None
+        else spec.question
+    ).strip("\ufeff \n")
     if want.keeps_turn:
-        obs.check(question in [q.lstrip("\ufeff") for q in stored],
-                  "the user's question is not in the thread afterwards")
+        obs.check(
+            question in [q.lstrip("\ufeff") for q in stored], "the user's question is not in the thread afterwards"
+        )
     if case == "server/http-503-retry-after":
         obs.check(done.duration_s >= 2.0, f"took {done.duration_s:.1f}s: Retry-After: 1 was not honoured")
     if spec.setup == "corrupt":
@@ -797,8 +1116,10 @@ def test_cli(case: str, prefetched: Prefetched, matrix: Recorder) -> None:
     if spec.setup == "lock":
         obs.check("locked" not in done.stderr, "'database is locked' reached the user")
         arrived = first_arrival(server, since=0)
-        obs.check(arrived is not None and arrived >= done.extra,
-                  "the turn did not wait for the other writer (no contention was measured)")
+        obs.check(
+            arrived is not None and arrived >= done.extra,
+            "the turn did not wait for the other writer (no contention was measured)",
+        )
     if case == "input/bom":
         obs.check(all(not q.startswith("\ufeff") for q in stored), "the stored question starts with the BOM")
     matrix.verdict(obs)
@@ -825,8 +1146,10 @@ def test_batch_row(case: str, prefetched: Prefetched, matrix: Recorder) -> None:
     obs = Observation(exit_code=done.returncode, duration_s=(row.get("latency_ms") or 0) / 1000)
     obs.check(done.returncode == 1, f"the batch exit code is {done.returncode}, expected 1 (some rows failed)")
     obs.check(len(mine) == 1, f"{len(mine)} rows for this id, expected exactly one")
-    obs.check(sorted(str(r["id"]) for r in rows) == sorted(prefetched.big_ids),
-              "the output does not hold exactly one row per input id")
+    obs.check(
+        sorted(str(r["id"]) for r in rows) == sorted(prefetched.big_ids),
+        "the output does not hold exactly one row per input id",
+    )
     error = row.get("error") or ""
     step_errors = " ".join(s["error"] for s in row.get("steps") or [] if s.get("error"))
     obs.message = error or f"(ok) {row.get('answer') or ''}" + (f" | tool: {step_errors}" if step_errors else "")
@@ -842,8 +1165,10 @@ def test_batch_row(case: str, prefetched: Prefetched, matrix: Recorder) -> None:
     if case == "server/http-500":
         obs.check(row.get("retries") == 1, f"retries={row.get('retries')} in the row, expected 1")
     if want.recovered:
-        obs.check(any(st.get("recovered") and st.get("kind") == "tool" for st in row.get("steps") or []),
-                  "no tool step is marked recovered from text")
+        obs.check(
+            any(st.get("recovered") and st.get("kind") == "tool" for st in row.get("steps") or []),
+            "no tool step is marked recovered from text",
+        )
     matrix.verdict(obs)
 
 
@@ -863,8 +1188,9 @@ def test_batch_run(case: str, prefetched: Prefetched, matrix: Recorder) -> None:
         obs.message = f"(no error line; {len(errors)} rows, the first says) {errors[0]}"
     obs.check(done.returncode == want.exit, f"exit code {done.returncode}, expected {want.exit}")
     check_message(obs, want, obs.message, count)
-    common_checks(obs, done.stdout, done.stderr, out.read_text(encoding="utf-8", errors="replace")
-                  if out.exists() else "")
+    common_checks(
+        obs, done.stdout, done.stderr, out.read_text(encoding="utf-8", errors="replace") if out.exists() else ""
+    )
     check_requests(obs, want, prefetched.servers.server(spec.server), tag_for(case, "batch-run"))
     rows = _rows(out) if spec.setup != "full-disk" else []
     if spec.setup == "full-disk":
@@ -939,98 +1265,205 @@ def ui_call(name: str) -> list[Reply | str]:
 
 
 UI: dict[str, UiCase] = {
-    "server/down-at-start": UiCase(Want(
-        "one error bubble naming the session's endpoint: unreachable, how to start it or set OPENAI_API_BASE",
-        error=UNREACHABLE, keeps_turn=False), server="closed"),
-    "server/dropped-mid-stream": UiCase(Want(
-        "one error bubble: connection closed mid-reply, check the log; the partial answer stays", error=DROPPED,
-        shows=("word word",), requests=1)),
-    "server/stalled-stream": UiCase(Want(
-        "one error bubble: did not answer in time, raise AGENT_REQUEST_TIMEOUT", error=TIMED_OUT, requests=1),
-        env={"AGENT_REQUEST_TIMEOUT": REQUEST_TIMEOUT, "AGENT_MAX_RETRIES": "1"}),
-    "server/http-500": UiCase(Want(
-        f"one error bubble after 1+{RETRIES} requests: server failed, try again", error=SERVER_FAILED,
-        requests=1 + int(RETRIES)), env={"AGENT_MAX_RETRIES": RETRIES}),
-    "server/http-503": UiCase(Want(
-        f"one error bubble after 1+{RETRIES} requests: server failed, try again", error=SERVER_FAILED,
-        requests=1 + int(RETRIES)), env={"AGENT_MAX_RETRIES": RETRIES}),
-    "server/http-503-retry-after": UiCase(Want(
-        f"one error bubble after 1+{RETRIES} requests (Retry-After honoured)", error=SERVER_FAILED,
-        requests=1 + int(RETRIES)), env={"AGENT_MAX_RETRIES": RETRIES}),
-    "server/error-event-in-stream": UiCase(Want(
-        "one error bubble with vLLM's message; the partial answer stays", error=SERVER_FAILED,
-        shows=("word word",), requests=1)),
-    "server/context-too-long": UiCase(Want(
-        "one error bubble: does not fit the context, shorten it or raise --max-model-len; then a new "
-        "conversation works", error=CONTEXT + ("Shorten",), requests=1), follow_up="new"),
-    "server/unauthorized": UiCase(Want(
-        "one error bubble naming the session's endpoint: key refused, set OPENAI_API_KEY; the key is never shown",
-        error=UNAUTHORIZED, keeps_turn=False), server="wrong_key"),
-    "server/unknown-model": UiCase(Want(
-        "one error bubble: model not served, the served names, AGENT_MODEL", error=NOT_SERVED, requests=1),
-        model="gpt-4"),
-    "server/no-auto-tool-choice": UiCase(Want(
-        "one error bubble naming the vLLM flags", error=NO_PARSER, requests=1), server="no_parser"),
-    "model/json-missing-brace": UiCase(Want("answered with the result (the stream parser already sends a call)",
-                                            shows=("42",), requests=2)),
-    "model/json-single-quotes": UiCase(Want("answered with the result, recovered from the non-streamed text",
-                                            shows=("42", "recovered from text"), requests=3)),
-    "model/json-trailing-commas": UiCase(Want("answered with the result, the arguments repaired",
-                                              shows=("42", "recovered from text"), requests=2)),
+    "server/down-at-start": UiCase(
+        Want(
+            "one error bubble naming the session's endpoint: unreachable, how to start it or set OPENAI_API_BASE",
+            error=UNREACHABLE,
+            keeps_turn=False,
+        ),
+        server="closed",
+    ),
+    "server/dropped-mid-stream": UiCase(
+        Want(
+            "one error bubble: connection closed mid-reply, check the log; the partial answer stays",
+            error=DROPPED,
+            shows=("word word",),
+            requests=1,
+        )
+    ),
+    "server/stalled-stream": UiCase(
+        Want("one error bubble: did not answer in time, raise AGENT_REQUEST_TIMEOUT", error=TIMED_OUT, requests=1),
+        env={"AGENT_REQUEST_TIMEOUT": REQUEST_TIMEOUT, "AGENT_MAX_RETRIES": "1"},
+    ),
+    "server/http-500": UiCase(
+        Want(
+            f"one error bubble after 1+{RETRIES} requests: server failed, try again",
+            error=SERVER_FAILED,
+            requests=1 + int(RETRIES),
+        ),
+        env={"AGENT_MAX_RETRIES": RETRIES},
+    ),
+    "server/http-503": UiCase(
+        Want(
+            f"one error bubble after 1+{RETRIES} requests: server failed, try again",
+            error=SERVER_FAILED,
+            requests=1 + int(RETRIES),
+        ),
+        env={"AGENT_MAX_RETRIES": RETRIES},
+    ),
+    "server/http-503-retry-after": UiCase(
+        Want(
+            f"one error bubble after 1+{RETRIES} requests (Retry-After honoured)",
+            error=SERVER_FAILED,
+            requests=1 + int(RETRIES),
+        ),
+        env={"AGENT_MAX_RETRIES": RETRIES},
+    ),
+    "server/error-event-in-stream": UiCase(
+        Want(
+            "one error bubble with vLLM's message; the partial answer stays",
+            error=SERVER_FAILED,
+            shows=("word word",),
+            requests=1,
+        )
+    ),
+    "server/context-too-long": UiCase(
+        Want(
+            "one error bubble: does not fit the context, shorten it or raise --max-model-len; then a new "
+            "conversation works",
+            error=CONTEXT + ("Shorten",),
+            requests=1,
+        ),
+        follow_up="new",
+    ),
+    "server/unauthorized": UiCase(
+        Want(
+            "one error bubble naming the session's endpoint: key refused, set OPENAI_API_KEY; the key is never shown",
+            error=UNAUTHORIZED,
+            keeps_turn=False,
+        ),
+        server="wrong_key",
+    ),
+    "server/unknown-model": UiCase(
+        Want("one error bubble: model not served, the served names, AGENT_MODEL", error=NOT_SERVED, requests=1),
+        model="gpt-4",
+    ),
+    "server/no-auto-tool-choice": UiCase(
+        Want("one error bubble naming the vLLM flags", error=NO_PARSER, requests=1), server="no_parser"
+    ),
+    "model/json-missing-brace": UiCase(
+        Want("answered with the result (the stream parser already sends a call)", shows=("42",), requests=2)
+    ),
+    "model/json-single-quotes": UiCase(
+        Want(
+            "answered with the result, recovered from the non-streamed text",
+            shows=("42", "recovered from text"),
+            requests=3,
+        )
+    ),
+    "model/json-trailing-commas": UiCase(
+        Want("answered with the result, the arguments repaired", shows=("42", "recovered from text"), requests=2)
+    ),
     "model/call-cut-at-max-tokens": UiCase(
-        Want("the cut call is not run; the user is told the reply was cut and to raise AGENT_MAX_TOKENS",
-             shows=CUT_BY_LENGTH)),
-    "model/unknown-tool": UiCase(Want(
-        "a failed tool bubble listing the valid tools; the model answers",
-        shows=("get_stock_price failed", "not a valid tool", "get_current_time, get_city_weather, calculate"))),
-    "model/arguments-fail-schema": UiCase(Want(
-        "a failed tool bubble naming the expected arguments; the model answers",
-        shows=("calculate failed", "expression (string, required)"))),
-    "model/same-failing-call-forever": UiCase(Want(
-        "stops after the same call failed twice; the chat says so", shows=("division by zero",
-                                                                         "a tool call kept failing"),
-        requests=2)),
-    "model/step-budget": UiCase(Want(
-        f"stops after {BATCH_MAX_STEPS} failing tool rounds; the chat says the step budget was used",
-        shows=(f"used all {BATCH_MAX_STEPS} tool steps", "division by zero"), requests=BATCH_MAX_STEPS),
-        max_steps=BATCH_MAX_STEPS),
+        Want(
+            "the cut call is not run; the user is told the reply was cut and to raise AGENT_MAX_TOKENS",
+            shows=CUT_BY_LENGTH,
+        )
+    ),
+    "model/unknown-tool": UiCase(
+        Want(
+            "a failed tool bubble listing the valid tools; the model answers",
+            shows=("get_stock_price failed", "not a valid tool", "get_current_time, get_city_weather, calculate"),
+        )
+    ),
+    "model/arguments-fail-schema": UiCase(
+        Want(
+            "a failed tool bubble naming the expected arguments; the model answers",
+            shows=("calculate failed", "expression (string, required)"),
+        )
+    ),
+    "model/same-failing-call-forever": UiCase(
+        Want(
+            "stops after the same call failed twice; the chat says so",
+            shows=("division by zero", "a tool call kept failing"),
+            requests=2,
+        )
+    ),
+    "model/step-budget": UiCase(
+        Want(
+            f"stops after {BATCH_MAX_STEPS} failing tool rounds; the chat says the step budget was used",
+            shows=(f"used all {BATCH_MAX_STEPS} tool steps", "division by zero"),
+            requests=BATCH_MAX_STEPS,
+        ),
+        max_steps=BATCH_MAX_STEPS,
+    ),
     "model/answer-cut-by-length": UiCase(
-        Want("the cut answer stays and the user is told it was cut, raise AGENT_MAX_TOKENS",
-             shows=("The full story goes on",) + CUT_BY_LENGTH)),
-    "tool/raises": UiCase(Want(
-        "a failed tool bubble: the error type and message, the key redacted; the model answers",
-        shows=("explode failed", "tool failed: RuntimeError", "[redacted]")), script=ui_call("explode")),
+        Want(
+            "the cut answer stays and the user is told it was cut, raise AGENT_MAX_TOKENS",
+            shows=("The full story goes on",) + CUT_BY_LENGTH,
+        )
+    ),
+    "tool/raises": UiCase(
+        Want(
+            "a failed tool bubble: the error type and message, the key redacted; the model answers",
+            shows=("explode failed", "tool failed: RuntimeError", "[redacted]"),
+        ),
+        script=ui_call("explode"),
+    ),
     "tool/hangs-past-timeout": UiCase(
-        Want(f"the tool is abandoned after TOOL_TIMEOUT={TOOL_TIMEOUT}s with a failed tool bubble saying so",
-             shows=("never_returns failed",)),
-        script=ui_call("never_returns"), env={"TOOL_TIMEOUT": TOOL_TIMEOUT}, timeout=5.0),
+        Want(
+            f"the tool is abandoned after TOOL_TIMEOUT={TOOL_TIMEOUT}s with a failed tool bubble saying so",
+            shows=("never_returns failed",),
+        ),
+        script=ui_call("never_returns"),
+        env={"TOOL_TIMEOUT": TOOL_TIMEOUT},
+        timeout=5.0,
+    ),
     "tool/ten-megabyte-result": UiCase(
-        Want("the 10 MB result reaches the model truncated with a note; the model answers; the thread still works",
-             shows=("Here's what I found",)), script=ui_call("huge_report")),
-    "tool/weather-garbage": UiCase(Want(
-        "a failed tool bubble: the weather response could not be read", shows=("get_city_weather failed",
-                                                                              "could not be read"))),
-    "tool/weather-timeout": UiCase(Want(
-        f"a failed tool bubble after TOOL_TIMEOUT={TOOL_TIMEOUT}s: did not answer in time",
-        shows=("get_city_weather failed", "did not answer within 1 seconds")), env={"TOOL_TIMEOUT": TOOL_TIMEOUT}),
-    "input/empty-question": UiCase(Want(
-        "nothing is sent and nothing is added to the chat", requests=0, keeps_turn=False), question=""),
+        Want(
+            "the 10 MB result reaches the model truncated with a note; the model answers; the thread still works",
+            shows=("Here's what I found",),
+        ),
+        script=ui_call("huge_report"),
+    ),
+    "tool/weather-garbage": UiCase(
+        Want(
+            "a failed tool bubble: the weather response could not be read",
+            shows=("get_city_weather failed", "could not be read"),
+        )
+    ),
+    "tool/weather-timeout": UiCase(
+        Want(
+            f"a failed tool bubble after TOOL_TIMEOUT={TOOL_TIMEOUT}s: did not answer in time",
+            shows=("get_city_weather failed", "did not answer within 1 seconds"),
+        ),
+        env={"TOOL_TIMEOUT": TOOL_TIMEOUT},
+    ),
+    "input/empty-question": UiCase(
+        Want("nothing is sent and nothing is added to the chat", requests=0, keeps_turn=False), question=""
+    ),
     "input/100k-question": UiCase(Want("answered", shows=("Work Agent demo",), requests=1)),
     "input/unwritable-output": UiCase(
-        Want("one error bubble: the checkpoint file cannot be written, set AGENT_CHECKPOINT_DB",
-             error=("AGENT_CHECKPOINT_DB",), keeps_turn=False), setup="unwritable"),
-    "input/full-disk": UiCase(Want(
-        "one error bubble: the conversation could not be saved, the disk is full, what to do",
-        error=("Cannot save the conversation", "disk is probably full", "AGENT_CHECKPOINT_DB"), keeps_turn=False),
+        Want(
+            "one error bubble: the checkpoint file cannot be written, set AGENT_CHECKPOINT_DB",
+            error=("AGENT_CHECKPOINT_DB",),
+            keeps_turn=False,
+        ),
+        setup="unwritable",
+    ),
+    "input/full-disk": UiCase(
+        Want(
+            "one error bubble: the conversation could not be saved, the disk is full, what to do",
+            error=("Cannot save the conversation", "disk is probably full", "AGENT_CHECKPOINT_DB"),
+            keeps_turn=False,
+        ),
         setup="full-disk",
-        question="Keep this note: " + "n" * 20_000),  # bigger than the free space left in the file's pages
-    "input/sqlite-two-writers": UiCase(Want(
-        "waits for the other process's write transaction (2 s), then answers", shows=("42",)), server="side",
-        setup="lock"),
+        question="Keep this note: " + "n" * 20_000,
+    ),  # bigger than the free space left in the file's pages
+    "input/sqlite-two-writers": UiCase(
+        Want("waits for the other process's write transaction (2 s), then answers", shows=("42",)),
+        server="side",
+        setup="lock",
+    ),
     "input/sqlite-corrupted": UiCase(
-        Want("one error bubble: the checkpoint file is not a SQLite database, move it or set AGENT_CHECKPOINT_DB; "
-             "the file is not modified", error=("not a SQLite database", "AGENT_CHECKPOINT_DB"), keeps_turn=False),
-        setup="corrupt"),
+        Want(
+            "one error bubble: the checkpoint file is not a SQLite database, move it or set AGENT_CHECKPOINT_DB; "
+            "the file is not modified",
+            error=("not a SQLite database", "AGENT_CHECKPOINT_DB"),
+            keeps_turn=False,
+        ),
+        setup="corrupt",
+    ),
 }
 
 
@@ -1053,9 +1486,16 @@ def _chat_text(messages: list[Any]) -> list[tuple[str, str, str]]:
     return out
 
 
-async def ui_turn(handlers: Any, session: Any, question: str, *, base_url: str | None = None,
-                  model: str | None = None, timeout: float = 20.0,
-                  max_steps: int = 8) -> tuple[list[tuple[str, str, str]], bool]:
+async def ui_turn(
+    handlers: Any,
+    session: Any,
+    question: str,
+    *,
+    base_url: str | None = None,
+    model: str | None = None,
+    timeout: float = 20.0,
+    max_steps: int = 8,
+) -> tuple[list[tuple[str, str, str]], bool]:
     """Run one turn through the chat handler; the turn's messages, and whether it ended by itself in time."""
     from tools import TOOLS
 
@@ -1079,8 +1519,9 @@ ERROR_TITLE = "💥 Error"
 
 
 @pytest.mark.parametrize("case", _params(UI))
-async def test_ui(case: str, servers: Servers, matrix: Recorder, monkeypatch: pytest.MonkeyPatch,
-                  tmp_path: Path) -> None:
+async def test_ui(
+    case: str, servers: Servers, matrix: Recorder, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from graph.graph import build_graph
     from tools import TOOLS
     from ui import backend as backend_module
@@ -1091,16 +1532,21 @@ async def test_ui(case: str, servers: Servers, matrix: Recorder, monkeypatch: py
     want = spec.want
     begin(matrix, case, "ui", want)
     db = tmp_path / "ui" / "threads.sqlite"
-    env = {"OPENAI_API_BASE": servers.main.base_url, "OPENAI_API_KEY": SECRET,
-           "WEATHER_GEOCODING_URL": servers.main.geocoding_url, "WEATHER_FORECAST_URL": servers.main.forecast_url,
-           "AGENT_CHECKPOINT_DB": str(db), "AGENT_MAX_RETRIES": "0", **spec.env}
+    env = {
+        "OPENAI_API_BASE": servers.main.base_url,
+        "OPENAI_API_KEY": SECRET,
+        "WEATHER_GEOCODING_URL": servers.main.geocoding_url,
+        "WEATHER_FORECAST_URL": servers.main.forecast_url,
+        "AGENT_CHECKPOINT_DB": str(db),
+        "AGENT_MAX_RETRIES": "0",
+        **spec.env,
+    }
     if spec.setup == "unwritable":
         env["AGENT_CHECKPOINT_DB"] = "/sys/work-agent-faults/threads.sqlite"
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
-    monkeypatch.setattr(backend_module, "build_graph",
-                        lambda **kw: build_graph(tools=[*TOOLS, *EXTRA_TOOLS], **kw))
+    monkeypatch.setattr(backend_module, "build_graph", lambda **kw: build_graph(tools=[*TOOLS, *EXTRA_TOOLS], **kw))
     server = servers.server(spec.server)
     tag = tag_for(case, "ui")
     replies = spec.script if spec.script is not None else CASES[case].script(True)
@@ -1122,25 +1568,37 @@ async def test_ui(case: str, servers: Servers, matrix: Recorder, monkeypatch: py
         base_url = None if spec.server == "main" else servers.url(spec.server)
         raised: Exception | None = None
         try:
-            turn, ended = await ui_turn(handlers, session, question, base_url=base_url, model=spec.model,
-                                        timeout=spec.timeout, max_steps=spec.max_steps)
+            turn, ended = await ui_turn(
+                handlers,
+                session,
+                question,
+                base_url=base_url,
+                model=spec.model,
+                timeout=spec.timeout,
+                max_steps=spec.max_steps,
+            )
         except Exception as exc:  # noqa: BLE001 - an exception out of the handler is itself the finding
             raised, turn, ended = exc, [], True
         obs.duration_s = time.perf_counter() - started
         if locker is not None:
             released = locker.finish()
             arrived = first_arrival(server, since=started_at)
-            obs.check(arrived is not None and arrived >= released,
-                      "the turn did not wait for the other writer (no contention was measured)")
+            obs.check(
+                arrived is not None and arrived >= released,
+                "the turn did not wait for the other writer (no contention was measured)",
+            )
         if spec.setup == "full-disk":
             await backend._saver.conn.execute("PRAGMA max_page_count=1073741823")
         obs.check(ended, f"the turn did not end by itself within {spec.timeout:g} s")
         if case in MIN_SECONDS:  # the retries waited (backoff 0.5 s then 1 s, minus jitter; or Retry-After: 1)
-            obs.check(obs.duration_s >= MIN_SECONDS[case],
-                      f"took {obs.duration_s:.2f}s: the retries did not back off (>= {MIN_SECONDS[case]}s)")
+            obs.check(
+                obs.duration_s >= MIN_SECONDS[case],
+                f"took {obs.duration_s:.2f}s: the retries did not back off (>= {MIN_SECONDS[case]}s)",
+            )
         errors = [content for role, title, content in turn if title == ERROR_TITLE]
-        tools_failed = [f"{title}: {content}" for role, title, content in turn if title.startswith("💥 ")
-                        and title != ERROR_TITLE]
+        tools_failed = [
+            f"{title}: {content}" for role, title, content in turn if title.startswith("💥 ") and title != ERROR_TITLE
+        ]
         answer = [content for role, title, content in turn if role == "assistant" and not title]
         obs.message = errors[0] if errors else " | ".join(tools_failed + answer[-1:]) or "(nothing shown)"
         if raised is not None:
@@ -1157,8 +1615,10 @@ async def test_ui(case: str, servers: Servers, matrix: Recorder, monkeypatch: py
         if spec.question == "":
             obs.check(turn == [], "the empty question added something to the chat")
         else:
-            obs.check(any(role == "user" and question.strip() in content for role, _, content in turn),
-                      "the question is not in the chat")
+            obs.check(
+                any(role == "user" and question.strip() in content for role, _, content in turn),
+                "the question is not in the chat",
+            )
         if want.keeps_turn and session.thread_id:
             stored = [t.question for t in await handlers.last_turns(session, None)]
             obs.check(question in stored, "the user's question is not in the conversation afterwards")
@@ -1172,8 +1632,10 @@ async def test_ui(case: str, servers: Servers, matrix: Recorder, monkeypatch: py
             handlers.new_conversation(session)
         after, ended = await ui_turn(handlers, session, "What time is it in Tokyo?")
         after_errors = [content for _, title, content in after if title == ERROR_TITLE]
-        obs.check(ended and not after_errors and any("Current time (get_current_time)" in c for _, _, c in after),
-                  "the next normal turn failed: " + one_line(" ".join(after_errors) or str(after[-1:]), 200))
+        obs.check(
+            ended and not after_errors and any("Current time (get_current_time)" in c for _, _, c in after),
+            "the next normal turn failed: " + one_line(" ".join(after_errors) or str(after[-1:]), 200),
+        )
         common_checks(obs, "\n".join(c for _, _, c in after))
     finally:
         if locker is not None:
@@ -1210,8 +1672,9 @@ def test_fake_server_fault_modes_on_the_wire(servers: Servers) -> None:
         assert len(events) == 4 and "[DONE]" not in "".join(events)  # the role chunk and 3 tokens, no end
         events.clear()
         with pytest.raises(httpx.ReadTimeout):
-            with http.stream("POST", "/v1/chat/completions", json=body("wirec", True),
-                             timeout=httpx.Timeout(5, read=0.5)) as response:
+            with http.stream(
+                "POST", "/v1/chat/completions", json=body("wirec", True), timeout=httpx.Timeout(5, read=0.5)
+            ) as response:
                 events.extend(line for line in response.iter_lines() if line.startswith("data: "))
         assert len(events) == 3
         with pytest.raises(httpx.RemoteProtocolError):

@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 import pytest
-from hypothesis import example, HealthCheck, Phase, assume, given, settings
+from hypothesis import HealthCheck, Phase, assume, example, given, settings
 from hypothesis import strategies as st
 from langchain_core.messages import AIMessage
 from langchain_core.messages.tool import invalid_tool_call, tool_call
@@ -30,9 +30,13 @@ pytestmark = pytest.mark.slow
 
 # No example database: it would write a .hypothesis/ folder into the repository. A failure still prints
 # its minimal example. No explain phase: it traces every line and makes a failure slow to report.
-FUZZ = settings(max_examples=1000, deadline=None, database=None,
-                phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+FUZZ = settings(
+    max_examples=1000,
+    deadline=None,
+    database=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 
 OPENERS = ("<tool_call>", "<function=")
 TAG_RE = re.compile(r"</?tool_call>|<function=|</function>|</parameter>")  # markup the user must never see
@@ -46,10 +50,50 @@ ERROR_RE = re.compile(r"^tool call block \d+: [^\n]+$")
 chars = st.characters(codec="utf-8")
 unicode_text = st.text(chars, max_size=8)
 FRAGMENTS = [
-    "<", ">", "/", "=", "<tool", "_call>", "<tool_", "call", "</tool", "<func", "tion=", "<function",
-    "</function>", "</tool_call>", "<parameter=x>", "</parameter>", "<tools>", "<b>", "{", "}", "[", "]",
-    '"', "'", ":", ",", '"name"', '"arguments"', "\\", "\n", "\n\n\n", "\r\n", " ", "\t", "```",
-    "你好", "天气", "🙂", "👨\u200d👩\u200d👧", "é", "\u200b", "\u2028", "\x00", "\ufeff",
+    "<",
+    ">",
+    "/",
+    "=",
+    "<tool",
+    "_call>",
+    "<tool_",
+    "call",
+    "</tool",
+    "<func",
+    "tion=",
+    "<function",
+    "</function>",
+    "</tool_call>",
+    "<parameter=x>",
+    "</parameter>",
+    "<tools>",
+    "<b>",
+    "{",
+    "}",
+    "[",
+    "]",
+    '"',
+    "'",
+    ":",
+    ",",
+    '"name"',
+    '"arguments"',
+    "\\",
+    "\n",
+    "\n\n\n",
+    "\r\n",
+    " ",
+    "\t",
+    "```",
+    "你好",
+    "天气",
+    "🙂",
+    "👨\u200d👩\u200d👧",
+    "é",
+    "\u200b",
+    "\u2028",
+    "\x00",
+    "\ufeff",
 ]
 markupish = st.lists(st.sampled_from(FRAGMENTS) | unicode_text, max_size=6).map("".join)
 any_text = st.one_of(st.text(chars, max_size=40), markupish)
@@ -68,8 +112,9 @@ prose = any_text.map(defang)
 # Names as OpenAI allows them (^[a-zA-Z0-9_-]{1,64}$); st.from_regex would cost 5x more to generate.
 NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 tool_names = st.sampled_from([t.name for t in TOOLS]) | st.text(NAME_CHARS, min_size=1, max_size=64)
-json_scalars = (st.none() | st.booleans() | st.integers()
-                | st.floats(allow_nan=False, allow_infinity=False) | unicode_text)
+json_scalars = (
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | unicode_text
+)
 # Two levels of nesting, built flat: st.recursive costs several times more to generate.
 json_keys = st.sampled_from(["city", "tz", "城市", "a b", "", "🙂", "name", "arguments"]) | unicode_text
 json_values = json_scalars | st.lists(json_scalars, max_size=3) | st.dictionaries(json_keys, json_scalars, max_size=3)
@@ -100,8 +145,9 @@ qwen3_values = json_values.filter(
     lambda v: not any(tag in _qwen3_raw(v) for tag in _QWEN3_TAGS) and not (isinstance(v, str) and _is_json(v))
 )
 # Parameter names: anything but ">" and whitespace (which \s, and so the parser, reads in Z and Cc).
-qwen3_keys = st.text(st.characters(codec="utf-8", exclude_categories=("Z", "Cc"), exclude_characters=">"),
-                     min_size=1, max_size=8)
+qwen3_keys = st.text(
+    st.characters(codec="utf-8", exclude_categories=("Z", "Cc"), exclude_characters=">"), min_size=1, max_size=8
+)
 qwen3_arguments = st.dictionaries(qwen3_keys, qwen3_values, max_size=3)
 
 
@@ -165,13 +211,16 @@ def texts_with_calls(draw: st.DrawFn) -> tuple[str, list[tuple[str, dict]], str]
 
 def _corrupt(draw: st.DrawFn, text: str) -> str:
     """Apply one random corruption a real model (or a cut-off stream) produces."""
-    op = draw(st.sampled_from(["truncate", "delete", "insert", "single_quotes", "trailing_commas",
-                               "drop_brace", "runaway", "drop_closer"]))
+    op = draw(
+        st.sampled_from(
+            ["truncate", "delete", "insert", "single_quotes", "trailing_commas", "drop_brace", "runaway", "drop_closer"]
+        )
+    )
     at = draw(st.integers(0, len(text)))
     if op == "truncate":
         return text[:at]
     if op == "delete":
-        return text[:at] + text[at + draw(st.integers(1, 20)):]
+        return text[:at] + text[at + draw(st.integers(1, 20)) :]
     if op == "insert":
         return text[:at] + draw(markupish | unicode_text) + text[at:]
     if op == "single_quotes":
@@ -180,7 +229,7 @@ def _corrupt(draw: st.DrawFn, text: str) -> str:
         return text.replace("}", ",}").replace("]", ",]")
     if op == "drop_brace":
         cut = text.rfind("}")
-        return text if cut < 0 else text[:cut] + text[cut + 1:]
+        return text if cut < 0 else text[:cut] + text[cut + 1 :]
     if op == "drop_closer":
         return text.replace(draw(st.sampled_from(["</tool_call>", "</function>", "</parameter>"])), "", 1)
     # A model stuck in a loop where a value starts (after a key, a tag or another "["): nesting deeper
@@ -298,8 +347,10 @@ def test_unclosed_final_block_is_still_recovered(blocks: list[tuple[str, str, di
 @FUZZ
 @given(corrupted_texts())
 # Found in CI: json_repair read a broken block's rest as the name ('"arguments": {"city": "\x1f0"}').
-@example('<tool_call>\n{"name": " "arguments": {"city": "\\u001f0"}}\n</tool_call>'
-         '<tool_call>\n{"name": "get_current_time", "arguments": {}}\n</tool_call>')
+@example(
+    '<tool_call>\n{"name": " "arguments": {"city": "\\u001f0"}}\n</tool_call>'
+    '<tool_call>\n{"name": "get_current_time", "arguments": {}}\n</tool_call>'
+)
 def test_corrupted_blocks_never_raise_nor_invent_calls(text: str) -> None:
     rec = recover_tool_calls(text)
     assert_well_formed(rec)
@@ -375,12 +426,15 @@ def test_guard_shows_text_up_to_the_first_opener_whatever_the_split(case: tuple[
 
 
 @FUZZ
-@given(st.lists(st.tuples(tool_names, arguments), min_size=1, max_size=3),
-       corrupted_texts() | texts_with_calls().map(lambda c: c[0]))
+@given(
+    st.lists(st.tuples(tool_names, arguments), min_size=1, max_size=3),
+    corrupted_texts() | texts_with_calls().map(lambda c: c[0]),
+)
 def test_repair_never_adds_text_calls_to_parsed_ones(parsed: list[tuple[str, dict]], text: str) -> None:
     # The server's parser already returned calls: markup left in content is hidden, never executed too.
-    server_calls = [tool_call(name=name, args=args, id=f"chatcmpl-tool-{i:016x}") for i, (name, args)
-                    in enumerate(parsed)]
+    server_calls = [
+        tool_call(name=name, args=args, id=f"chatcmpl-tool-{i:016x}") for i, (name, args) in enumerate(parsed)
+    ]
     fixed, recovered = repair_calls(AIMessage(content=text, tool_calls=server_calls))
     assert fixed.tool_calls == server_calls
     assert not recovered
@@ -392,14 +446,17 @@ def test_repair_never_adds_text_calls_to_parsed_ones(parsed: list[tuple[str, dic
 # does not catch it (see test_repair_invalid_call_with_runaway_nesting below), so it is kept out of here.
 truncated_json = arguments.map(lambda a: (json.dumps(a, ensure_ascii=False)[:-1], a))  # final "}" lost
 bad_json = (markupish | st.text(chars, max_size=40)).filter(lambda s: s.count("[") + s.count("{") < 200).map(
-    lambda s: (s, None)) | truncated_json
+    lambda s: (s, None)
+) | truncated_json
 
 
 @FUZZ
 @given(st.lists(st.tuples(st.none() | tool_names, bad_json, st.booleans()), max_size=4))
 def test_repair_of_invalid_server_calls_never_raises(bad: list[tuple[str | None, tuple[str, Any], bool]]) -> None:
-    invalid = [invalid_tool_call(name=name, args=raw, id=f"chatcmpl-tool-{j}" if has_id else None, error="bad")
-               for j, (name, (raw, _), has_id) in enumerate(bad)]
+    invalid = [
+        invalid_tool_call(name=name, args=raw, id=f"chatcmpl-tool-{j}" if has_id else None, error="bad")
+        for j, (name, (raw, _), has_id) in enumerate(bad)
+    ]
     fixed, _ = repair_calls(AIMessage(content="", invalid_tool_calls=invalid))
     named = [(name, meant) for name, (_, meant), _ in bad if name]
     assert [c["name"] for c in fixed.tool_calls] == [name for name, _ in named]  # nameless ones are dropped
@@ -421,8 +478,10 @@ def test_repair_of_invalid_server_calls_never_raises(bad: list[tuple[str | None,
 
 def test_repair_invalid_call_with_runaway_nesting() -> None:
     # A model stuck repeating "[" inside streamed arguments: langchain files it as an invalid tool call.
-    ai = AIMessage(content="", invalid_tool_calls=[invalid_tool_call(name="calculate", args="[" * 3000,
-                                                                     id="chatcmpl-tool-0", error="bad")])
+    ai = AIMessage(
+        content="",
+        invalid_tool_calls=[invalid_tool_call(name="calculate", args="[" * 3000, id="chatcmpl-tool-0", error="bad")],
+    )
     fixed, _ = repair_calls(ai)
     assert fixed.tool_calls[0]["args"] == {}
     assert fixed.response_metadata["invalid_arguments"] == {"chatcmpl-tool-0": "bad"}  # the model is told

@@ -26,7 +26,12 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langchain_openai import ChatOpenAI
 
 from graph.demo.hermes import (
-    TOOL_CALL_START, HermesStreamParser, new_tool_call_id, stream_chunks, tokenize, tool_call_text,
+    TOOL_CALL_START,
+    HermesStreamParser,
+    new_tool_call_id,
+    stream_chunks,
+    tokenize,
+    tool_call_text,
 )
 from graph.demo.protocol import DONE_EVENT, ENGINE_ERROR, ChunkWriter, error_body, sse
 from graph.nodes import repair_calls, stream_model
@@ -37,10 +42,13 @@ pytestmark = pytest.mark.slow
 # No example database: it would write a .hypothesis/ folder into the repository. A failure still prints
 # its minimal example.
 # No explain phase: tracing every line of langchain and the SDK makes a failure take minutes to report.
-FUZZ = settings(max_examples=1000, deadline=None, database=None,
-                phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
-                                       HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=1000,
+    deadline=None,
+    database=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+)
 
 MODEL = "Qwen/Qwen2.5-7B-Instruct"
 PROMPT_TOKENS = 42
@@ -105,8 +113,15 @@ class _Client:
         self.requests = 0
         self.runner = asyncio.Runner()
         self.http = httpx.AsyncClient(transport=httpx.MockTransport(self._handle))
-        self.model = ChatOpenAI(model=MODEL, base_url="http://fake/v1", api_key="EMPTY", streaming=True,
-                                stream_usage=True, max_retries=0, http_async_client=self.http)
+        self.model = ChatOpenAI(
+            model=MODEL,
+            base_url="http://fake/v1",
+            api_key="EMPTY",
+            streaming=True,
+            stream_usage=True,
+            max_retries=0,
+            http_async_client=self.http,
+        )
 
     async def _handle(self, request: httpx.Request) -> httpx.Response:
         self.requests += 1
@@ -142,8 +157,11 @@ def run_stream(pieces: list[bytes]) -> tuple[AIMessage, list[str]]:
     assert _CLIENT is not None
     client, tokens = _CLIENT, []
     client.pieces, sent = pieces, client.requests
-    ai, _ = client.runner.run(stream_model(client.model, [HumanMessage("hi")], stream=True, node="plan",
-                                           writer=lambda event: tokens.append(event.text)))
+    ai, _ = client.runner.run(
+        stream_model(
+            client.model, [HumanMessage("hi")], stream=True, node="plan", writer=lambda event: tokens.append(event.text)
+        )
+    )
     assert client.requests == sent + 1  # one request, no retry
     return ai, tokens
 
@@ -154,17 +172,50 @@ chars = st.characters(codec="utf-8")
 # Prose with what a stream must carry intact: CJK, emoji (4-byte UTF-8, ZWJ sequences), combining marks,
 # line and paragraph separators, CR/LF, quotes and backslashes that JSON escapes, "<" that the parser
 # holds back while it could still become "<tool_call>", a Qwen3-Coder opener that it streams as content.
-PIECES = ["你好，", "天气", "🙂", "👨‍👩‍👧", "é", "e\u0301", "\u2028", "\u2029", "\x85", "\r\n", "\n\n", "\r",
-          '"', "\\", "<", "<tool", "</tool_call>", "<function=f>", "data: x", ":", " ", "\t", "\x00", "\ufeff", "€"]
+PIECES = [
+    "你好，",
+    "天气",
+    "🙂",
+    "👨‍👩‍👧",
+    "é",
+    "e\u0301",
+    "\u2028",
+    "\u2029",
+    "\x85",
+    "\r\n",
+    "\n\n",
+    "\r",
+    '"',
+    "\\",
+    "<",
+    "<tool",
+    "</tool_call>",
+    "<function=f>",
+    "data: x",
+    ":",
+    " ",
+    "\t",
+    "\x00",
+    "\ufeff",
+    "€",
+]
 # Sizes stay small: every token is one SSE event, and each event costs the SDK and langchain ~0.5 ms.
-prose = st.lists(st.sampled_from(PIECES) | st.text(chars, max_size=6), max_size=4).map("".join).filter(
-    lambda t: TOOL_CALL_START not in t)
+prose = (
+    st.lists(st.sampled_from(PIECES) | st.text(chars, max_size=6), max_size=4)
+    .map("".join)
+    .filter(lambda t: TOOL_CALL_START not in t)
+)
 
 NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 tool_names = st.sampled_from([t.name for t in TOOLS]) | st.text(NAME_CHARS, min_size=1, max_size=16)
 json_keys = st.sampled_from(["city", "expression", "tz", "城市", "a b", "", "🙂"]) | st.text(chars, max_size=4)
-json_scalars = (st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
-                | st.text(chars, max_size=6))
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(chars, max_size=6)
+)
 json_values = json_scalars | st.lists(json_scalars, max_size=2) | st.dictionaries(json_keys, json_scalars, max_size=2)
 arguments = st.dictionaries(json_keys, json_values, max_size=2)
 
@@ -188,8 +239,10 @@ class Pieces(list):
 
 
 # Offsets before a UTF-8 continuation byte, inside "data:" (and just after it), between "\n" and "\n".
-_TRICKY = re.compile(rb"(?=[\x80-\xbf])|(?<=d)(?=ata:)|(?<=da)(?=ta:)|(?<=dat)(?=a:)|(?<=data)(?=:)|(?<=data:)"
-                     rb"|(?<=\n)(?=\n)")
+_TRICKY = re.compile(
+    rb"(?=[\x80-\xbf])|(?<=d)(?=ata:)|(?<=da)(?=ta:)|(?<=dat)(?=a:)|(?<=data)(?=:)|(?<=data:)"
+    rb"|(?<=\n)(?=\n)"
+)
 
 
 @st.composite
@@ -215,8 +268,9 @@ def assert_calls(ai: AIMessage, expected: list[tuple[str, dict]], ids: list[str]
 
 @FUZZ
 @given(prose, st.lists(calls, max_size=2), st.sampled_from(["fine", "coarse"]), st.data())
-def test_text_and_tool_calls_survive_any_chunking(before: str, expected: list[tuple[str, dict]], chunking: str,
-                                                  data: st.DataObject) -> None:
+def test_text_and_tool_calls_survive_any_chunking(
+    before: str, expected: list[tuple[str, dict]], chunking: str, data: st.DataObject
+) -> None:
     text = before + "\n".join(tool_call_text(name, args) for name, args in expected)
     wire = vllm_stream(text, chunking)
     assert len(wire.ids) == len(expected)  # the fake server did its part
@@ -224,7 +278,7 @@ def test_text_and_tool_calls_survive_any_chunking(before: str, expected: list[tu
         assert wire.content == before
     else:
         # vLLM holds back an end that could still become "<tool_call>", and never sends it.
-        assert text.startswith(wire.content) and TOOL_CALL_START.startswith(text[len(wire.content):] or "<")
+        assert text.startswith(wire.content) and TOOL_CALL_START.startswith(text[len(wire.content) :] or "<")
     ai, tokens = run_stream(data.draw(cuts(wire.body)))
     assert_calls(ai, expected, wire.ids)
     assert all(i.startswith("chatcmpl-tool-") and len(i) == 30 for i in wire.ids)
@@ -234,7 +288,10 @@ def test_text_and_tool_calls_survive_any_chunking(before: str, expected: list[tu
     assert ai.response_metadata["finish_reason"] == ("tool_calls" if expected else "stop")
     usage = ai.usage_metadata or {}
     assert (usage["input_tokens"], usage["output_tokens"], usage["total_tokens"]) == (
-        PROMPT_TOKENS, wire.completion_tokens, PROMPT_TOKENS + wire.completion_tokens)
+        PROMPT_TOKENS,
+        wire.completion_tokens,
+        PROMPT_TOKENS + wire.completion_tokens,
+    )
 
 
 @st.composite
@@ -264,13 +321,18 @@ def interleaved(draw: st.DrawFn) -> tuple[list[dict], list[tuple[str, dict]], li
 
 @FUZZ
 @given(interleaved(), st.data())
-def test_parallel_calls_with_interleaved_indices_merge(case: tuple[list[dict], list, list[str]],
-                                                       data: st.DataObject) -> None:
+def test_parallel_calls_with_interleaved_indices_merge(
+    case: tuple[list[dict], list, list[str]], data: st.DataObject
+) -> None:
     deltas, expected, ids = case
     writer = ChunkWriter("chatcmpl-0123456789abcdef", 1_760_000_000, MODEL)
-    events = [writer.role(), *(writer.delta(d) for d in deltas),
-              writer.finish("tool_calls", None, with_fingerprint=False), writer.usage_chunk(PROMPT_TOKENS, 9),
-              DONE_EVENT]
+    events = [
+        writer.role(),
+        *(writer.delta(d) for d in deltas),
+        writer.finish("tool_calls", None, with_fingerprint=False),
+        writer.usage_chunk(PROMPT_TOKENS, 9),
+        DONE_EVENT,
+    ]
     ai, tokens = run_stream(data.draw(cuts("".join(events).encode())))
     # Each call is whole, whatever the interleaving. They come in the order their first delta arrived, not
     # by index; vLLM streams calls one after the other, so for it the two orders are the same.
@@ -281,8 +343,9 @@ def test_parallel_calls_with_interleaved_indices_merge(case: tuple[list[dict], l
 
 @FUZZ
 @given(prose, st.lists(calls, max_size=2), st.integers(0, 15), st.data())
-def test_error_event_mid_stream_raises_a_clean_api_error(before: str, expected: list, after: int,
-                                                         data: st.DataObject) -> None:
+def test_error_event_mid_stream_raises_a_clean_api_error(
+    before: str, expected: list, after: int, data: st.DataObject
+) -> None:
     text = before + "\n".join(tool_call_text(name, args) for name, args in expected)
     wire = vllm_stream(text, "fine", error_after=after)
     try:
@@ -299,10 +362,25 @@ def test_error_event_mid_stream_raises_a_clean_api_error(before: str, expected: 
 # and other SSE fields, error events, [DONE] in odd places, and (flagged, because langchain-openai reads it
 # with errors of its own) JSON that may not be shaped like a chat.completion.chunk: real events with a byte
 # changed ("delta" may become "delte"), random JSON.
-FOREIGN_KEYS = ["choices", "delta", "tool_calls", "index", "function", "name", "arguments", "id", "usage",
-                "content", "error", "message"]
-foreign_json = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=3)
-                            | st.dictionaries(st.sampled_from(FOREIGN_KEYS), inner, max_size=3), max_leaves=10)
+FOREIGN_KEYS = [
+    "choices",
+    "delta",
+    "tool_calls",
+    "index",
+    "function",
+    "name",
+    "arguments",
+    "id",
+    "usage",
+    "content",
+    "error",
+    "message",
+]
+foreign_json = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(FOREIGN_KEYS), inner, max_size=3),
+    max_leaves=10,
+)
 
 
 def _flip(event: str, at: int, byte: int) -> bytes:
@@ -321,12 +399,24 @@ def garbage_bodies(draw: st.DrawFn) -> tuple[bytes, bool]:
         st.binary(max_size=40).map(lambda b: (b, False)),
         st.sampled_from(real).map(lambda e: (e.encode(), False)),
         st.tuples(st.sampled_from(real), st.integers(0, 10_000)).map(
-            lambda t: (t[0][: t[1] % len(t[0])].encode(), False)),
-        st.tuples(st.sampled_from(real), st.integers(0, 10_000), st.integers(0, 255)).map(
-            lambda t: (_flip(*t), True)),
-        st.sampled_from([b"data: [DONE]\n\n", b": keep-alive\n\n", b"event: error\n", b"id: 7\n", b"retry: x\n",
-                         b"\n", b"\r\n", b"data:\n\n", b'data: {"error": {}}\n\n', b"data: {}\n\n",
-                         sse(error_body(ENGINE_ERROR, 500)).encode()]).map(lambda b: (b, False)),
+            lambda t: (t[0][: t[1] % len(t[0])].encode(), False)
+        ),
+        st.tuples(st.sampled_from(real), st.integers(0, 10_000), st.integers(0, 255)).map(lambda t: (_flip(*t), True)),
+        st.sampled_from(
+            [
+                b"data: [DONE]\n\n",
+                b": keep-alive\n\n",
+                b"event: error\n",
+                b"id: 7\n",
+                b"retry: x\n",
+                b"\n",
+                b"\r\n",
+                b"data:\n\n",
+                b'data: {"error": {}}\n\n',
+                b"data: {}\n\n",
+                sse(error_body(ENGINE_ERROR, 500)).encode(),
+            ]
+        ).map(lambda b: (b, False)),
         foreign_json.map(lambda v: (f"data: {json.dumps(v)}\n\n".encode(), True)),
     )
     drawn = draw(st.lists(lines, max_size=10))
@@ -384,8 +474,12 @@ def test_nameless_call_is_not_executed() -> None:
     # delta never arrived (a faulty server or proxy) is merged by langchain into a call named "" with no id.
     writer = ChunkWriter("chatcmpl-0123456789abcdef", 1_760_000_000, MODEL)
     orphan = {"index": 0, "function": {"arguments": "{}"}}
-    events = [writer.role(), writer.delta({"content": None, "tool_calls": [orphan]}),
-              writer.finish("tool_calls", None, with_fingerprint=False), DONE_EVENT]
+    events = [
+        writer.role(),
+        writer.delta({"content": None, "tool_calls": [orphan]}),
+        writer.finish("tool_calls", None, with_fingerprint=False),
+        DONE_EVENT,
+    ]
     ai, _ = run_stream(["".join(events).encode()])
     fixed, _ = repair_calls(ai)
     assert all(c["name"] and isinstance(c["id"], str) for c in fixed.tool_calls), fixed.tool_calls

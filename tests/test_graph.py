@@ -12,20 +12,28 @@ from configs.settings import get_settings
 from graph.checkpoint import open_checkpointer
 from graph.context import Context
 from graph.demo.server import Reply, tool_call_text
+from graph.events import Token, ToolFinished, ToolStarted, TurnEnded
 from graph.graph import build_graph
-from graph.events import StepRecorded, Token, ToolFinished, ToolStarted, TurnEnded
 from graph.runner import stream_turn
 from tools import TOOLS
 
 
-async def ask(question: str, *, thread: str = "t1", stream: bool = True, max_steps: int | None = None,
-              tools=TOOLS, events: list | None = None):
+async def ask(
+    question: str,
+    *,
+    thread: str = "t1",
+    stream: bool = True,
+    max_steps: int | None = None,
+    tools=TOOLS,
+    events: list | None = None,
+):
     settings = get_settings()
     steps = max_steps or settings.agent_max_steps
     async with open_checkpointer(settings) as saver:
         graph = build_graph(settings=settings, tools=tools, checkpointer=saver)
-        async for event in stream_turn(graph, question, thread_id=thread,
-                                       context=Context(stream=stream, max_steps=steps)):
+        async for event in stream_turn(
+            graph, question, thread_id=thread, context=Context(stream=stream, max_steps=steps)
+        ):
             if events is not None:
                 events.append(event)
             if isinstance(event, TurnEnded):
@@ -87,8 +95,11 @@ async def test_parallel_calls_in_one_turn_run_concurrently(vllm):
         return await rendezvous("weather")
 
     events: list = []
-    result = await ask("What time is it in Tokyo, and what's the weather there?",
-                       tools=[get_current_time, get_city_weather], events=events)
+    result = await ask(
+        "What time is it in Tokyo, and what's the weather there?",
+        tools=[get_current_time, get_city_weather],
+        events=events,
+    )
     assert sorted(s.name for s in tool_steps(result)) == ["get_city_weather", "get_current_time"]
     assert all(s.status == "ok" for s in tool_steps(result))
     names = {ToolStarted: "tool_start", ToolFinished: "tool_end"}
@@ -97,8 +108,10 @@ async def test_parallel_calls_in_one_turn_run_concurrently(vllm):
 
 
 async def test_name_and_arguments_in_one_chunk_are_merged_by_index(vllm):
-    vllm.script(Reply(text=tool_call_text("get_current_time", {"timezone": "Europe/Paris"}), chunking="coarse"),
-                "It is evening in Paris.")
+    vllm.script(
+        Reply(text=tool_call_text("get_current_time", {"timezone": "Europe/Paris"}), chunking="coarse"),
+        "It is evening in Paris.",
+    )
     result = await ask("time in Paris?")
     (step,) = tool_steps(result)
     assert step.arguments == {"timezone": "Europe/Paris"} and step.status == "ok"
@@ -124,7 +137,8 @@ async def test_parameterless_tool_without_arguments_key(vllm, stream):
 
 async def test_tool_call_returned_as_text_is_recovered_and_never_shown(vllm):
     raw = "Let me check.\n" + tool_call_text("get_current_time", {"timezone": "Asia/Shanghai"}).replace(
-        '"}}', '"}')  # broken JSON: the hermes parser fails, vLLM returns the whole text as content
+        '"}}', '"}'
+    )  # broken JSON: the hermes parser fails, vLLM returns the whole text as content
     vllm.script(raw, "北京时间是晚上八点。")
     result = await ask("北京现在几点？", stream=False)
     (step,) = tool_steps(result)
@@ -145,8 +159,10 @@ async def test_qwen3_coder_calls_under_hermes_are_recovered_when_streaming(vllm)
 
 
 async def test_unknown_tool_and_bad_arguments_become_messages_the_model_can_act_on(vllm):
-    vllm.script(tool_call_text("get_stock_price", {"symbol": "NVDA"}) + "\n" + tool_call_text("calculate", {}),
-                "I cannot look up stock prices.")
+    vllm.script(
+        tool_call_text("get_stock_price", {"symbol": "NVDA"}) + "\n" + tool_call_text("calculate", {}),
+        "I cannot look up stock prices.",
+    )
     result = await ask("NVDA price?")
     unknown, bad = tool_steps(result)
     assert unknown.status == "error" and "get_stock_price is not a valid tool" in unknown.error
@@ -234,7 +250,14 @@ def test_graph_shape_has_the_four_named_nodes():
     drawn = graph.get_graph()
     assert set(drawn.nodes) == {"__start__", "plan", "call_tool", "observe", "answer", "__end__"}
     edges = {(e.source, e.target) for e in drawn.edges}
-    assert {("__start__", "plan"), ("plan", "call_tool"), ("plan", "__end__"), ("call_tool", "observe"),
-            ("observe", "plan"), ("observe", "answer"), ("answer", "__end__")} <= edges
+    assert {
+        ("__start__", "plan"),
+        ("plan", "call_tool"),
+        ("plan", "__end__"),
+        ("call_tool", "observe"),
+        ("observe", "plan"),
+        ("observe", "answer"),
+        ("answer", "__end__"),
+    } <= edges
     assert ("plan", "answer") not in edges  # a plain reply is the answer; `answer` only runs after a stop
     assert json.dumps(graph.get_input_jsonschema())  # Studio can render the input form

@@ -21,8 +21,18 @@ WEATHER_KEY = "weather-KEY-4242"
 UI_PASSWORDS = ["wonder-PASS-99", "builder-PASS-88"]
 PG_PASSWORD = "pg-PASS-x@y"  # percent-encoded in the URL
 SECRETS = [API_KEY, ENDPOINT_KEY, WEATHER_KEY, *UI_PASSWORDS, PG_PASSWORD, "pg-PASS-x%40y"]
-LINE_FIELDS = {"thread_id", "interface", "turn", "kind", "node", "endpoint", "duration_ms", "status", "error",
-               "skipped"}
+LINE_FIELDS = {
+    "thread_id",
+    "interface",
+    "turn",
+    "kind",
+    "node",
+    "endpoint",
+    "duration_ms",
+    "status",
+    "error",
+    "skipped",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -42,9 +52,15 @@ def restore_logging() -> Iterator[None]:
 @pytest.fixture
 def secret_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
-    monkeypatch.setenv("AGENT_ENDPOINTS", json.dumps([
-        {"base_url": "http://gpu1:8000/v1", "api_key": ENDPOINT_KEY}, {"base_url": "http://gpu2:8000/v1"},
-    ]))
+    monkeypatch.setenv(
+        "AGENT_ENDPOINTS",
+        json.dumps(
+            [
+                {"base_url": "http://gpu1:8000/v1", "api_key": ENDPOINT_KEY},
+                {"base_url": "http://gpu2:8000/v1"},
+            ]
+        ),
+    )
     monkeypatch.setenv("WEATHER_API_KEY", WEATHER_KEY)
     monkeypatch.setenv("UI_AUTH", f"alice:{UI_PASSWORDS[0]},bob:{UI_PASSWORDS[1]}")
     monkeypatch.setenv("AGENT_CHECKPOINT_URL", "postgresql://agent:pg-PASS-x%40y@db:5432/agent")
@@ -58,14 +74,34 @@ def configured(fmt: str = "text", level: str = "INFO", **kw: object) -> tuple[Se
 
 
 def model_step(**kw: object) -> Step:
-    return Step(kind="model", turn=2, node="plan", started_at=time.time(), duration_ms=1234.56, model="qwen3",
-                ttft_ms=210.0, tokens_in=120, tokens_out=18, tool_calls=["calculate"], endpoint="gpu1:8000",
-                skipped=["gpu0:8000: timed out"], **kw)
+    return Step(
+        kind="model",
+        turn=2,
+        node="plan",
+        started_at=time.time(),
+        duration_ms=1234.56,
+        model="qwen3",
+        ttft_ms=210.0,
+        tokens_in=120,
+        tokens_out=18,
+        tool_calls=["calculate"],
+        endpoint="gpu1:8000",
+        skipped=["gpu0:8000: timed out"],
+        **kw,
+    )
 
 
 def tool_step(**kw: object) -> Step:
-    return Step(kind="tool", turn=2, node="call_tool", started_at=time.time(), duration_ms=8.0, name="calculate",
-                arguments={"expression": "1/0"}, **kw)
+    return Step(
+        kind="tool",
+        turn=2,
+        node="call_tool",
+        started_at=time.time(),
+        duration_ms=8.0,
+        name="calculate",
+        arguments={"expression": "1/0"},
+        **kw,
+    )
 
 
 def test_secrets_of_collects_every_secret(secret_env):
@@ -85,8 +121,14 @@ def test_no_secret_in_any_log_output(secret_env, fmt):
     log = logging.getLogger("work_agent.test")
     log.warning(f"calling with key {API_KEY} and {ENDPOINT_KEY}")
     log.warning("weather %s, login %r, db %s", WEATHER_KEY, {"password": UI_PASSWORDS[0]}, PG_PASSWORD)
-    log.warning("extras", extra={"key": UI_PASSWORDS[1], "nested": {"keys": [API_KEY, WEATHER_KEY]},
-                                 "error": RuntimeError(f"denied for {ENDPOINT_KEY}")})
+    log.warning(
+        "extras",
+        extra={
+            "key": UI_PASSWORDS[1],
+            "nested": {"keys": [API_KEY, WEATHER_KEY]},
+            "error": RuntimeError(f"denied for {ENDPOINT_KEY}"),
+        },
+    )
     log.warning("bad %s args", API_KEY, ENDPOINT_KEY)  # too many args: logged anyway, still redacted
     try:
         raise PermissionError(f"401 for key {API_KEY} on postgresql://agent:{PG_PASSWORD}@db/agent")
@@ -94,8 +136,7 @@ def test_no_secret_in_any_log_output(secret_env, fmt):
         log.exception("request failed")
     log.error("explicit", exc_info=ValueError(f"weather key {WEATHER_KEY} rejected"))
     log.warning("header Authorization: Bearer abc.DEF-ghi_123 and a stray sk-live-0123456789abcdef")
-    log_step(tool_step(status="error", error=f"upstream said: bad key {WEATHER_KEY}"), thread_id="t-1",
-             interface="cli")
+    log_step(tool_step(status="error", error=f"upstream said: bad key {WEATHER_KEY}"), thread_id="t-1", interface="cli")
     text = out.getvalue()
     assert text.count("***") >= 12
     for secret in [*SECRETS, "abc.DEF-ghi_123", "sk-live-0123456789abcdef"]:
@@ -118,8 +159,7 @@ def test_redactor_masks_longer_secrets_first():
 def test_json_lines_parse_and_carry_the_step_fields():
     _, out = configured("json")
     log_step(model_step(), thread_id="thread-9", interface="ui")
-    log_step(tool_step(status="error", error="division by zero", recovered=True), thread_id="thread-9",
-             interface="ui")
+    log_step(tool_step(status="error", error="division by zero", recovered=True), thread_id="thread-9", interface="ui")
     logging.getLogger("work_agent.test").warning("plain %s", "message")
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert len(lines) == 3
@@ -129,14 +169,34 @@ def test_json_lines_parse_and_carry_the_step_fields():
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["ts"])
     assert LINE_FIELDS <= set(model) and LINE_FIELDS <= set(tool)
     assert model | {"ts": None} == {
-        "ts": None, "level": "INFO", "logger": "work_agent.steps", "msg": "model qwen3 ok in 1235 ms",
-        "thread_id": "thread-9", "interface": "ui", "turn": 2, "kind": "model", "node": "plan", "model": "qwen3",
-        "ttft_ms": 210.0, "tokens_in": 120, "tokens_out": 18, "tool_calls": ["calculate"],
-        "endpoint": "gpu1:8000", "duration_ms": 1234.6, "status": "ok", "error": None,
+        "ts": None,
+        "level": "INFO",
+        "logger": "work_agent.steps",
+        "msg": "model qwen3 ok in 1235 ms",
+        "thread_id": "thread-9",
+        "interface": "ui",
+        "turn": 2,
+        "kind": "model",
+        "node": "plan",
+        "model": "qwen3",
+        "ttft_ms": 210.0,
+        "tokens_in": 120,
+        "tokens_out": 18,
+        "tool_calls": ["calculate"],
+        "endpoint": "gpu1:8000",
+        "duration_ms": 1234.6,
+        "status": "ok",
+        "error": None,
         "skipped": ["gpu0:8000: timed out"],
     }
     assert (tool["kind"], tool["tool"], tool["status"], tool["error"], tool["recovered"], tool["endpoint"]) == (
-        "tool", "calculate", "error", "division by zero", True, None)
+        "tool",
+        "calculate",
+        "error",
+        "division by zero",
+        True,
+        None,
+    )
     assert "expression" not in out.getvalue()  # arguments may hold user data: not logged
     assert plain["msg"] == "plain message" and plain["level"] == "WARNING"
 
@@ -150,8 +210,16 @@ def test_text_is_the_default_and_human_readable():
     line = out.getvalue().rstrip("\n")
     assert "\n" not in line and not line.startswith("{")
     assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO work_agent\.steps: model qwen3 ok in 1235 ms ", line)
-    for part in ("thread_id=thread-9", "interface=cli", "turn=2", "node=plan", "endpoint=gpu1:8000",
-                 "duration_ms=1234.6", "status=ok", 'skipped=["gpu0:8000: timed out"]'):
+    for part in (
+        "thread_id=thread-9",
+        "interface=cli",
+        "turn=2",
+        "node=plan",
+        "endpoint=gpu1:8000",
+        "duration_ms=1234.6",
+        "status=ok",
+        'skipped=["gpu0:8000: timed out"]',
+    ):
         assert part in line
 
 

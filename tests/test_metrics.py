@@ -17,11 +17,18 @@ from tests.ui_fixtures import UiApp, ui_app, ui_workdir  # noqa: F401 - fixtures
 
 QUESTION = "What is the weather in Ulaanbaatar for thread 4f1c-secret-thread?"
 COUNTERS = {
-    "work_agent_questions", "work_agent_answers", "work_agent_tool_calls", "work_agent_model_calls",
-    "work_agent_tokens", "work_agent_recovered_tool_calls", "work_agent_fallbacks",
+    "work_agent_questions",
+    "work_agent_answers",
+    "work_agent_tool_calls",
+    "work_agent_model_calls",
+    "work_agent_tokens",
+    "work_agent_recovered_tool_calls",
+    "work_agent_fallbacks",
 }
 HISTOGRAMS = {
-    "work_agent_steps_per_answer", "work_agent_tool_duration_seconds", "work_agent_model_ttft_seconds",
+    "work_agent_steps_per_answer",
+    "work_agent_tool_duration_seconds",
+    "work_agent_model_ttft_seconds",
     "work_agent_model_duration_seconds",
 }
 
@@ -56,17 +63,31 @@ def tool_step(name: str, **kw: Any) -> Step:
 def a_turn(ep: str) -> list[Step]:
     """Two model calls (one on an unknown endpoint), three tool calls, failovers of every kind."""
     return [
-        model_step(endpoint=f"{ep}-a:8000", duration_ms=1500, ttft_ms=250, tokens_in=100, tokens_out=20,
-                   tool_calls=["get_city_weather", "calculate", "calculate"],
-                   skipped=[f"{ep}-x:8000: timed out", f"{ep}-y:8000: HTTP 503"]),
-        tool_step("get_city_weather", duration_ms=120, recovered=True, arguments={"city": QUESTION},
-                  result=QUESTION),
+        model_step(
+            endpoint=f"{ep}-a:8000",
+            duration_ms=1500,
+            ttft_ms=250,
+            tokens_in=100,
+            tokens_out=20,
+            tool_calls=["get_city_weather", "calculate", "calculate"],
+            skipped=[f"{ep}-x:8000: timed out", f"{ep}-y:8000: HTTP 503"],
+        ),
+        tool_step("get_city_weather", duration_ms=120, recovered=True, arguments={"city": QUESTION}, result=QUESTION),
         tool_step("calculate", duration_ms=5, status="error", error=f"bad expression {QUESTION}"),
         tool_step("calculate", duration_ms=7, result="42"),
-        model_step("answer", endpoint=None, duration_ms=800, tokens_in=150, tokens_out=30, skipped=[
-            f"{ep}-x:8000: cooling down after timed out", f"{ep}-z:8000: connection failed (ConnectError)",
-            f"{ep}-y:8000: HTTP 429", f"{ep}-w:8000: HTTP 401",
-        ]),
+        model_step(
+            "answer",
+            endpoint=None,
+            duration_ms=800,
+            tokens_in=150,
+            tokens_out=30,
+            skipped=[
+                f"{ep}-x:8000: cooling down after timed out",
+                f"{ep}-z:8000: connection failed (ConnectError)",
+                f"{ep}-y:8000: HTTP 429",
+                f"{ep}-w:8000: HTTP 401",
+            ],
+        ),
     ]
 
 
@@ -108,13 +129,18 @@ def test_record_turn_counts_every_step():
     assert d("work_agent_tokens_total", endpoint="unknown", kind="prompt") == 150
     assert d("work_agent_tokens_total", endpoint="unknown", kind="completion") == 30
 
-    fallbacks = {(dict(labels)["endpoint"], dict(labels)["reason"]): after[(name, labels)]
-                 - before.get((name, labels), 0.0)
-                 for name, labels in after if name == "work_agent_fallbacks_total"
-                 and dict(labels)["endpoint"].startswith(f"{ep}-")}
+    fallbacks = {
+        (dict(labels)["endpoint"], dict(labels)["reason"]): after[(name, labels)] - before.get((name, labels), 0.0)
+        for name, labels in after
+        if name == "work_agent_fallbacks_total" and dict(labels)["endpoint"].startswith(f"{ep}-")
+    }
     assert fallbacks == {
-        (f"{ep}-x:8000", "timeout"): 1, (f"{ep}-y:8000", "http_5xx"): 1, (f"{ep}-x:8000", "cooldown"): 1,
-        (f"{ep}-z:8000", "connection"): 1, (f"{ep}-y:8000", "http_429"): 1, (f"{ep}-w:8000", "http_4xx"): 1,
+        (f"{ep}-x:8000", "timeout"): 1,
+        (f"{ep}-y:8000", "http_5xx"): 1,
+        (f"{ep}-x:8000", "cooldown"): 1,
+        (f"{ep}-z:8000", "connection"): 1,
+        (f"{ep}-y:8000", "http_429"): 1,
+        (f"{ep}-w:8000", "http_4xx"): 1,
     }
 
 
@@ -145,17 +171,22 @@ def test_every_interface_and_status_series_exists_from_the_start():
             assert ("work_agent_answers_total", key) in values
 
 
-@pytest.mark.parametrize(("why", "reason"), [
-    ("connection failed (ConnectError)", "connection"),
-    ("connection failed (RemoteProtocolError)", "connection"),
-    ("timed out", "timeout"),
-    ("HTTP 500", "http_5xx"), ("HTTP 503", "http_5xx"),
-    ("HTTP 429", "http_429"),
-    ("HTTP 404", "http_4xx"), ("HTTP 401", "http_4xx"),
-    ("cooling down after HTTP 503", "cooldown"),
-    ("cooling down after connection failed (ConnectError)", "cooldown"),
-    ("something new", "other"),
-])
+@pytest.mark.parametrize(
+    ("why", "reason"),
+    [
+        ("connection failed (ConnectError)", "connection"),
+        ("connection failed (RemoteProtocolError)", "connection"),
+        ("timed out", "timeout"),
+        ("HTTP 500", "http_5xx"),
+        ("HTTP 503", "http_5xx"),
+        ("HTTP 429", "http_429"),
+        ("HTTP 404", "http_4xx"),
+        ("HTTP 401", "http_4xx"),
+        ("cooling down after HTTP 503", "cooldown"),
+        ("cooling down after connection failed (ConnectError)", "cooldown"),
+        ("something new", "other"),
+    ],
+)
 def test_skip_reason_of_legacy_text(why, reason):
     """Old threads and batch rows recorded skips as 'host:port: why' text; they still count by reason."""
     assert Skip.from_text(f"gpu1:8000: {why}").reason == reason
@@ -163,7 +194,9 @@ def test_skip_reason_of_legacy_text(why, reason):
 
 def test_legacy_skip_text_keeps_the_endpoint_and_copes_with_odd_entries():
     assert (Skip.from_text("gpu1:8000: HTTP 502").endpoint, Skip.from_text("gpu1:8000: HTTP 502").reason) == (
-        "gpu1:8000", "http_5xx")
+        "gpu1:8000",
+        "http_5xx",
+    )
     assert Skip.from_text("::1:8000: timed out").endpoint == "::1:8000"
     assert (Skip.from_text("garbage").endpoint, Skip.from_text("garbage").reason) == ("unknown", "other")
 
@@ -179,8 +212,11 @@ def test_tool_label_caps_unknown_names(monkeypatch):
 
 
 def test_unknown_tools_keep_hallucinated_names_out_of_the_labels():
-    record_turn([tool_step("hallucinated_tool_xyz", duration_ms=1, status="error", unknown_tool=True)],
-                interface="cli", status="ok")
+    record_turn(
+        [tool_step("hallucinated_tool_xyz", duration_ms=1, status="error", unknown_tool=True)],
+        interface="cli",
+        status="ok",
+    )
     assert "hallucinated_tool_xyz" not in exposition()
 
 
@@ -202,10 +238,19 @@ def test_names_follow_prometheus_conventions():
     for name in HISTOGRAMS - {"work_agent_steps_per_answer"}:
         assert name.endswith("_seconds")
     text = exposition()
-    for name in ("work_agent_questions_total", "work_agent_answers_total", "work_agent_steps_per_answer",
-                 "work_agent_tool_calls_total", "work_agent_tool_duration_seconds", "work_agent_model_calls_total",
-                 "work_agent_model_ttft_seconds", "work_agent_model_duration_seconds", "work_agent_tokens_total",
-                 "work_agent_recovered_tool_calls_total", "work_agent_fallbacks_total"):
+    for name in (
+        "work_agent_questions_total",
+        "work_agent_answers_total",
+        "work_agent_steps_per_answer",
+        "work_agent_tool_calls_total",
+        "work_agent_tool_duration_seconds",
+        "work_agent_model_calls_total",
+        "work_agent_model_ttft_seconds",
+        "work_agent_model_duration_seconds",
+        "work_agent_tokens_total",
+        "work_agent_recovered_tool_calls_total",
+        "work_agent_fallbacks_total",
+    ):
         kind = "counter" if name.endswith("_total") else "histogram"
         assert f"\n# TYPE {name} {kind}\n" in text
 
@@ -243,8 +288,6 @@ async def test_metrics_asgi_app_serves_the_registry():
 # --- the web UI -----------------------------------------------------------------------------------
 
 
-
-
 def test_ui_serves_metrics_next_to_the_page(ui_app: UiApp):
     with httpx.Client(trust_env=False, timeout=10) as http:
         resp = http.get(ui_app.url + "/metrics")
@@ -261,12 +304,17 @@ class Built(Exception):
     """Raised by the stand-in build_app: main() got as far as building the page."""
 
 
-@pytest.mark.parametrize(("args", "base"), [
-    ([], "http://127.0.0.1:9/v1"),
-    (["--base-url", "http://gpu1:8000/v1/"], "http://gpu1:8000/v1"),
-    (["--base-url", "http://gpu1:8000/v1", "--base-url", "http://gpu2:8000/v1"],
-     "http://gpu1:8000/v1,http://gpu2:8000/v1"),
-])
+@pytest.mark.parametrize(
+    ("args", "base"),
+    [
+        ([], "http://127.0.0.1:9/v1"),
+        (["--base-url", "http://gpu1:8000/v1/"], "http://gpu1:8000/v1"),
+        (
+            ["--base-url", "http://gpu1:8000/v1", "--base-url", "http://gpu2:8000/v1"],
+            "http://gpu1:8000/v1,http://gpu2:8000/v1",
+        ),
+    ],
+)
 def test_base_url_may_repeat_for_failover(monkeypatch, args, base):
     from click.testing import CliRunner
 

@@ -34,8 +34,11 @@ pytestmark = pytest.mark.slow
 
 def _bin_dir() -> Path:
     """The newest Debian PostgreSQL server's bin directory (initdb and pg_ctl are not on PATH there)."""
-    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True,
-                      key=lambda p: [int(n) for n in Path(p).parent.name.split(".") if n.isdigit()])
+    versions = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"),
+        reverse=True,
+        key=lambda p: [int(n) for n in Path(p).parent.name.split(".") if n.isdigit()],
+    )
     bin_dir = Path(require_tool("initdb", "postgresql", *versions)).parent
     require_tool("pg_ctl", "postgresql", str(bin_dir))
     return bin_dir
@@ -60,8 +63,9 @@ class PgServer:
         return f"postgresql://{DB_USER}:{password or self.password}@127.0.0.1:{self.port}/{dbname}"
 
     def admin(self) -> psycopg.Connection:
-        return psycopg.connect(host=str(self.socket_dir), port=self.port, user=self.superuser,
-                               dbname="postgres", autocommit=True)
+        return psycopg.connect(
+            host=str(self.socket_dir), port=self.port, user=self.superuser, dbname="postgres", autocommit=True
+        )
 
 
 @pytest.fixture(scope="session")
@@ -81,13 +85,26 @@ def pg_server() -> Iterator[PgServer]:
         proc = subprocess.run([*prefix, *args], cwd=base, capture_output=True, text=True, timeout=120)
         if proc.returncode:
             tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-            pytest.fail(f"{Path(args[0]).name} failed ({proc.returncode}): {proc.stderr or proc.stdout}\n{tail}",
-                        pytrace=False)
+            pytest.fail(
+                f"{Path(args[0]).name} failed ({proc.returncode}): {proc.stderr or proc.stdout}\n{tail}", pytrace=False
+            )
 
-    run(str(bin_dir / "initdb"), "-D", str(data), "-U", superuser, "--auth-local=trust",
-        "--auth-host=scram-sha-256", "--encoding=UTF8", "--locale=C", "--no-sync")
-    options = (f"-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={base} "
-               "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+    run(
+        str(bin_dir / "initdb"),
+        "-D",
+        str(data),
+        "-U",
+        superuser,
+        "--auth-local=trust",
+        "--auth-host=scram-sha-256",
+        "--encoding=UTF8",
+        "--locale=C",
+        "--no-sync",
+    )
+    options = (
+        f"-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={base} "
+        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    )
     try:
         run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start")
         server = PgServer(port=port, socket_dir=base, superuser=superuser, password=password)
@@ -95,8 +112,12 @@ def pg_server() -> Iterator[PgServer]:
             conn.execute(f"CREATE ROLE {DB_USER} LOGIN PASSWORD '{password}'")
         yield server
     finally:
-        subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       cwd=base, capture_output=True, timeout=60)
+        subprocess.run(
+            [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            cwd=base,
+            capture_output=True,
+            timeout=60,
+        )
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -202,14 +223,15 @@ def _bad_urls(server: PgServer, dbname: str) -> dict[str, tuple[str, str]]:
     wrong = "Wrong-Secret-" + secrets.token_hex(4)
     return {
         "wrong password": (server.url(dbname, wrong), "refused the login"),
-        "no such database": (server.url("no_such_db"), "database \"no_such_db\" does not exist"),
-        "nothing listening": (server.url(dbname).replace(f":{server.port}/", f":{_free_port()}/"),
-                              "Cannot reach"),
+        "no such database": (server.url("no_such_db"), 'database "no_such_db" does not exist'),
+        "nothing listening": (server.url(dbname).replace(f":{server.port}/", f":{_free_port()}/"), "Cannot reach"),
     }
 
 
-@pytest.mark.parametrize("case, command", [("wrong password", "run"), ("wrong password", "repl"),
-                                           ("no such database", "run"), ("nothing listening", "run")])
+@pytest.mark.parametrize(
+    "case, command",
+    [("wrong password", "run"), ("wrong password", "repl"), ("no such database", "run"), ("nothing listening", "run")],
+)
 def test_cli_unusable_database_is_one_line_without_the_password(vllm, pg_server, pg_url, case, command):
     dbname = pg_url.rsplit("/", 1)[1]
     url, expected = _bad_urls(pg_server, dbname)[case]

@@ -40,8 +40,17 @@ def assert_well_formed(rec: Recovered) -> None:
         '```json\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n```',  # code fence
         '```\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n```',  # bare code fence
     ],
-    ids=["canonical", "single-quotes", "trailing-commas", "missing-brace", "unquoted-keys", "parameters-key",
-         "string-arguments", "json-fence", "bare-fence"],
+    ids=[
+        "canonical",
+        "single-quotes",
+        "trailing-commas",
+        "missing-brace",
+        "unquoted-keys",
+        "parameters-key",
+        "string-arguments",
+        "json-fence",
+        "bare-fence",
+    ],
 )
 def test_hermes_variants(body: str) -> None:
     rec = recover_tool_calls(f"<tool_call>\n{body}\n</tool_call>")
@@ -111,8 +120,7 @@ def test_result_fits_langchain_ai_message() -> None:
 # --- Qwen3-Coder XML ---------------------------------------------------------------------------------------
 
 QWEN3_FUNCTION = (
-    "<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n"
-    "<parameter=days>\n3\n</parameter>\n</function>"
+    "<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n<parameter=days>\n3\n</parameter>\n</function>"
 )
 
 
@@ -343,8 +351,10 @@ def test_guard_char_by_char_stops_at_markup() -> None:
 
 
 def test_a_broken_block_whose_rest_reads_as_a_name_is_not_a_call():
-    text = ('<tool_call>\n{"name": " "arguments": {"city": "Paris"}}\n</tool_call>'
-            '<tool_call>{"name": "get_current_time", "arguments": {}}</tool_call>')
+    text = (
+        '<tool_call>\n{"name": " "arguments": {"city": "Paris"}}\n</tool_call>'
+        '<tool_call>{"name": "get_current_time", "arguments": {}}</tool_call>'
+    )
     rec = recover_tool_calls(text)
     assert calls(rec) == [("get_current_time", {})]
     assert rec.errors == ["tool call block 1: the function name is not a name"]

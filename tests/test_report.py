@@ -19,8 +19,14 @@ from tests.conftest import run_cli
 from tests.ui_fixtures import chromium  # noqa: F401 - a fixture, used by name
 
 START = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
-RUN = {"started_at": START - 1, "model": "Qwen/Qwen2.5-7B-Instruct", "endpoints": ["gpu-1:8000", "gpu-2:8000"],
-       "concurrency": 8, "max_steps": 4, "timeout": 120.0}
+RUN = {
+    "started_at": START - 1,
+    "model": "Qwen/Qwen2.5-7B-Instruct",
+    "endpoints": ["gpu-1:8000", "gpu-2:8000"],
+    "concurrency": 8,
+    "max_steps": 4,
+    "timeout": 120.0,
+}
 
 
 def model_step(endpoint: str = "gpu-1:8000", model: str = "Qwen/Qwen2.5-7B-Instruct") -> dict[str, Any]:
@@ -31,13 +37,33 @@ def tool_step(name: str, status: str = "ok", error: str | None = None) -> dict[s
     return {"kind": "tool", "name": name, "status": status, "error": error, "recovered": False}
 
 
-def row(i: Any, question: str, *, answer: str | None = "fine", status: str = "ok", error: str | None = None,
-        tools: tuple[dict[str, Any], ...] = (), latency: float = 1500.0, start: float = START,
-        run: dict[str, Any] | None = RUN, endpoint: str = "gpu-1:8000") -> dict[str, Any]:
-    out = {"id": i, "line": i if isinstance(i, int) else 1, "question": question, "status": status, "answer": answer,
-           "error": error, "stopped": None, "steps": [model_step(endpoint), *tools, model_step(endpoint)],
-           "usage": {"prompt_tokens": 20, "completion_tokens": 10}, "latency_ms": latency, "retries": 0,
-           "started_at": start}
+def row(
+    i: Any,
+    question: str,
+    *,
+    answer: str | None = "fine",
+    status: str = "ok",
+    error: str | None = None,
+    tools: tuple[dict[str, Any], ...] = (),
+    latency: float = 1500.0,
+    start: float = START,
+    run: dict[str, Any] | None = RUN,
+    endpoint: str = "gpu-1:8000",
+) -> dict[str, Any]:
+    out = {
+        "id": i,
+        "line": i if isinstance(i, int) else 1,
+        "question": question,
+        "status": status,
+        "answer": answer,
+        "error": error,
+        "stopped": None,
+        "steps": [model_step(endpoint), *tools, model_step(endpoint)],
+        "usage": {"prompt_tokens": 20, "completion_tokens": 10},
+        "latency_ms": latency,
+        "retries": 0,
+        "started_at": start,
+    }
     if run is not None:
         out["run"] = run
     return out
@@ -57,13 +83,31 @@ def rows_of_a_run() -> list[dict[str, Any]]:
     weather_down = "Error: weather service unavailable, try again later."
     return [
         row(1, "What time is it in Tokyo?", answer="It is 10:00 in Tokyo.", tools=(tool_step("get_current_time"),)),
-        row(2, "查询北京的天气", answer="抱歉，天气服务暂时不可用。",
-            tools=(tool_step("get_city_weather", "error", weather_down),), start=START + 1),
-        row(3, "<script>alert('x')</script> what is 1/0?", answer="Division by zero.",
+        row(
+            2,
+            "查询北京的天气",
+            answer="抱歉，天气服务暂时不可用。",
+            tools=(tool_step("get_city_weather", "error", weather_down),),
+            start=START + 1,
+        ),
+        row(
+            3,
+            "<script>alert('x')</script> what is 1/0?",
+            answer="Division by zero.",
             tools=(tool_step("calculate", "error", "division by zero"), tool_step("calculate", "error", "again")),
-            start=START + 2, endpoint="gpu-2:8000"),
-        row(4, "slow one", answer=None, status="error", error="Timed out after 120s (--timeout); abandoned.",
-            tools=(tool_step("get_city_weather", "error", weather_down),), latency=120_000.0, start=START + 3),
+            start=START + 2,
+            endpoint="gpu-2:8000",
+        ),
+        row(
+            4,
+            "slow one",
+            answer=None,
+            status="error",
+            error="Timed out after 120s (--timeout); abandoned.",
+            tools=(tool_step("get_city_weather", "error", weather_down),),
+            latency=120_000.0,
+            start=START + 3,
+        ),
         row(5, "What is 6*7?", answer="42", tools=(tool_step("calculate"),), start=START + 4),
     ]
 
@@ -111,9 +155,15 @@ def test_html_report_has_the_run_rows_errors_and_a_search_box_and_escapes_everyt
     rows = rows_of_a_run()
     page = render_html(summarize(rows), rows, "Batch report: a&b.jsonl")
     assert page.startswith("<!doctype html>") and '<meta charset="utf-8">' in page
-    for text in ("Qwen/Qwen2.5-7B-Instruct", "gpu-1:8000 (8 calls), gpu-2:8000 (2 calls)",
-                 "2023-11-14 22:13:20 – 22:15:23 +0000", "<th>concurrency</th><td>8</td>",
-                 "<th>max steps</th><td>4</td>", "<th>timeout</th><td>120s</td>", "4 (80%) · 2 with tool errors"):
+    for text in (
+        "Qwen/Qwen2.5-7B-Instruct",
+        "gpu-1:8000 (8 calls), gpu-2:8000 (2 calls)",
+        "2023-11-14 22:13:20 – 22:15:23 +0000",
+        "<th>concurrency</th><td>8</td>",
+        "<th>max steps</th><td>4</td>",
+        "<th>timeout</th><td>120s</td>",
+        "4 (80%) · 2 with tool errors",
+    ):
         assert text in page, text
     for r in rows:  # every question, with its answer or error
         assert f'<div class="clip">{escape(r["question"])}</div>' in page

@@ -46,11 +46,13 @@ def render(conf: str, listen: int, backends: list[int], tmp: Path) -> Path:
     for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (tmp / d).mkdir(exist_ok=True)
     user = "user root;\n" if os.geteuid() == 0 else ""
-    main = (f"{user}worker_processes 1;\npid {tmp}/nginx.pid;\nerror_log {tmp}/error.log warn;\n"
-            f"events {{ worker_connections 1024; }}\n"
-            f"http {{\n access_log off;\n client_body_temp_path {tmp}/client_body;\n"
-            f" proxy_temp_path {tmp}/proxy;\n fastcgi_temp_path {tmp}/fastcgi;\n uwsgi_temp_path {tmp}/uwsgi;\n"
-            f" scgi_temp_path {tmp}/scgi;\n{body}\n}}\n")
+    main = (
+        f"{user}worker_processes 1;\npid {tmp}/nginx.pid;\nerror_log {tmp}/error.log warn;\n"
+        f"events {{ worker_connections 1024; }}\n"
+        f"http {{\n access_log off;\n client_body_temp_path {tmp}/client_body;\n"
+        f" proxy_temp_path {tmp}/proxy;\n fastcgi_temp_path {tmp}/fastcgi;\n uwsgi_temp_path {tmp}/uwsgi;\n"
+        f" scgi_temp_path {tmp}/scgi;\n{body}\n}}\n"
+    )
     path = tmp / "nginx.conf"
     path.write_text(main)
     return path
@@ -66,8 +68,11 @@ def router(tmp_path):
     conf = render(ROUTER_CONF.read_text(), listen, [a.port, b.port], tmp_path)
     check = subprocess.run([nginx, "-t", "-c", str(conf), "-p", str(tmp_path)], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
-    proc = subprocess.Popen([nginx, "-c", str(conf), "-p", str(tmp_path), "-g", "daemon off;"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [nginx, "-c", str(conf), "-p", str(tmp_path), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{listen}/v1"
     deadline = time.monotonic() + 20
     while True:  # poll until nginx answers
@@ -96,24 +101,52 @@ def rows_in(path: Path) -> int:
 
 
 def metric_values(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def test_batch_through_nginx_survives_a_backend_killed_and_restarted(router, tmp_path):
     url, (a, b) = router
     questions = tmp_path / "q.jsonl"
     cities = ["Tokyo", "London", "New York", "Paris", "Sydney"]
-    questions.write_text("".join(json.dumps({"id": i, "question": f"What time is it in {cities[i % 5]}?"}) + "\n"
-                                 for i in range(QUESTIONS)), encoding="utf-8")
+    questions.write_text(
+        "".join(
+            json.dumps({"id": i, "question": f"What time is it in {cities[i % 5]}?"}) + "\n" for i in range(QUESTIONS)
+        ),
+        encoding="utf-8",
+    )
     out, metrics_file = tmp_path / "answers.jsonl", tmp_path / "metrics.prom"
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "graph.cli", "batch", str(questions), "-o", str(out), "--concurrency", "8",
-         "--base-url", url, "--metrics-port", str(port), "--metrics-file", str(metrics_file)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "AGENT_MODEL": "Qwen/Qwen2.5-7B-Instruct",
-             "AGENT_MAX_RETRIES": "3"},
+        [
+            sys.executable,
+            "-m",
+            "graph.cli",
+            "batch",
+            str(questions),
+            "-o",
+            str(out),
+            "--concurrency",
+            "8",
+            "--base-url",
+            url,
+            "--metrics-port",
+            str(port),
+            "--metrics-file",
+            str(metrics_file),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "AGENT_MODEL": "Qwen/Qwen2.5-7B-Instruct",
+            "AGENT_MAX_RETRIES": "3",
+        },
     )
     killed_at = restarted_at = None
     live = ""
@@ -158,6 +191,9 @@ def test_batch_through_nginx_survives_a_backend_killed_and_restarted(router, tmp
     assert final[("work_agent_tool_calls_total", (("status", "ok"), ("tool", "get_current_time")))] == tool_calls
     model_calls = sum(1 for r in rows for s in r["steps"] if s["kind"] == "model")
     assert final[("work_agent_model_calls_total", (("endpoint", router_label),))] == model_calls
-    fallbacks = sum(v for (name, labels), v in final.items()
-                    if name == "work_agent_fallbacks_total" and ("endpoint", a_label) in labels)
+    fallbacks = sum(
+        v
+        for (name, labels), v in final.items()
+        if name == "work_agent_fallbacks_total" and ("endpoint", a_label) in labels
+    )
     assert fallbacks == sum(1 for e in skipped if e["endpoint"] == a_label) > 0

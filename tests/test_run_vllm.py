@@ -26,12 +26,14 @@ PROFILES_PY = ROOT / "configs" / "profiles.py"
 STUBS = ROOT / "tests" / "stubs"
 
 # vLLM 0.33 built-in tool-call parsers and quantization methods (shared/docs/vllm-wire.md §1.2).
-VLLM_PARSERS = set("""dots deepseek_v3 deepseek_v31 deepseek_v32 deepseek_v4 deepseek_v41
+VLLM_PARSERS = set(
+    """dots deepseek_v3 deepseek_v31 deepseek_v32 deepseek_v4 deepseek_v41
 cohere_command3 cohere_command4 ernie45 glm45 glm47 ling3 granite-20b-fc granite granite4 hermes hf
 beam poolside_v1 hunyuan_a13b hy_v3 hy_v4 internlm jamba lfm2 kimi_k2 kimi_k3 k2_horizon llama3_json
 llama4_json llama4_pythonic longcat mimo minimax_m2 minimax_m3 minicpm5 mistral olmo3 plamo3 muse
 muse_glimmer musespark1x openai phi4_mini_json pythonic qwen3_coder qwen3_json qwen3_xml seed_oss
-step3 step3p5 step5 inkling xlam gigachat3 functiongemma gemma4 apertus""".split())
+step3 step3p5 step5 inkling xlam gigachat3 functiongemma gemma4 apertus""".split()
+)
 VLLM_QUANT = {"awq", "auto_awq", "awq_marlin", "gptq", "fp8", "compressed-tensors"}
 
 SECRET = "s3cr3t-Key with spaces"
@@ -103,12 +105,17 @@ class Runner:
         )
         self.env = env
 
-    def run(self, *args: str, env: dict[str, str] | None = None,
-            files: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, env: dict[str, str] | None = None, files: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         extra = ["--env-file", str(self.env_file), "--log-file", str(self.log_file)] if files else []
         return subprocess.run(
-            [str(SCRIPT), *extra, *args], cwd=self.tmp, env={**self.env, **(env or {})},
-            capture_output=True, text=True, timeout=90,
+            [str(SCRIPT), *extra, *args],
+            cwd=self.tmp,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=90,
         )
 
     def dry(self, *args: str, **kw) -> tuple[list[str], subprocess.CompletedProcess[str]]:
@@ -132,8 +139,9 @@ class Runner:
                 link.symlink_to(STUBS / tool)
         path = f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin"
         for name in ("vllm", "nvidia-smi"):
-            found = subprocess.run(["bash", "-c", f"PATH={shlex.quote(path)} command -v {name}"],
-                                   capture_output=True, text=True).stdout.strip()
+            found = subprocess.run(
+                ["bash", "-c", f"PATH={shlex.quote(path)} command -v {name}"], capture_output=True, text=True
+            ).stdout.strip()
             if found and not found.startswith(str(bin_dir)):
                 pytest.skip(f"a real {name} is installed at {found}")
         return path
@@ -205,8 +213,11 @@ def test_dry_run_default_command_and_env_lines(runner: Runner):
         ("Qwen/Qwen3-8B", "hermes", {"--reasoning-parser": "qwen3"}),
         ("Qwen/Qwen3-Coder-30B-A3B-Instruct", "qwen3_coder", {"--max-model-len": "32768"}),
         ("meta-llama/Llama-3.1-8B-Instruct", "llama3_json", {}),
-        ("mistralai/Mistral-7B-Instruct-v0.3", "mistral",
-         {"--tokenizer-mode": "mistral", "--config-format": "mistral", "--load-format": "mistral"}),
+        (
+            "mistralai/Mistral-7B-Instruct-v0.3",
+            "mistral",
+            {"--tokenizer-mode": "mistral", "--config-format": "mistral", "--load-format": "mistral"},
+        ),
         ("NousResearch/Hermes-2-Pro-Llama-3-8B", "hermes", {"--max-model-len": "8192"}),
     ],
 )
@@ -257,10 +268,26 @@ def test_dry_run_unknown_model_warns_and_omits_tool_flags(runner: Runner):
 
 def test_dry_run_flags_override_profile(runner: Runner):
     cmd, res = runner.dry(
-        "--model", "Qwen/Qwen2.5-7B-Instruct", "--tp", "2", "--gpu-mem", "0.8",
-        "--max-model-len", "8192", "--quantization", "awq", "--max-num-seqs", "4",
-        "--served-model-name", "agent-model", "--parser", "qwen3_json",
-        "--host", "0.0.0.0", "--port", "9001",
+        "--model",
+        "Qwen/Qwen2.5-7B-Instruct",
+        "--tp",
+        "2",
+        "--gpu-mem",
+        "0.8",
+        "--max-model-len",
+        "8192",
+        "--quantization",
+        "awq",
+        "--max-num-seqs",
+        "4",
+        "--served-model-name",
+        "agent-model",
+        "--parser",
+        "qwen3_json",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "9001",
     )
     assert cmd[:3] == ["vllm", "serve", "Qwen/Qwen2.5-7B-Instruct"]
     assert opt(cmd, "--host") == "0.0.0.0" and opt(cmd, "--port") == "9001"
@@ -278,8 +305,14 @@ def test_dry_run_flags_override_profile(runner: Runner):
 
 
 def test_dry_run_equals_form_and_passthrough(runner: Runner):
-    cmd, _ = runner.dry("--model=meta-llama/Llama-3.1-8B-Instruct", "--port=8123", "--",
-                        "--chat-template", "/tmp/my template.jinja", "--enforce-eager")
+    cmd, _ = runner.dry(
+        "--model=meta-llama/Llama-3.1-8B-Instruct",
+        "--port=8123",
+        "--",
+        "--chat-template",
+        "/tmp/my template.jinja",
+        "--enforce-eager",
+    )
     assert cmd[2] == "meta-llama/Llama-3.1-8B-Instruct" and opt(cmd, "--port") == "8123"
     assert cmd[-3:] == ["--chat-template", "/tmp/my template.jinja", "--enforce-eager"]
 
@@ -295,16 +328,32 @@ def test_dry_run_relative_paths_resolve_against_cwd(runner: Runner):
 @pytest.mark.parametrize(
     "args",
     [
-        ["--port", "abc"], ["--port", "0"], ["--port", "70000"], ["--tp", "0"], ["--tp", "two"],
-        ["--gpu-mem", "1.5"], ["--gpu-mem", "0"], ["--gpu-mem", "abc"], ["--max-model-len", "-5"],
-        ["--max-model-len", "lots"], ["--max-num-seqs", "0"], ["--max-num-seqs", "x"],
-        ["--timeout", "0"], ["--timeout", "1m"], ["--quantization", "awk"], ["--port"],
-        ["--bogus"], ["--host", "bad host"], ["--parser", "bad name"], ["--api-key", ""],
+        ["--port", "abc"],
+        ["--port", "0"],
+        ["--port", "70000"],
+        ["--tp", "0"],
+        ["--tp", "two"],
+        ["--gpu-mem", "1.5"],
+        ["--gpu-mem", "0"],
+        ["--gpu-mem", "abc"],
+        ["--max-model-len", "-5"],
+        ["--max-model-len", "lots"],
+        ["--max-num-seqs", "0"],
+        ["--max-num-seqs", "x"],
+        ["--timeout", "0"],
+        ["--timeout", "1m"],
+        ["--quantization", "awk"],
+        ["--port"],
+        ["--bogus"],
+        ["--host", "bad host"],
+        ["--parser", "bad name"],
+        ["--api-key", ""],
     ],
 )
 def test_invalid_flags_exit_2_with_one_line(runner: Runner, args: list[str]):
-    res = subprocess.run([str(SCRIPT), *args], cwd=runner.tmp, env=runner.env,
-                         capture_output=True, text=True, timeout=30)
+    res = subprocess.run(
+        [str(SCRIPT), *args], cwd=runner.tmp, env=runner.env, capture_output=True, text=True, timeout=30
+    )
     assert res.returncode == 2, res
     assert res.stdout == ""
     assert len(res.stderr.splitlines()) == 1 and res.stderr.startswith("run_vllm.sh: ")
@@ -314,8 +363,7 @@ def test_invalid_flags_exit_2_with_one_line(runner: Runner, args: list[str]):
 def test_help(runner: Runner):
     res = runner.run("-h", files=False)
     assert res.returncode == 0
-    for text in ("--host 0.0.0.0", "--api-key", "--timeout", "--stop", "--dry-run", "127.0.0.1",
-                 "Relative --env-file"):
+    for text in ("--host 0.0.0.0", "--api-key", "--timeout", "--stop", "--dry-run", "127.0.0.1", "Relative --env-file"):
         assert text in res.stdout
 
 
@@ -495,8 +543,7 @@ def test_port_in_use_is_refused(runner: Runner):
 
 
 def test_small_gpu_warns(runner: Runner):
-    res = runner.run("--port", str(free_port()),
-                     env={"NVIDIA_STUB_MEM_MIB": "8192", "VLLM_STUB_MODE": "crash"})
+    res = runner.run("--port", str(free_port()), env={"NVIDIA_STUB_MEM_MIB": "8192", "VLLM_STUB_MODE": "crash"})
     assert "8.0 GiB of GPU memory found" in res.stderr
     assert "at least 24 GiB" in res.stderr
 
@@ -513,8 +560,14 @@ def test_profile_for_exact():
     awq = profile_for("qwen/qwen2.5-14b-instruct-awq")  # case-insensitive exact match
     assert awq.exact and awq.quantization == "awq" and awq.model == "qwen/qwen2.5-14b-instruct-awq"
     mistral = profile_for("mistralai/Mistral-7B-Instruct-v0.3")
-    assert mistral.extra_args == ("--tokenizer-mode", "mistral", "--config-format", "mistral",
-                                  "--load-format", "mistral")
+    assert mistral.extra_args == (
+        "--tokenizer-mode",
+        "mistral",
+        "--config-format",
+        "mistral",
+        "--load-format",
+        "mistral",
+    )
 
 
 def test_profile_for_family_and_unknown():
@@ -536,9 +589,14 @@ def test_all_profiles_use_real_vllm_names():
         assert p.quantization in (None, *VLLM_QUANT), p.model
         assert p.min_gpu_gib and p.max_model_len and p.max_num_seqs, p.model
     required = {
-        "Qwen/Qwen2.5-7B-Instruct", "Qwen/Qwen2.5-7B-Instruct-AWQ", "Qwen/Qwen2.5-14B-Instruct",
-        "Qwen/Qwen2.5-14B-Instruct-AWQ", "Qwen/Qwen3-8B", "Qwen/Qwen3-Coder-30B-A3B-Instruct",
-        "meta-llama/Llama-3.1-8B-Instruct", "mistralai/Mistral-7B-Instruct-v0.3",
+        "Qwen/Qwen2.5-7B-Instruct",
+        "Qwen/Qwen2.5-7B-Instruct-AWQ",
+        "Qwen/Qwen2.5-14B-Instruct",
+        "Qwen/Qwen2.5-14B-Instruct-AWQ",
+        "Qwen/Qwen3-8B",
+        "Qwen/Qwen3-Coder-30B-A3B-Instruct",
+        "meta-llama/Llama-3.1-8B-Instruct",
+        "mistralai/Mistral-7B-Instruct-v0.3",
         "NousResearch/Hermes-2-Pro-Llama-3-8B",
     }
     assert required <= {p.model for p in profiles.known_models()}
@@ -547,9 +605,14 @@ def test_all_profiles_use_real_vllm_names():
 def run_profiles(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
     # -S -I: no site-packages, no PYTHONPATH, no cwd on sys.path: proves the script is stdlib-only
     # and does not import the configs package.
-    return subprocess.run([sys.executable, "-S", "-I", str(PROFILES_PY), *args],
-                          capture_output=True, text=True, env=env, cwd=cwd or Path("/"),
-                          timeout=30)
+    return subprocess.run(
+        [sys.executable, "-S", "-I", str(PROFILES_PY), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd or Path("/"),
+        timeout=30,
+    )
 
 
 def test_script_shell_output_is_shell_safe():
@@ -558,16 +621,28 @@ def test_script_shell_output_is_shell_safe():
         'eval "$("$1" -S -I "$2" shell "$3")"; '
         'printf "%s|" "$PARSER" "$GPU_MEM" "$MAX_MODEL_LEN" "$QUANT" "$PROFILE_EXACT" "${#EXTRA_ARGS[@]}"'
     )
-    res = subprocess.run(["bash", "-c", script, "_", sys.executable, str(PROFILES_PY), model],
-                         capture_output=True, text=True, timeout=30)
+    res = subprocess.run(
+        ["bash", "-c", script, "_", sys.executable, str(PROFILES_PY), model], capture_output=True, text=True, timeout=30
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout == "|0.9|||0|0|"
     res = subprocess.run(
-        ["bash", "-c", script + '; printf "%s," "${EXTRA_ARGS[@]}"', "_", sys.executable,
-         str(PROFILES_PY), "mistralai/Mistral-7B-Instruct-v0.3"],
-        capture_output=True, text=True, timeout=30)
-    assert res.stdout == ("mistral|0.9|16384||1|6|--tokenizer-mode,mistral,--config-format,"
-                          "mistral,--load-format,mistral,")
+        [
+            "bash",
+            "-c",
+            script + '; printf "%s," "${EXTRA_ARGS[@]}"',
+            "_",
+            sys.executable,
+            str(PROFILES_PY),
+            "mistralai/Mistral-7B-Instruct-v0.3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert res.stdout == (
+        "mistral|0.9|16384||1|6|--tokenizer-mode,mistral,--config-format,mistral,--load-format,mistral,"
+    )
 
 
 def test_script_list_and_usage():
@@ -604,9 +679,22 @@ def test_update_env_text(original: str, updates: dict[str, str], expected: str):
 
 @pytest.mark.parametrize(
     "value",
-    ["plain", "http://127.0.0.1:8000/v1", "Qwen/Qwen2.5-7B-Instruct", "", "has space",
-     "hash # inside", "it's", 'say "hi"', "both ' and \"", "back\\slash", "dollar $HOME",
-     "equals=sign", "tab\there", "ünïcode"],
+    [
+        "plain",
+        "http://127.0.0.1:8000/v1",
+        "Qwen/Qwen2.5-7B-Instruct",
+        "",
+        "has space",
+        "hash # inside",
+        "it's",
+        'say "hi"',
+        "both ' and \"",
+        "back\\slash",
+        "dollar $HOME",
+        "equals=sign",
+        "tab\there",
+        "ünïcode",
+    ],
 )
 def test_quoted_values_round_trip_through_python_dotenv(tmp_path: Path, value: str):
     from dotenv import dotenv_values
@@ -622,8 +710,7 @@ def test_quoted_values_round_trip_through_python_dotenv(tmp_path: Path, value: s
 
 def test_set_env_script_mode(tmp_path: Path):
     env_file = tmp_path / "dir" / "new.env"  # missing file and directory
-    res = run_profiles("set-env", str(env_file), "A=1", "SECRET_KEY",
-                       env={"SECRET_KEY": "from env"})
+    res = run_profiles("set-env", str(env_file), "A=1", "SECRET_KEY", env={"SECRET_KEY": "from env"})
     assert res.returncode == 0, res.stderr
     assert env_file.read_text() == "A=1\nSECRET_KEY='from env'\n"
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600

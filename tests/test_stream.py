@@ -55,14 +55,15 @@ async def test_parallel_tool_turn_yields_events_in_order(vllm, graph):
     # instant), but every start precedes its own finish, which precedes its trace record.
     plan_step = kinds.index("StepRecorded")
     assert isinstance(events[plan_step], StepRecorded) and events[plan_step].step.tool_calls == [
-        "get_current_time", "get_city_weather"]
+        "get_current_time",
+        "get_city_weather",
+    ]
     starts = [i for i, e in enumerate(events) if isinstance(e, ToolStarted)]
     assert len(starts) == 2 and all(i > plan_step for i in starts)
     for start in starts:
         call_id = events[start].call_id
         finish = next(i for i, e in enumerate(events) if isinstance(e, ToolFinished) and e.call_id == call_id)
-        record = next(i for i, e in enumerate(events)
-                      if isinstance(e, StepRecorded) and e.step.call_id == call_id)
+        record = next(i for i, e in enumerate(events) if isinstance(e, StepRecorded) and e.step.call_id == call_id)
         assert start < finish < record
     # the answer's tokens come after both tool records, and the turn ends with TurnEnded, once
     last_tool_record = max(i for i, e in enumerate(events) if isinstance(e, StepRecorded) and e.step.kind == "tool")
@@ -137,7 +138,11 @@ async def test_stop_mid_tool_cancels_the_call_and_records_it(vllm):
         assert [(m.name, m.content, m.status) for m in tool_msgs] == [("get_city_weather", CANCELLED_TOOL, "error")]
         stop = state.values["steps"][-1]
         assert (stop["kind"], stop["name"], stop["status"], stop["stopped"]) == (
-            "tool", "get_city_weather", "cancelled", "user")
+            "tool",
+            "get_city_weather",
+            "cancelled",
+            "user",
+        )
         assert not any(isinstance(m, AIMessage) and not m.tool_calls for m in messages)  # no made-up answer
         (turn,) = await load_turns(graph, "t")
         assert turn.stopped == "user"

@@ -62,10 +62,25 @@ def langgraph_dev(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     """`langgraph dev` from the repository root, as a user starts Studio's server; yields its URL."""
     port = free_port()
     log = tmp_path / "langgraph-dev.log"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "LANGGRAPH_CLI_NO_ANALYTICS": "1",
-           "LANGSMITH_TRACING": "false", **env}
-    command = [sys.executable, "-m", "langgraph_cli", "dev", "--host", "127.0.0.1", "--port", str(port),
-               "--no-browser", "--no-reload"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+        "LANGSMITH_TRACING": "false",
+        **env,
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "langgraph_cli",
+        "dev",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-browser",
+        "--no-reload",
+    ]
     with serving(command, env, ROOT, log) as proc:
         url = f"http://127.0.0.1:{port}"
         wait_ok(url, proc, log)
@@ -91,14 +106,17 @@ async def test_langgraph_dev_runs_a_thread_through_the_sdk(studio, vllm):
     assert assistant["name"] == "Work Agent"
     thread = await client.threads.create()
     state = await client.runs.wait(
-        thread["thread_id"], "agent",
+        thread["thread_id"],
+        "agent",
         input={"messages": [{"role": "user", "content": "What time is it in Tokyo?"}]},
     )
     tools = [s for s in state["steps"] if s["kind"] == "tool"]
     assert [t["name"] for t in tools] == ["get_current_time"] and tools[0]["status"] == "ok"
     assert state["messages"][-1]["type"] == "ai" and "Tokyo" in state["messages"][-1]["content"]
     again = await client.runs.wait(
-        thread["thread_id"], "agent", input={"messages": [{"role": "user", "content": "查询北京的天气"}]},
+        thread["thread_id"],
+        "agent",
+        input={"messages": [{"role": "user", "content": "查询北京的天气"}]},
     )
     users = [m["content"] for m in again["messages"] if m["type"] == "human"]
     assert users == ["What time is it in Tokyo?", "查询北京的天气"]
@@ -117,8 +135,11 @@ async def test_a_run_against_an_unreachable_endpoint_ends_with_the_cli_line(stud
     question = {"messages": [{"role": "user", "content": "What time is it in Tokyo?"}]}
     result = await client.runs.wait(thread["thread_id"], "agent", input=question, raise_error=False)
     assert result == {"__error__": {"error": "AgentError", "message": line}}
-    errors = [part.data async for part in client.runs.stream(thread["thread_id"], "agent", input=question)
-              if part.event == "error"]
+    errors = [
+        part.data
+        async for part in client.runs.stream(thread["thread_id"], "agent", input=question)
+        if part.event == "error"
+    ]
     assert errors == [{"error": "AgentError", "message": line}]  # what Studio's run view shows
     cli = run_cli("run", "What time is it in Tokyo?", env={"OPENAI_API_BASE": UNREACHABLE_BASE})
     assert (cli.returncode, cli.stderr.strip()) == (3, f"Error: {line}")  # the same line as the CLI
@@ -129,7 +150,9 @@ def studio_demo(tmp_path):
     """`work-agent studio --demo` in a directory whose .env points somewhere else: the demo must win."""
     (tmp_path / ".env").write_text(
         f"OPENAI_API_BASE={UNREACHABLE_BASE}\nAGENT_MODEL=not-served\nAGENT_ENDPOINTS=[]\n"
-        "WEATHER_FORECAST_URL=http://127.0.0.1:9/v1/forecast\n", encoding="utf-8")
+        "WEATHER_FORECAST_URL=http://127.0.0.1:9/v1/forecast\n",
+        encoding="utf-8",
+    )
     port = free_port()
     log = tmp_path / "studio.log"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LANGSMITH_TRACING": "false", "PYTHONUNBUFFERED": "1"}
@@ -147,7 +170,9 @@ async def test_studio_demo_answers_offline_with_demo_weather(studio_demo):
     client = get_client(url=url)
     thread = await client.threads.create()
     state = await client.runs.wait(
-        thread["thread_id"], "agent", input={"messages": [{"role": "user", "content": "查询北京的天气"}]},
+        thread["thread_id"],
+        "agent",
+        input={"messages": [{"role": "user", "content": "查询北京的天气"}]},
     )
     [weather] = [s for s in state["steps"] if s["kind"] == "tool"]
     assert (weather["name"], weather["status"], weather["arguments"]) == ("get_city_weather", "ok", {"city": "北京"})

@@ -32,9 +32,7 @@ def test_format_time_renders_local_time_offset_and_weekday(zone: str, expected: 
 
 def test_format_time_crosses_the_date_line() -> None:
     late = datetime(2026, 11, 25, 23, 30, tzinfo=UTC)
-    assert format_time(late, ZoneInfo("Asia/Shanghai")).startswith(
-        "2026-11-26 07:30:00 CST (UTC+08:00), Thursday"
-    )
+    assert format_time(late, ZoneInfo("Asia/Shanghai")).startswith("2026-11-26 07:30:00 CST (UTC+08:00), Thursday")
 
 
 @pytest.mark.parametrize(

@@ -59,9 +59,7 @@ async def test_missing_argument_names_the_tool_and_field() -> None:
 
 
 async def test_wrong_value_names_the_field_the_value_and_the_choices() -> None:
-    [message] = await run_tool_calls(
-        {"name": "get_city_weather", "args": {"city": "Paris", "units": "kelvin"}}
-    )
+    [message] = await run_tool_calls({"name": "get_city_weather", "args": {"city": "Paris", "units": "kelvin"}})
     assert message.status == "error"
     assert message.content.startswith(
         "Error: invalid arguments for tool 'get_city_weather':"
@@ -102,9 +100,7 @@ def test_secret_is_redacted_even_outside_a_url(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_tool_error_text() -> None:
-    assert handle_tool_error(ToolError("no city named 'X' was found.")) == (
-        "Error: no city named 'X' was found."
-    )
+    assert handle_tool_error(ToolError("no city named 'X' was found.")) == ("Error: no city named 'X' was found.")
 
 
 def test_control_flow_is_never_swallowed() -> None:

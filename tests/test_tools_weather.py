@@ -32,34 +32,73 @@ KEY = "owm-test-key-5e1f0a"
 # Shapes as documented by Open-Meteo (geocoding + forecast `current`) and OpenWeatherMap 2.5.
 GEO_BEIJING = {
     "results": [  # Open-Meteo has ranked a village named 北京 first; the capital is larger
-        {"id": 8404324, "name": "北京", "latitude": 30.72608, "longitude": 108.67483,
-         "country_code": "CN", "admin1": "重庆市", "country": "中国"},
-        {"id": 1816670, "name": "北京", "latitude": 39.9075, "longitude": 116.39723,
-         "feature_code": "PPLC", "country_code": "CN", "admin1": "北京市",
-         "population": 18960744, "timezone": "Asia/Shanghai", "country": "中国"},
+        {
+            "id": 8404324,
+            "name": "北京",
+            "latitude": 30.72608,
+            "longitude": 108.67483,
+            "country_code": "CN",
+            "admin1": "重庆市",
+            "country": "中国",
+        },
+        {
+            "id": 1816670,
+            "name": "北京",
+            "latitude": 39.9075,
+            "longitude": 116.39723,
+            "feature_code": "PPLC",
+            "country_code": "CN",
+            "admin1": "北京市",
+            "population": 18960744,
+            "timezone": "Asia/Shanghai",
+            "country": "中国",
+        },
     ],
     "generationtime_ms": 0.71,
 }
 GEO_TOKYO = {
     "results": [
-        {"id": 1850147, "name": "Tokyo", "latitude": 35.6895, "longitude": 139.69171,
-         "country_code": "JP", "admin1": "Tokyo", "population": 8336599, "country": "Japan"},
+        {
+            "id": 1850147,
+            "name": "Tokyo",
+            "latitude": 35.6895,
+            "longitude": 139.69171,
+            "country_code": "JP",
+            "admin1": "Tokyo",
+            "population": 8336599,
+            "country": "Japan",
+        },
     ],
     "generationtime_ms": 0.52,
 }
 GEO_NOTHING = {"generationtime_ms": 0.33}  # Open-Meteo omits "results" when nothing matches
 
 
-def forecast(temp: float, feels: float, humidity: int, code: int, wind: float,
-             temp_unit: str = "°C", wind_unit: str = "km/h") -> dict[str, Any]:
+def forecast(
+    temp: float, feels: float, humidity: int, code: int, wind: float, temp_unit: str = "°C", wind_unit: str = "km/h"
+) -> dict[str, Any]:
     return {
-        "latitude": 39.9, "longitude": 116.4, "timezone": "Asia/Shanghai",
-        "current_units": {"time": "iso8601", "interval": "seconds", "temperature_2m": temp_unit,
-                          "relative_humidity_2m": "%", "apparent_temperature": temp_unit,
-                          "weather_code": "wmo code", "wind_speed_10m": wind_unit},
-        "current": {"time": "2026-11-25T19:00", "interval": 900, "temperature_2m": temp,
-                    "relative_humidity_2m": humidity, "apparent_temperature": feels,
-                    "weather_code": code, "wind_speed_10m": wind},
+        "latitude": 39.9,
+        "longitude": 116.4,
+        "timezone": "Asia/Shanghai",
+        "current_units": {
+            "time": "iso8601",
+            "interval": "seconds",
+            "temperature_2m": temp_unit,
+            "relative_humidity_2m": "%",
+            "apparent_temperature": temp_unit,
+            "weather_code": "wmo code",
+            "wind_speed_10m": wind_unit,
+        },
+        "current": {
+            "time": "2026-11-25T19:00",
+            "interval": 900,
+            "temperature_2m": temp,
+            "relative_humidity_2m": humidity,
+            "apparent_temperature": feels,
+            "weather_code": code,
+            "wind_speed_10m": wind,
+        },
     }
 
 
@@ -68,11 +107,16 @@ OWM_LONDON = {
     "coord": {"lon": -0.1257, "lat": 51.5085},
     "weather": [{"id": 800, "main": "Clear", "description": "clear sky", "icon": "01d"}],
     "base": "stations",
-    "main": {"temp": 16.5, "feels_like": 15.8, "temp_min": 15.1, "temp_max": 17.9,
-             "pressure": 1021, "humidity": 67},
-    "visibility": 10000, "wind": {"speed": 1.5, "deg": 70}, "clouds": {"all": 9},
-    "dt": 1589956771, "sys": {"type": 1, "id": 1414, "country": "GB"},
-    "timezone": 3600, "id": 2643743, "name": "London", "cod": 200,
+    "main": {"temp": 16.5, "feels_like": 15.8, "temp_min": 15.1, "temp_max": 17.9, "pressure": 1021, "humidity": 67},
+    "visibility": 10000,
+    "wind": {"speed": 1.5, "deg": 70},
+    "clouds": {"all": 9},
+    "dt": 1589956771,
+    "sys": {"type": 1, "id": 1414, "country": "GB"},
+    "timezone": 3600,
+    "id": 2643743,
+    "name": "London",
+    "cod": 200,
 }
 
 Route = tuple[int, Any] | Callable[[httpx.Request], httpx.Response]
@@ -106,28 +150,24 @@ class Upstream:
 def raises(error: type[httpx.TransportError]) -> Callable[[httpx.Request], httpx.Response]:
     def route(request: httpx.Request) -> httpx.Response:
         raise error("simulated failure", request=request)
+
     return route
 
 
 def open_meteo_settings() -> Settings:
-    return load_settings(weather_geocoding_url=GEO_URL, weather_forecast_url=FORECAST_URL,
-                         tool_timeout=7)
+    return load_settings(weather_geocoding_url=GEO_URL, weather_forecast_url=FORECAST_URL, tool_timeout=7)
 
 
 def owm_settings() -> Settings:
     return load_settings(weather_api_key=KEY, openweathermap_url=OWM_URL, tool_timeout=7)
 
 
-async def weather(upstream: Upstream, city: str, units: Any = "metric",
-                  settings: Settings | None = None) -> str:
+async def weather(upstream: Upstream, city: str, units: Any = "metric", settings: Settings | None = None) -> str:
     async with upstream.client() as client:
-        return await fetch_weather(city, units, settings=settings or open_meteo_settings(),
-                                   client=client)
+        return await fetch_weather(city, units, settings=settings or open_meteo_settings(), client=client)
 
 
-async def weather_error(
-    upstream: Upstream, city: str, settings: Settings | None = None
-) -> ToolError:
+async def weather_error(upstream: Upstream, city: str, settings: Settings | None = None) -> ToolError:
     with pytest.raises(ToolError) as info:
         await weather(upstream, city, settings=settings)
     return info.value
@@ -145,10 +185,15 @@ async def test_open_meteo_chinese_city_picks_the_capital_and_asks_in_chinese() -
     )
     assert upstream.hosts() == ["geo.test", "forecast.test"]
     assert upstream.params("geo.test") == {
-        "name": "北京", "count": str(GEOCODE_CANDIDATES), "language": "zh", "format": "json"
+        "name": "北京",
+        "count": str(GEOCODE_CANDIDATES),
+        "language": "zh",
+        "format": "json",
     }
     assert upstream.params("forecast.test") == {
-        "latitude": "39.9075", "longitude": "116.39723", "current": OPEN_METEO_CURRENT,
+        "latitude": "39.9075",
+        "longitude": "116.39723",
+        "current": OPEN_METEO_CURRENT,
         "timezone": "auto",
     }
 
@@ -191,8 +236,10 @@ async def test_upstream_5xx_is_an_outage_of_the_named_host() -> None:
 
 def connect_error(cause: OSError) -> Callable[[httpx.Request], httpx.Response]:
     """What httpx raises when the socket cannot connect: a ConnectError caused by the OS error."""
+
     def route(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError(str(cause), request=request) from cause
+
     return route
 
 
@@ -250,8 +297,9 @@ async def test_a_notice_from_the_service_leads_the_report() -> None:
     capped = await weather(Upstream(geo_test=(200, GEO_BEIJING), forecast_test=(200, long)), "北京")
     assert capped.startswith("[" + "x" * 119 + "…] 北京")
     for ignored in ("", "   ", 42, None, {"text": "demo"}):
-        plain = await weather(Upstream(geo_test=(200, GEO_BEIJING), forecast_test=(200, BEIJING_NOW | {
-            "notice": ignored})), "北京")
+        plain = await weather(
+            Upstream(geo_test=(200, GEO_BEIJING), forecast_test=(200, BEIJING_NOW | {"notice": ignored})), "北京"
+        )
         assert plain.startswith("北京, 北京市, 中国 (observed ")
 
 
@@ -260,8 +308,7 @@ async def test_rejected_request_passes_the_upstream_reason() -> None:
     upstream = Upstream(geo_test=(200, GEO_TOKYO), forecast_test=(400, reply))
     error = await weather_error(upstream, "Tokyo")
     assert str(error) == (
-        "the weather service rejected the request for 'Tokyo' (HTTP 400):"
-        " Latitude must be in range of -90 to 90°."
+        "the weather service rejected the request for 'Tokyo' (HTTP 400): Latitude must be in range of -90 to 90°."
     )
 
 
@@ -304,14 +351,15 @@ async def test_openweathermap_happy_path() -> None:
         " (feels like 15.8°C), humidity 67%, wind 1.5 m/s"
     )
     assert upstream.hosts() == ["owm.test"]
-    assert upstream.params("owm.test") == {
-        "q": "London", "appid": KEY, "units": "metric", "lang": "en"
-    }
+    assert upstream.params("owm.test") == {"q": "London", "appid": KEY, "units": "metric", "lang": "en"}
 
 
 async def test_openweathermap_chinese_city_and_imperial() -> None:
-    reply = OWM_LONDON | {"name": "北京市", "sys": {"country": "CN"},
-                          "weather": [{"id": 800, "main": "Clear", "description": "晴"}]}
+    reply = OWM_LONDON | {
+        "name": "北京市",
+        "sys": {"country": "CN"},
+        "weather": [{"id": 800, "main": "Clear", "description": "晴"}],
+    }
     upstream = Upstream(owm_test=(200, reply))
     result = await weather(upstream, "北京", "imperial", settings=owm_settings())
     assert result.startswith("北京市, CN (observed ")
@@ -377,8 +425,7 @@ def fake_http(monkeypatch: pytest.MonkeyPatch) -> Callable[[Upstream], dict[str,
     return install
 
 
-async def test_tool_uses_open_meteo_from_env_settings(monkeypatch: pytest.MonkeyPatch,
-                                                     fake_http: Any) -> None:
+async def test_tool_uses_open_meteo_from_env_settings(monkeypatch: pytest.MonkeyPatch, fake_http: Any) -> None:
     monkeypatch.setenv("WEATHER_GEOCODING_URL", GEO_URL)
     monkeypatch.setenv("WEATHER_FORECAST_URL", FORECAST_URL)
     monkeypatch.setenv("TOOL_TIMEOUT", "3.5")
@@ -390,8 +437,7 @@ async def test_tool_uses_open_meteo_from_env_settings(monkeypatch: pytest.Monkey
     assert upstream.params("geo.test")["language"] == "zh"
 
 
-async def test_tool_uses_openweathermap_when_key_set(monkeypatch: pytest.MonkeyPatch,
-                                                    fake_http: Any) -> None:
+async def test_tool_uses_openweathermap_when_key_set(monkeypatch: pytest.MonkeyPatch, fake_http: Any) -> None:
     monkeypatch.setenv("WEATHER_API_KEY", KEY)
     monkeypatch.setenv("OPENWEATHERMAP_URL", OWM_URL)
     upstream = Upstream(owm_test=(200, OWM_LONDON))
@@ -410,9 +456,7 @@ def test_tool_also_runs_synchronously(monkeypatch: pytest.MonkeyPatch, fake_http
     assert "thunderstorm, 11.0°C" in get_city_weather.invoke({"city": "Tokyo"})
 
 
-async def test_tool_error_reaches_the_caller(
-    monkeypatch: pytest.MonkeyPatch, fake_http: Any
-) -> None:
+async def test_tool_error_reaches_the_caller(monkeypatch: pytest.MonkeyPatch, fake_http: Any) -> None:
     monkeypatch.setenv("WEATHER_GEOCODING_URL", GEO_URL)
     fake_http(Upstream(geo_test=(502, None)))
     with pytest.raises(ToolError, match="weather service unavailable"):

@@ -90,8 +90,11 @@ def test_endpoint_failure_is_one_line_without_the_key(client, vllm, ui_app, fail
         vllm.config.api_key = SERVER_KEY  # vLLM started with another --api-key
         expected = "refused the API key (401 Unauthorized)"
     else:
-        vllm.script(Reply(status=500, body={"error": {"message": "EngineCore died", "type": "InternalServerError",
-                                                      "code": 500}}))
+        vllm.script(
+            Reply(
+                status=500, body={"error": {"message": "EngineCore died", "type": "InternalServerError", "code": 500}}
+            )
+        )
         expected = "The model server failed while answering"
     with pytest.raises(AppError) as caught:
         ask(client, "What time is it in Tokyo?")

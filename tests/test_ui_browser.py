@@ -79,7 +79,8 @@ def wait_idle(page: Page) -> None:
     Only meaningful once something shows the event has started, e.g. its first output is visible.
     """
     page.wait_for_function(
-        "() => document.querySelector('#chatbot > [data-testid=status-tracker]').classList.contains('hide')")
+        "() => document.querySelector('#chatbot > [data-testid=status-tracker]').classList.contains('hide')"
+    )
 
 
 def wait_turn(page: Page, n: int) -> None:
@@ -89,7 +90,9 @@ def wait_turn(page: Page, n: int) -> None:
             const picker = document.querySelector('input[aria-label="Turn"]');
             const tracker = document.querySelector('#chatbot > [data-testid=status-tracker]');
             return picker && picker.value.startsWith(`Turn ${n}:`) && tracker.classList.contains('hide');
-        }""", arg=n)
+        }""",
+        arg=n,
+    )
 
 
 def thought(page: Page, title: str) -> Locator:
@@ -187,7 +190,8 @@ def test_parallel_question_shows_two_tool_steps_under_the_plan_and_screenshot(ui
     expect(chat(ui_page)).to_contain_text("calls get_current_time, get_city_weather")
     calls = [m for m in vllm.requests[-1]["messages"] if m["role"] == "assistant" and m.get("tool_calls")]
     assert [[c["function"]["name"] for c in m["tool_calls"]] for m in calls] == [
-        ["get_current_time", "get_city_weather"]]  # one model call, two tool calls
+        ["get_current_time", "get_city_weather"]
+    ]  # one model call, two tool calls
 
     # The same in Chinese, on the same thread: this finished turn and its trace make a full-page picture (in
     # tmp_path: docs/screenshot.png is made on purpose by scripts/screenshot.py, never by a test run).
@@ -209,7 +213,8 @@ def test_parallel_question_shows_two_tool_steps_under_the_plan_and_screenshot(ui
     ui_page.wait_for_function("() => !document.querySelector('#chatbot .content[style*=\"overflow: hidden\"]')")
     ui_page.set_viewport_size({"width": 1600, "height": 1000})  # wider chat: the whole turn fits its box
     chat(ui_page).locator("[data-testid=user]").last.evaluate(
-        "el => { const wrap = el.closest('.bubble-wrap'); wrap.scrollTop = el.closest('.message-row').offsetTop - 36 }")
+        "el => { const wrap = el.closest('.bubble-wrap'); wrap.scrollTop = el.closest('.message-row').offsetTop - 36 }"
+    )
     ui_page.evaluate("() => window.scrollTo(0, 0)")
     screenshot = tmp_path / "screenshot.png"
     ui_page.screenshot(path=str(screenshot), full_page=True)
@@ -363,14 +368,19 @@ def test_two_browser_sessions_at_once_see_only_their_own_conversation(open_ui_pa
     wait_turn(bob, 1)
     expect(chat(alice)).to_contain_text("Current time (get_current_time)")
     expect(chat(bob)).to_contain_text("查询结果如下")
-    for page, own, other in ((alice, "What time is it in Tokyo?", "查询北京的天气"),
-                             (bob, "查询北京的天气", "What time is it in Tokyo?")):
+    for page, own, other in (
+        (alice, "What time is it in Tokyo?", "查询北京的天气"),
+        (bob, "查询北京的天气", "What time is it in Tokyo?"),
+    ):
         expect(chat(page)).to_contain_text(own)
         expect(chat(page)).not_to_contain_text(other)
         expect(sidebar_titles(page)).to_have_text([own])
     # Each request to the model carried only its own session's question.
-    assert sorted(tuple(user_questions(r)) for r in vllm.requests if r.get("tools") and len(r["tools"]) == 3
-                  and r["messages"][-1]["role"] == "user") == [("What time is it in Tokyo?",), ("查询北京的天气",)]
+    assert sorted(
+        tuple(user_questions(r))
+        for r in vllm.requests
+        if r.get("tools") and len(r["tools"]) == 3 and r["messages"][-1]["role"] == "user"
+    ) == [("What time is it in Tokyo?",), ("查询北京的天气",)]
 
 
 def test_retry_undo_edit_rename_and_delete(ui_page: Page, vllm, ui_app: UiApp) -> None:
@@ -396,8 +406,11 @@ def test_retry_undo_edit_rename_and_delete(ui_page: Page, vllm, ui_app: UiApp) -
     wait_idle(ui_page)
     expect(chat(ui_page)).not_to_contain_text("tea time")
     expect(chat(ui_page).locator("[data-testid=user]")).to_have_text(["What time is it in Paris?"])
-    wait_until(lambda: user_questions(vllm.requests[-1]) == ["What time is it in Paris?"], timeout=10,
-               what="the edited question to replace the original one in the thread")
+    wait_until(
+        lambda: user_questions(vllm.requests[-1]) == ["What time is it in Paris?"],
+        timeout=10,
+        what="the edited question to replace the original one in the thread",
+    )
     wait_turn(ui_page, 1)
 
     # A second turn, then undo it: it leaves the chat and its question goes back into the box.
@@ -426,8 +439,11 @@ def test_retry_undo_edit_rename_and_delete(ui_page: Page, vllm, ui_app: UiApp) -
     expect(sidebar_titles(ui_page)).to_have_count(0)
     expect(chat(ui_page)).not_to_contain_text("What time is it in Paris?")
     # Deleted for good, not just hidden: the list entry and the thread's checkpoints are gone.
-    wait_until(lambda: stored_turns(ui_app, thread_id) == 0 and stored_title(ui_app, thread_id) is None,
-               timeout=10, what="the conversation to leave the checkpoint file")
+    wait_until(
+        lambda: stored_turns(ui_app, thread_id) == 0 and stored_title(ui_app, thread_id) is None,
+        timeout=10,
+        what="the conversation to leave the checkpoint file",
+    )
 
 
 def test_undo_refreshes_the_trace_panel(ui_page: Page, vllm) -> None:
@@ -461,7 +477,11 @@ def test_settings_apply_to_the_next_turn(ui_page: Page, vllm) -> None:
 def test_cli_conversation_opens_by_id_and_continues(ui_page: Page, vllm, ui_app) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "graph.cli", "run", "What time is it in Tokyo?", "--thread", "cli-thread-1"],
-        cwd=ui_app.workdir, env=ui_app.env, capture_output=True, text=True, timeout=60,
+        cwd=ui_app.workdir,
+        env=ui_app.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     open_accordion(ui_page, "Rename · delete · open by id")

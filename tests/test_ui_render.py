@@ -19,18 +19,50 @@ NOTE = f"{MODEL} · temperature 0.2 · max steps 8 · tools: get_current_time, g
 PLAN = {"title": "🧠 Plan", "id": "turn1-plan"}
 
 
-def model_step(at: float, ms: float, *, calls: list[str] | None = None, node: str = "plan",
-               recovered: bool = False) -> Step:
-    return Step(kind="model", turn=1, node=node, started_at=T0 + at, duration_ms=ms, model=MODEL,
-                ttft_ms=48.0, tokens_in=700, tokens_out=45,
-                finish_reason="tool_calls" if calls else "stop", tool_calls=calls or [], recovered=recovered)
+def model_step(
+    at: float, ms: float, *, calls: list[str] | None = None, node: str = "plan", recovered: bool = False
+) -> Step:
+    return Step(
+        kind="model",
+        turn=1,
+        node=node,
+        started_at=T0 + at,
+        duration_ms=ms,
+        model=MODEL,
+        ttft_ms=48.0,
+        tokens_in=700,
+        tokens_out=45,
+        finish_reason="tool_calls" if calls else "stop",
+        tool_calls=calls or [],
+        recovered=recovered,
+    )
 
 
-def tool_step(call_id: str, name: str, args: dict[str, Any], at: float, ms: float, *, result: str | None = None,
-              error: str | None = None, recovered: bool = False) -> Step:
-    return Step(kind="tool", turn=1, node="call_tool", started_at=T0 + at, duration_ms=ms, name=name,
-                call_id=call_id, arguments=args, status="error" if error else "ok",
-                result=result, error=error, recovered=recovered)
+def tool_step(
+    call_id: str,
+    name: str,
+    args: dict[str, Any],
+    at: float,
+    ms: float,
+    *,
+    result: str | None = None,
+    error: str | None = None,
+    recovered: bool = False,
+) -> Step:
+    return Step(
+        kind="tool",
+        turn=1,
+        node="call_tool",
+        started_at=T0 + at,
+        duration_ms=ms,
+        name=name,
+        call_id=call_id,
+        arguments=args,
+        status="error" if error else "ok",
+        result=result,
+        error=error,
+        recovered=recovered,
+    )
 
 
 def tokens(text: str, node: str = "plan") -> list[Token]:
@@ -42,8 +74,13 @@ def start(step: Step) -> ToolStarted:
 
 
 def end(step: Step) -> ToolFinished:
-    return ToolFinished(step.call_id or "", step.name or "", "error" if step.error else "success",
-                        step.error or step.result or "", step.duration_ms)
+    return ToolFinished(
+        step.call_id or "",
+        step.name or "",
+        "error" if step.error else "success",
+        step.error or step.result or "",
+        step.duration_ms,
+    )
 
 
 def steps(*records: Step) -> list[StepRecorded]:
@@ -57,8 +94,15 @@ PLAN2 = model_step(0.9, 400.0)
 
 def weather_turn(view: TurnView) -> None:
     """A whole one-tool turn, in the order run_turn reports it."""
-    for event in [*tokens("Let me |check."), *steps(PLAN1), start(WEATHER), end(WEATHER), *steps(WEATHER),
-                  *tokens("It is |21 °C in Paris."), *steps(PLAN2)]:
+    for event in [
+        *tokens("Let me |check."),
+        *steps(PLAN1),
+        start(WEATHER),
+        end(WEATHER),
+        *steps(WEATHER),
+        *tokens("It is |21 °C in Paris."),
+        *steps(PLAN2),
+    ]:
         view.apply(event)
 
 
@@ -93,8 +137,12 @@ def test_single_tool_call_pending_then_done_nested_under_plan() -> None:
     assert [m.role for m in msgs] == ["user", "assistant", "assistant"]  # no answer bubble yet
     plan, tool = msgs[1], msgs[2]
     assert plan.metadata == {**PLAN, "status": "pending", "duration": 0.5}
-    assert tool.metadata == {"title": "🛠️ get_city_weather", "id": "call-1", "parent_id": "turn1-plan",
-                             "status": "pending"}
+    assert tool.metadata == {
+        "title": "🛠️ get_city_weather",
+        "id": "call-1",
+        "parent_id": "turn1-plan",
+        "status": "pending",
+    }
     assert '"city": "Paris"' in tool.content and tool.content.startswith("```json")
 
     view.apply(end(WEATHER))
@@ -167,10 +215,16 @@ def test_answer_node_tokens_after_tools() -> None:
 
 def test_chinese_question_and_answer_pass_through() -> None:
     view = TurnView("北京现在几点？", turn=1)
-    clock = tool_step("c1", "get_current_time", {"timezone": "Asia/Shanghai"}, 0.5, 5,
-                      result="2025-01-01 08:00 北京时间")
-    for event in [*steps(model_step(0, 400, calls=["get_current_time"])), start(clock), end(clock),
-                  *steps(clock), *tokens("北京现在是|早上八点。")]:
+    clock = tool_step(
+        "c1", "get_current_time", {"timezone": "Asia/Shanghai"}, 0.5, 5, result="2025-01-01 08:00 北京时间"
+    )
+    for event in [
+        *steps(model_step(0, 400, calls=["get_current_time"])),
+        start(clock),
+        end(clock),
+        *steps(clock),
+        *tokens("北京现在是|早上八点。"),
+    ]:
         view.apply(event)
     view.finish("北京现在是早上八点。")
     msgs = view.messages()
@@ -188,21 +242,30 @@ def test_parallel_calls_pending_side_by_side_in_start_order() -> None:
     for event in [*steps(model_step(0, 500, calls=["get_city_weather"] * 2)), start(paris), start(tokyo)]:
         view.apply(event)
     assert [(m.metadata["id"], m.metadata["status"]) for m in bubbles(view)] == [
-        ("call-p", "pending"), ("call-t", "pending")]
+        ("call-p", "pending"),
+        ("call-t", "pending"),
+    ]
     view.apply(end(tokyo))  # the second one finishes first
     assert [(m.metadata["id"], m.metadata["status"]) for m in bubbles(view)] == [
-        ("call-p", "pending"), ("call-t", "done")]
+        ("call-p", "pending"),
+        ("call-t", "done"),
+    ]
     view.apply(end(paris))
     for event in steps(paris, tokyo):
         view.apply(event)
-    assert [(m.metadata["id"], m.metadata["status"]) for m in bubbles(view)] == [
-        ("call-p", "done"), ("call-t", "done")]
+    assert [(m.metadata["id"], m.metadata["status"]) for m in bubbles(view)] == [("call-p", "done"), ("call-t", "done")]
     assert all(m.metadata["parent_id"] == "turn1-plan" for m in bubbles(view))
 
 
 def test_failed_tool_shows_error() -> None:
-    bad = tool_step("call-x", "get_city_weather", {"city": "Atlantis"}, 0.5, 80,
-                    error="Error: no city named Atlantis. Check the spelling.")
+    bad = tool_step(
+        "call-x",
+        "get_city_weather",
+        {"city": "Atlantis"},
+        0.5,
+        80,
+        error="Error: no city named Atlantis. Check the spelling.",
+    )
     view = TurnView("Weather in Atlantis?", turn=1)
     for event in [*steps(model_step(0, 400, calls=["get_city_weather"])), start(bad), end(bad)]:
         view.apply(event)
@@ -276,14 +339,28 @@ def test_finish_with_empty_answer_keeps_streamed_text() -> None:
     assert view.messages()[-1].content == "streamed"
 
 
-@pytest.mark.parametrize(("stopped", "max_steps", "note"), [
-    ("max_steps", 3, "*(stopped early: used all 3 tool steps (raise AGENT_MAX_STEPS or --max-steps); "
-                     "the answer is a best effort)*"),
-    ("max_steps", None, "*(stopped early: used its one tool step (raise AGENT_MAX_STEPS or --max-steps); "
-                        "the answer is a best effort)*"),
-    ("repeated_failure", None, "*(stopped early: a tool call kept failing (no details); the answer is a best "
-                               "effort)*"),
-])
+@pytest.mark.parametrize(
+    ("stopped", "max_steps", "note"),
+    [
+        (
+            "max_steps",
+            3,
+            "*(stopped early: used all 3 tool steps (raise AGENT_MAX_STEPS or --max-steps); "
+            "the answer is a best effort)*",
+        ),
+        (
+            "max_steps",
+            None,
+            "*(stopped early: used its one tool step (raise AGENT_MAX_STEPS or --max-steps); "
+            "the answer is a best effort)*",
+        ),
+        (
+            "repeated_failure",
+            None,
+            "*(stopped early: a tool call kept failing (no details); the answer is a best effort)*",
+        ),
+    ],
+)
 def test_budget_stop_adds_an_italic_note(stopped: str, max_steps: int | None, note: str) -> None:
     view = TurnView("q", turn=1, max_steps=max_steps)
     weather_turn(view)
@@ -342,8 +419,16 @@ def test_replay_from_steps_equals_live_rendering() -> None:
     tokyo = tool_step("call-t", "get_city_weather", {"city": "东京"}, 0.6, 100, error="Error: timeout")
     trace = [model_step(0, 500, calls=["get_city_weather"] * 2), paris, tokyo, model_step(1.0, 300)]
     trace = [s.model_copy(update={"turn": 2}) for s in trace]
-    for event in [*steps(trace[0]), start(paris), start(tokyo), end(tokyo), end(paris), *steps(*trace[1:3]),
-                  *tokens("Paris 21 °C; 东京 unknown."), *steps(trace[3])]:
+    for event in [
+        *steps(trace[0]),
+        start(paris),
+        start(tokyo),
+        end(tokyo),
+        end(paris),
+        *steps(*trace[1:3]),
+        *tokens("Paris 21 °C; 东京 unknown."),
+        *steps(trace[3]),
+    ]:
         live.apply(event)
     live.finish("Paris 21 °C; 东京 unknown.")
     question, answer = "Weather in Paris and 东京?", "Paris 21 °C; 东京 unknown."
@@ -357,8 +442,10 @@ def test_replay_from_steps_equals_live_rendering() -> None:
 def test_replay_of_budget_stopped_turn() -> None:
     msgs = replay_turn("q", "Sorry.", [PLAN1, WEATHER], turn=1, stopped="max_steps")
     assert [m.metadata.get("status") for m in msgs] == [None, "done", "done", None]
-    assert msgs[-1].content == ("Sorry.\n\n*(stopped early: used its one tool step (raise AGENT_MAX_STEPS or "
-                                "--max-steps); the answer is a best effort)*")
+    assert msgs[-1].content == (
+        "Sorry.\n\n*(stopped early: used its one tool step (raise AGENT_MAX_STEPS or "
+        "--max-steps); the answer is a best effort)*"
+    )
 
 
 def test_step_records_from_stored_dicts_and_unknown_events() -> None:

@@ -29,7 +29,7 @@ async def check_owner_scenario(store) -> None:
     assert [c.thread_id for c in await store.list("alice")] == ["t3"]
 
     assert await store.claim("bob", "cli-thread", "from the CLI")  # unowned thread: claimable
-    assert not await store.claim("alice", "cli-thread", "x")       # now bob's: alice cannot open it
+    assert not await store.claim("alice", "cli-thread", "x")  # now bob's: alice cannot open it
     assert await store.claim("bob", "cli-thread", "again")
 
 

@@ -19,14 +19,55 @@ MODEL = "Qwen/Qwen2.5-7B-Instruct"
 def steps() -> list[Step]:
     """plan → two parallel weather calls (one failed, one recovered) → plan."""
     return [
-        Step(kind="model", turn=1, node="plan", started_at=T0, duration_ms=500, model=MODEL, ttft_ms=48.0,
-             tokens_in=300, tokens_out=30, finish_reason="tool_calls", tool_calls=["get_city_weather"] * 2),
-        Step(kind="tool", turn=1, node="call_tool", started_at=T0 + 0.6, duration_ms=300, name="get_city_weather",
-             call_id="c1", arguments={"city": "Paris"}, result="21 °C", recovered=True),
-        Step(kind="tool", turn=1, node="call_tool", started_at=T0 + 0.65, duration_ms=100, name="get_city_weather",
-             call_id="c2", arguments={"city": "北京"}, status="error", error="Error: timeout"),
-        Step(kind="model", turn=1, node="plan", started_at=T0 + 1.0, duration_ms=230, model=MODEL, ttft_ms=60.0,
-             tokens_in=400, tokens_out=15, finish_reason="stop"),
+        Step(
+            kind="model",
+            turn=1,
+            node="plan",
+            started_at=T0,
+            duration_ms=500,
+            model=MODEL,
+            ttft_ms=48.0,
+            tokens_in=300,
+            tokens_out=30,
+            finish_reason="tool_calls",
+            tool_calls=["get_city_weather"] * 2,
+        ),
+        Step(
+            kind="tool",
+            turn=1,
+            node="call_tool",
+            started_at=T0 + 0.6,
+            duration_ms=300,
+            name="get_city_weather",
+            call_id="c1",
+            arguments={"city": "Paris"},
+            result="21 °C",
+            recovered=True,
+        ),
+        Step(
+            kind="tool",
+            turn=1,
+            node="call_tool",
+            started_at=T0 + 0.65,
+            duration_ms=100,
+            name="get_city_weather",
+            call_id="c2",
+            arguments={"city": "北京"},
+            status="error",
+            error="Error: timeout",
+        ),
+        Step(
+            kind="model",
+            turn=1,
+            node="plan",
+            started_at=T0 + 1.0,
+            duration_ms=230,
+            model=MODEL,
+            ttft_ms=60.0,
+            tokens_in=400,
+            tokens_out=15,
+            finish_reason="stop",
+        ),
     ]
 
 
@@ -67,8 +108,11 @@ def test_timeline_serialises(steps: list[Step]) -> None:
 
 def test_steps_table(steps: list[Step]) -> None:
     headers, rows = steps_table(steps)
-    assert headers == TABLE_HEADERS == [
-        "#", "kind", "name", "start (s)", "duration (ms)", "tokens in", "tokens out", "TTFT (ms)", "status"]
+    assert (
+        headers
+        == TABLE_HEADERS
+        == ["#", "kind", "name", "start (s)", "duration (ms)", "tokens in", "tokens out", "TTFT (ms)", "status"]
+    )
     assert rows == [
         [1, "model", f"{MODEL} (plan)", 0.0, 500.0, 300, 30, 48, "ok"],
         [2, "tool", "get_city_weather (recovered)", 0.6, 300.0, "", "", "", "ok"],
@@ -85,8 +129,7 @@ def test_totals_markdown(steps: list[Step]) -> None:
     )
     one = [steps[0].model_copy(update={"tool_calls": []})]
     assert totals_markdown(one) == (
-        "**1 step** · 1 model call · 0 tool calls (0 failed) · wall 0.50 s · tokens 300 → 30 · "
-        "first token 48 ms"
+        "**1 step** · 1 model call · 0 tool calls (0 failed) · wall 0.50 s · tokens 300 → 30 · first token 48 ms"
     )
     assert totals_markdown([]) == "*No steps yet.*"
 

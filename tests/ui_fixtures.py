@@ -24,7 +24,10 @@ from tests.system import require_tool
 
 CHROMIUM = "chromium"  # Debian's package and program (/usr/bin/chromium)
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
     "--disable-sync",
 ]
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -56,19 +59,21 @@ def wait_until(check: Callable[[], T], *, timeout: float = 20.0, what: str = "co
 def app_env(demo_server: Any, workdir: Path, **overrides: str) -> dict[str, str]:
     """The environment a user would have: no stray settings, the fake vLLM server, a private checkpoint file."""
     env = {k: v for k, v in os.environ.items() if k not in SETTING_VARS}
-    env.update({
-        "OPENAI_API_BASE": demo_server.base_url,
-        "WEATHER_GEOCODING_URL": demo_server.geocoding_url,
-        "WEATHER_FORECAST_URL": demo_server.forecast_url,
-        "AGENT_CHECKPOINT_DB": str(workdir / "threads.sqlite"),
-        "AGENT_MAX_RETRIES": "0",
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "LANGSMITH_TRACING": "false",
-        "PYTHONPATH": str(ROOT),
-        "PYTHONIOENCODING": "utf-8",
-        "NO_PROXY": "127.0.0.1,localhost",
-        "no_proxy": "127.0.0.1,localhost",
-    })
+    env.update(
+        {
+            "OPENAI_API_BASE": demo_server.base_url,
+            "WEATHER_GEOCODING_URL": demo_server.geocoding_url,
+            "WEATHER_FORECAST_URL": demo_server.forecast_url,
+            "AGENT_CHECKPOINT_DB": str(workdir / "threads.sqlite"),
+            "AGENT_MAX_RETRIES": "0",
+            "GRADIO_ANALYTICS_ENABLED": "False",
+            "LANGSMITH_TRACING": "false",
+            "PYTHONPATH": str(ROOT),
+            "PYTHONIOENCODING": "utf-8",
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+        }
+    )
     env.update(overrides)
     return env
 
@@ -89,7 +94,10 @@ class UiApp:
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "ui.app", "--host", "127.0.0.1", "--port", str(self.port)],
-                cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         return self
 

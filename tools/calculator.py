@@ -31,9 +31,7 @@ HELP = (
     " sqrt sin cos tan log log10 exp abs round floor ceil and the constants pi and e."
 )
 EMPTY_EXPRESSION = "the expression is empty. Pass an arithmetic expression such as '(3 + 4) * 2'."
-TOO_LONG = (
-    "the expression has {length} characters; the limit is {limit}. Split it into smaller steps."
-)
+TOO_LONG = "the expression has {length} characters; the limit is {limit}. Split it into smaller steps."
 SYNTAX_ERROR = "{expression!r} is not a valid arithmetic expression. " + HELP
 TOO_DEEP = "{expression!r} nests more than {limit} levels deep; split it into smaller steps."
 DIVISION_BY_ZERO = "division by zero in {expression!r}. Check the divisor."
@@ -43,12 +41,8 @@ TOO_LARGE = (
 )
 UNKNOWN_NAME = "{name!r} is not available in {expression!r}. " + HELP
 NOT_ALLOWED = "{expression!r} uses something other than arithmetic, which is not allowed. " + HELP
-MATH_DOMAIN = (
-    "{expression!r} is outside a function's domain (e.g. sqrt or log of a negative number)."
-)
-NOT_REAL = (
-    "{expression!r} has no real-number result (e.g. a fractional power of a negative number)."
-)
+MATH_DOMAIN = "{expression!r} is outside a function's domain (e.g. sqrt or log of a negative number)."
+NOT_REAL = "{expression!r} has no real-number result (e.g. a fractional power of a negative number)."
 BAD_CALL = "a function in {expression!r} got the wrong arguments: {detail}. " + HELP
 
 _REPLACEMENTS = {"^": "**", "×": "*", "÷": "/", "−": "-", "π": "pi"}
@@ -91,9 +85,17 @@ OPERATORS: dict[type, Callable[..., Any]] = {
     ast.UAdd: operator.pos,
 }
 _MATH: dict[str, Callable[..., Any]] = {
-    "sqrt": math.sqrt, "sin": math.sin, "cos": math.cos, "tan": math.tan,
-    "log": math.log, "log10": math.log10, "exp": math.exp, "abs": abs,
-    "round": round, "floor": math.floor, "ceil": math.ceil,
+    "sqrt": math.sqrt,
+    "sin": math.sin,
+    "cos": math.cos,
+    "tan": math.tan,
+    "log": math.log,
+    "log10": math.log10,
+    "exp": math.exp,
+    "abs": abs,
+    "round": round,
+    "floor": math.floor,
+    "ceil": math.ceil,
 }
 FUNCTIONS: dict[str, Callable[..., Any]] = {name: _guard(fn) for name, fn in _MATH.items()}
 NAMES: dict[str, float] = {"pi": math.pi, "e": math.e}

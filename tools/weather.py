@@ -32,9 +32,7 @@ UNREACHABLE = (
     " or point {setting} at a reachable service."
 )
 CONNECTION_FAILED = "the connection to {host} failed before it answered; try again once."
-TIMEOUT = (
-    "the weather service ({host}) did not answer within {seconds:g} seconds; try again later."
-)
+TIMEOUT = "the weather service ({host}) did not answer within {seconds:g} seconds; try again later."
 UNAVAILABLE = "weather service unavailable, try again later ({host} answered HTTP {status})."
 RATE_LIMITED = "the weather service is rate-limiting requests; wait a minute and try again."
 REJECTED = "the weather service rejected the request for {city!r} (HTTP {status}): {reason}."
@@ -50,22 +48,38 @@ _NO_ROUTE_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno
 # Open-Meteo can rank a village first (北京 -> a village in Chongqing), so fetch a few
 # candidates and take the most populous one.
 GEOCODE_CANDIDATES = 10
-OPEN_METEO_CURRENT = (
-    "temperature_2m,relative_humidity_2m,apparent_temperature,weather_code,wind_speed_10m"
-)
+OPEN_METEO_CURRENT = "temperature_2m,relative_humidity_2m,apparent_temperature,weather_code,wind_speed_10m"
 OPEN_METEO_UNITS = {"metric": ("°C", "km/h"), "imperial": ("°F", "mph")}
 OPENWEATHERMAP_UNITS = {"metric": ("°C", "m/s"), "imperial": ("°F", "mph")}
 WMO_CODES = {
-    0: "clear sky", 1: "mainly clear", 2: "partly cloudy", 3: "overcast",
-    45: "fog", 48: "depositing rime fog",
-    51: "light drizzle", 53: "moderate drizzle", 55: "dense drizzle",
-    56: "light freezing drizzle", 57: "dense freezing drizzle",
-    61: "slight rain", 63: "moderate rain", 65: "heavy rain",
-    66: "light freezing rain", 67: "heavy freezing rain",
-    71: "slight snowfall", 73: "moderate snowfall", 75: "heavy snowfall", 77: "snow grains",
-    80: "slight rain showers", 81: "moderate rain showers", 82: "violent rain showers",
-    85: "slight snow showers", 86: "heavy snow showers",
-    95: "thunderstorm", 96: "thunderstorm with slight hail", 99: "thunderstorm with heavy hail",
+    0: "clear sky",
+    1: "mainly clear",
+    2: "partly cloudy",
+    3: "overcast",
+    45: "fog",
+    48: "depositing rime fog",
+    51: "light drizzle",
+    53: "moderate drizzle",
+    55: "dense drizzle",
+    56: "light freezing drizzle",
+    57: "dense freezing drizzle",
+    61: "slight rain",
+    63: "moderate rain",
+    65: "heavy rain",
+    66: "light freezing rain",
+    67: "heavy freezing rain",
+    71: "slight snowfall",
+    73: "moderate snowfall",
+    75: "heavy snowfall",
+    77: "snow grains",
+    80: "slight rain showers",
+    81: "moderate rain showers",
+    82: "violent rain showers",
+    85: "slight snow showers",
+    86: "heavy snow showers",
+    95: "thunderstorm",
+    96: "thunderstorm with slight hail",
+    99: "thunderstorm with heavy hail",
 }
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 
@@ -75,9 +89,7 @@ def has_cjk(text: str) -> bool:
     return bool(_CJK.search(text))
 
 
-async def fetch_weather(
-    city: str, units: Units = "metric", *, settings: Settings, client: httpx.AsyncClient
-) -> str:
+async def fetch_weather(city: str, units: Units = "metric", *, settings: Settings, client: httpx.AsyncClient) -> str:
     """Current weather for `city` as one readable line; raise ToolError on every failure.
 
     Uses OpenWeatherMap when `settings.weather_api_key` is set, else Open-Meteo (no key).
@@ -91,12 +103,14 @@ async def fetch_weather(
     return await _open_meteo(city, units, settings=settings, client=client)
 
 
-async def _open_meteo(
-    city: str, units: Units, *, settings: Settings, client: httpx.AsyncClient
-) -> str:
+async def _open_meteo(city: str, units: Units, *, settings: Settings, client: httpx.AsyncClient) -> str:
     language = "zh" if has_cjk(city) else "en"
     found = await _get_json(
-        client, settings.weather_geocoding_url, "WEATHER_GEOCODING_URL", settings, city,
+        client,
+        settings.weather_geocoding_url,
+        "WEATHER_GEOCODING_URL",
+        settings,
+        city,
         {"name": city, "count": GEOCODE_CANDIDATES, "language": language, "format": "json"},
     )
     candidates = [r for r in found.get("results") or [] if _has_coordinates(r)]
@@ -104,14 +118,14 @@ async def _open_meteo(
         raise ToolError(UNKNOWN_CITY.format(city=city))
     place = max(candidates, key=lambda r: r.get("population") or 0)  # first wins ties
     params: dict[str, Any] = {
-        "latitude": place["latitude"], "longitude": place["longitude"],
-        "current": OPEN_METEO_CURRENT, "timezone": "auto",
+        "latitude": place["latitude"],
+        "longitude": place["longitude"],
+        "current": OPEN_METEO_CURRENT,
+        "timezone": "auto",
     }
     if units == "imperial":
         params |= {"temperature_unit": "fahrenheit", "wind_speed_unit": "mph"}
-    data = await _get_json(
-        client, settings.weather_forecast_url, "WEATHER_FORECAST_URL", settings, city, params
-    )
+    data = await _get_json(client, settings.weather_forecast_url, "WEATHER_FORECAST_URL", settings, city, params)
     current = data.get("current")
     if not isinstance(current, dict) or "temperature_2m" not in current:
         raise ToolError(BAD_RESPONSE)
@@ -123,16 +137,17 @@ async def _open_meteo(
         place=_place(place.get("name") or city, place.get("admin1"), place.get("country")),
         observed=str(current.get("time", "")).replace("T", " "),
         condition=WMO_CODES.get(code, f"weather code {code}") if code is not None else "unknown",
-        temp=current.get("temperature_2m"), feels=current.get("apparent_temperature"),
-        temp_unit=temp_unit, humidity=current.get("relative_humidity_2m"),
-        wind=current.get("wind_speed_10m"), wind_unit=wind_unit,
+        temp=current.get("temperature_2m"),
+        feels=current.get("apparent_temperature"),
+        temp_unit=temp_unit,
+        humidity=current.get("relative_humidity_2m"),
+        wind=current.get("wind_speed_10m"),
+        wind_unit=wind_unit,
     )
     return _with_notice(report, data.get("notice"))
 
 
-async def _openweathermap(
-    city: str, units: Units, key: str, *, settings: Settings, client: httpx.AsyncClient
-) -> str:
+async def _openweathermap(city: str, units: Units, key: str, *, settings: Settings, client: httpx.AsyncClient) -> str:
     params = {"q": city, "appid": key, "units": units, "lang": "zh_cn" if has_cjk(city) else "en"}
     data = await _get_json(
         client, settings.openweathermap_url, "OPENWEATHERMAP_URL", settings, city, params, keyed=True
@@ -148,15 +163,26 @@ async def _openweathermap(
     temp_unit, wind_unit = OPENWEATHERMAP_UNITS[units]
     return _report(
         place=_place(data.get("name") or city, None, (data.get("sys") or {}).get("country")),
-        observed=observed, condition=weather.get("description") or "unknown",
-        temp=main.get("temp"), feels=main.get("feels_like"), temp_unit=temp_unit,
-        humidity=main.get("humidity"), wind=wind.get("speed"), wind_unit=wind_unit,
+        observed=observed,
+        condition=weather.get("description") or "unknown",
+        temp=main.get("temp"),
+        feels=main.get("feels_like"),
+        temp_unit=temp_unit,
+        humidity=main.get("humidity"),
+        wind=wind.get("speed"),
+        wind_unit=wind_unit,
     )
 
 
 async def _get_json(
-    client: httpx.AsyncClient, url: str, setting: str, settings: Settings, city: str,
-    params: dict[str, Any], *, keyed: bool = False,
+    client: httpx.AsyncClient,
+    url: str,
+    setting: str,
+    settings: Settings,
+    city: str,
+    params: dict[str, Any],
+    *,
+    keyed: bool = False,
 ) -> dict[str, Any]:
     """GET `url` (configured by the variable `setting`) and decode JSON, mapping every failure
     to a ToolError that names the host.
@@ -246,8 +272,16 @@ def _measure(value: Any, unit: str, digits: int = 1, sep: str = "") -> str:
 
 
 def _report(
-    *, place: str, observed: str, condition: str, temp: Any, feels: Any, temp_unit: str,
-    humidity: Any, wind: Any, wind_unit: str,
+    *,
+    place: str,
+    observed: str,
+    condition: str,
+    temp: Any,
+    feels: Any,
+    temp_unit: str,
+    humidity: Any,
+    wind: Any,
+    wind_unit: str,
 ) -> str:
     when = f" (observed {observed} local time)" if observed else ""
     return (

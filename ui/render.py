@@ -81,7 +81,9 @@ def _tool_message(tool: _Tool, parent: str) -> gr.ChatMessage:
     else:
         parts.append(_output_block("Error" if tool.status == "error" else "Result", tool.output or ""))
     metadata: dict[str, Any] = {
-        "title": title, "id": tool.call_id, "parent_id": parent,
+        "title": title,
+        "id": tool.call_id,
+        "parent_id": parent,
         "status": "pending" if tool.status == "pending" else "done",
     }
     if tool.duration_ms is not None and tool.status != "pending":
@@ -93,8 +95,10 @@ def _model_line(step: Step, label: str) -> str:
     """One finished model call for the plan bubble."""
     parts = [f"**{label}**", step.model or "?"]
     if step.tokens_in is not None or step.tokens_out is not None:
-        parts.append(f"tokens {step.tokens_in if step.tokens_in is not None else '?'} → "
-                     f"{step.tokens_out if step.tokens_out is not None else '?'}")
+        parts.append(
+            f"tokens {step.tokens_in if step.tokens_in is not None else '?'} → "
+            f"{step.tokens_out if step.tokens_out is not None else '?'}"
+        )
     if step.ttft_ms is not None:
         parts.append(f"first token {step.ttft_ms:.0f} ms")
     parts.append(f"{step.duration_ms / 1000:.2f} s")
@@ -167,8 +171,9 @@ class TurnView:
     def _tool_start(self, event: ToolStarted) -> None:
         self._move_stream_to_plan()  # text streamed before a tool call is thinking, not the answer
         call_id = event.call_id or f"turn{self.turn}-tool{len(self._tools) + 1}"
-        self._tools[call_id] = _Tool(call_id=call_id, name=event.name, args=dict(event.args or {}),
-                                     recovered=self._recovering)
+        self._tools[call_id] = _Tool(
+            call_id=call_id, name=event.name, args=dict(event.args or {}), recovered=self._recovering
+        )
 
     def _tool_end(self, event: ToolFinished) -> None:
         tool = self._tools.get(event.call_id)
@@ -255,7 +260,9 @@ class TurnView:
     def _plan_message(self) -> gr.ChatMessage:
         content = "\n\n".join(([self.note] if self.note else []) + self._plan) or RUNNING_NOTE
         metadata: dict[str, Any] = {
-            "title": PLAN_TITLE, "id": self.plan_id, "status": "done" if self._done else "pending",
+            "title": PLAN_TITLE,
+            "id": self.plan_id,
+            "status": "done" if self._done else "pending",
         }
         if (duration := self.duration_s) is not None:
             metadata["duration"] = duration
@@ -276,16 +283,25 @@ class TurnView:
         if text := self._answer_text():
             out.append(gr.ChatMessage(role="assistant", content=text))
         if self._error is not None:
-            out.append(gr.ChatMessage(
-                role="assistant", content=self._error,
-                metadata={"title": ERROR_TITLE},  # no status: Gradio shows it expanded, not hidden
-            ))
+            out.append(
+                gr.ChatMessage(
+                    role="assistant",
+                    content=self._error,
+                    metadata={"title": ERROR_TITLE},  # no status: Gradio shows it expanded, not hidden
+                )
+            )
         return out
 
 
 def replay_turn(
-    question: str, answer: str, steps: list[Step], *, turn: int, stopped: str | None = None,
-    note: str = "", max_steps: int | None = None,
+    question: str,
+    answer: str,
+    steps: list[Step],
+    *,
+    turn: int,
+    stopped: str | None = None,
+    note: str = "",
+    max_steps: int | None = None,
 ) -> list[gr.ChatMessage]:
     """A finished turn from stored trace records (conversation reload)."""
     view = TurnView(question, turn=turn, note=note, max_steps=max_steps)

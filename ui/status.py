@@ -15,8 +15,7 @@ async def status_markdown(settings: Settings) -> str:
     if report.ok:
         tool = marks.get("tool calling")
         extra = f" ({tool.detail})" if tool is not None and tool.status == "warn" else ""
-        return (f"🟢 **{report.model}** at `{report.base_url}` · reachable · model served · "
-                f"tool calling enabled{extra}")
+        return f"🟢 **{report.model}** at `{report.base_url}` · reachable · model served · tool calling enabled{extra}"
     failed = next(c for c in report.checks if c.status == "fail")
     fix = failed.fix or START_HINT
     if failed.name == "endpoint" and "cannot connect" in failed.detail:

@@ -74,7 +74,8 @@ class ConversationStore:
         """The owner's conversations, newest first."""
         async with self.conn.execute(
             "SELECT thread_id, owner, title, created_at, updated_at FROM conversations "
-            "WHERE owner = ? ORDER BY updated_at DESC", (owner,),
+            "WHERE owner = ? ORDER BY updated_at DESC",
+            (owner,),
         ) as cur:
             return [Conversation(*row) for row in await cur.fetchall()]
 
@@ -119,9 +120,7 @@ class ConversationStore:
 
     async def delete(self, owner: str, thread_id: str) -> bool:
         """Forget a conversation; False if the owner has no such conversation."""
-        cur = await self.conn.execute(
-            "DELETE FROM conversations WHERE thread_id = ? AND owner = ?", (thread_id, owner)
-        )
+        cur = await self.conn.execute("DELETE FROM conversations WHERE thread_id = ? AND owner = ?", (thread_id, owner))
         await self.conn.commit()
         return cur.rowcount > 0
 

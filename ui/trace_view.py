@@ -13,7 +13,15 @@ MODEL_COLOR = "#4C78A8"
 TOOL_COLOR = "#54A24B"
 ERROR_COLOR = "#E45756"
 TABLE_HEADERS = [
-    "#", "kind", "name", "start (s)", "duration (ms)", "tokens in", "tokens out", "TTFT (ms)", "status",
+    "#",
+    "kind",
+    "name",
+    "start (s)",
+    "duration (ms)",
+    "tokens in",
+    "tokens out",
+    "TTFT (ms)",
+    "status",
 ]
 
 
@@ -46,7 +54,10 @@ def timeline_figure(steps: list[Step]) -> go.Figure:
     if not steps:
         fig.add_annotation(text="no steps yet", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
         fig.update_layout(
-            title="Turn timeline", height=160, xaxis={"visible": False}, yaxis={"visible": False},
+            title="Turn timeline",
+            height=160,
+            xaxis={"visible": False},
+            yaxis={"visible": False},
             margin={"l": 20, "r": 20, "t": 40, "b": 20},
         )
         return fig
@@ -57,15 +68,24 @@ def timeline_figure(steps: list[Step]) -> go.Figure:
         color = ERROR_COLOR if failed else MODEL_COLOR if step.kind == "model" else TOOL_COLOR
         width, start = step.duration_ms / 1000, step.started_at - t0
         text = f"{width:.2f} s" + (" · recovered" if step.recovered else "") + (" · failed" if failed else "")
-        fig.add_trace(go.Bar(
-            y=[label], x=[width], base=[start], orientation="h", name=label,
-            marker={"color": color, "pattern": {"shape": "/" if step.recovered else ""}},
-            text=[text], textposition="auto", showlegend=False,
-            hovertemplate=f"{label}<br>start {start:.3f} s · {step.duration_ms:.0f} ms<extra></extra>",
-        ))
+        fig.add_trace(
+            go.Bar(
+                y=[label],
+                x=[width],
+                base=[start],
+                orientation="h",
+                name=label,
+                marker={"color": color, "pattern": {"shape": "/" if step.recovered else ""}},
+                text=[text],
+                textposition="auto",
+                showlegend=False,
+                hovertemplate=f"{label}<br>start {start:.3f} s · {step.duration_ms:.0f} ms<extra></extra>",
+            )
+        )
     fig.update_layout(
         title=f"Turn timeline · {end - t0:.2f} s total",
-        barmode="overlay", height=120 + 32 * len(steps),
+        barmode="overlay",
+        height=120 + 32 * len(steps),
         xaxis={"title": "seconds since the turn's first step", "rangemode": "tozero"},
         yaxis={"categoryorder": "array", "categoryarray": labels, "autorange": "reversed"},
         margin={"l": 20, "r": 20, "t": 50, "b": 40},
@@ -84,13 +104,19 @@ def steps_table(steps: list[Step]) -> tuple[list[str], list[list]]:
             name = f"{s.model or '?'} ({s.node})"
         else:
             name = f"{s.name}" + (" (recovered)" if s.recovered else "")
-        rows.append([
-            i, s.kind, name, round(s.started_at - t0, 3), round(s.duration_ms, 1),
-            "" if s.tokens_in is None else s.tokens_in,
-            "" if s.tokens_out is None else s.tokens_out,
-            "" if s.ttft_ms is None else round(s.ttft_ms),
-            s.status,
-        ])
+        rows.append(
+            [
+                i,
+                s.kind,
+                name,
+                round(s.started_at - t0, 3),
+                round(s.duration_ms, 1),
+                "" if s.tokens_in is None else s.tokens_in,
+                "" if s.tokens_out is None else s.tokens_out,
+                "" if s.ttft_ms is None else round(s.ttft_ms),
+                s.status,
+            ]
+        )
     return list(TABLE_HEADERS), rows
 
 
@@ -108,8 +134,10 @@ def totals_markdown(steps: list[Step]) -> str:
     t0, end = _span(steps)
     usage = usage_of(steps)
     parts = [
-        f"**{_plural(len(steps), 'step')}**", _plural(len(models), "model call"),
-        f"{_plural(len(tools), 'tool call')} ({failed} failed)", f"wall {end - t0:.2f} s",
+        f"**{_plural(len(steps), 'step')}**",
+        _plural(len(models), "model call"),
+        f"{_plural(len(tools), 'tool call')} ({failed} failed)",
+        f"wall {end - t0:.2f} s",
         f"tokens {usage['prompt_tokens']} → {usage['completion_tokens']}",
     ]
     if (ttft := next((s.ttft_ms for s in models if s.ttft_ms is not None), None)) is not None:
@@ -122,7 +150,9 @@ def totals_markdown(steps: list[Step]) -> str:
 def trace_json(steps: list[Step], *, turn: int, thread_id: str) -> str:
     """The turn's trace as JSON, the same records as the CLI's --json (Step holds no secrets)."""
     payload = {
-        "thread_id": thread_id, "turn": turn,
-        "steps": [s.model_dump() for s in steps], "usage": usage_of(steps),
+        "thread_id": thread_id,
+        "turn": turn,
+        "steps": [s.model_dump() for s in steps],
+        "usage": usage_of(steps),
     }
     return json.dumps(payload, ensure_ascii=False, indent=2)

@@ -12,8 +12,20 @@ from typing import Any
 
 EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "text", ".text": "text"}
 RESULT_FIELDS = (
-    "id", "line", "question", "status", "answer", "error", "stopped", "steps", "usage", "latency_ms",
-    "retries", "started_at", "tool_errors", "run",
+    "id",
+    "line",
+    "question",
+    "status",
+    "answer",
+    "error",
+    "stopped",
+    "steps",
+    "usage",
+    "latency_ms",
+    "retries",
+    "started_at",
+    "tool_errors",
+    "run",
 )
 """The fields batch writes; an input field with one of these names is carried as `input_<name>`."""
 
@@ -68,10 +80,15 @@ def decode(data: bytes, name: str) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line_start = data.rfind(b"\n", 0, err.start) + 1
-        raise BatchInputError(NOT_UTF8.format(
-            name=name, byte=data[err.start], line=data.count(b"\n", 0, err.start) + 1,
-            column=err.start - line_start + 1, suffix=suffix,
-        )) from None
+        raise BatchInputError(
+            NOT_UTF8.format(
+                name=name,
+                byte=data[err.start],
+                line=data.count(b"\n", 0, err.start) + 1,
+                column=err.start - line_start + 1,
+                suffix=suffix,
+            )
+        ) from None
 
 
 def read_source(path: str) -> bytes:
@@ -128,8 +145,9 @@ def _json_row(n: int, line: str) -> Question:
         return Question(id=n, line=n, question=None, problem=problem)
     if not isinstance(obj, dict):
         kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(obj), "a number")
-        return Question(id=n, line=n, question=None,
-                        problem=f'line {n}: expected a JSON object with a "question", got {kind}')
+        return Question(
+            id=n, line=n, question=None, problem=f'line {n}: expected a JSON object with a "question", got {kind}'
+        )
     raw_id, question = obj.pop("id", None), obj.pop("question", None)
     row = Question(id=n if raw_id is None else raw_id, line=n, question=question, fields=obj)
     if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int, float, type(None))) or raw_id == "":

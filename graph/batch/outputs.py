@@ -54,11 +54,18 @@ def count_tool_errors(steps: list[dict[str, Any]] | None) -> int:
     return sum(1 for s in steps or [] if s.get("kind") == "tool" and s.get("status") == "error")
 
 
-def run_record(*, model: str, endpoints: list[str], concurrency: int, max_steps: int,
-               timeout: float | None) -> dict[str, Any]:
+def run_record(
+    *, model: str, endpoints: list[str], concurrency: int, max_steps: int, timeout: float | None
+) -> dict[str, Any]:
     """The settings of one batch run, stamped on each row it writes as `run` (endpoints are host:port, no key)."""
-    return {"started_at": round(time.time(), 3), "model": model, "endpoints": endpoints,
-            "concurrency": concurrency, "max_steps": max_steps, "timeout": timeout}
+    return {
+        "started_at": round(time.time(), 3),
+        "model": model,
+        "endpoints": endpoints,
+        "concurrency": concurrency,
+        "max_steps": max_steps,
+        "timeout": timeout,
+    }
 
 
 def output_row(q: Question, **result: Any) -> dict[str, Any]:
@@ -74,8 +81,16 @@ def output_row(q: Question, **result: Any) -> dict[str, Any]:
 def input_failure_row(q: Question) -> dict[str, Any]:
     """The failed row recorded for an input row that cannot run (bad JSON, no question, ...)."""
     return output_row(
-        q, status="error", answer=None, error=q.problem, stopped=None, steps=[], usage=dict(NO_USAGE),
-        latency_ms=0.0, retries=0, started_at=round(time.time(), 3),
+        q,
+        status="error",
+        answer=None,
+        error=q.problem,
+        stopped=None,
+        steps=[],
+        usage=dict(NO_USAGE),
+        latency_ms=0.0,
+        retries=0,
+        started_at=round(time.time(), 3),
     )
 
 
@@ -182,8 +197,9 @@ class RowWriter:
         except OSError as err:  # ENOSPC, EFBIG, EIO: cut the partial row, keep every complete one
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, start)
-            raise BatchInputError(WRITE_FAILED.format(path=self.path, why=err.strerror or err,
-                                                      count=self.count)) from None
+            raise BatchInputError(
+                WRITE_FAILED.format(path=self.path, why=err.strerror or err, count=self.count)
+            ) from None
         self.count += 1
 
     def close(self) -> None:
@@ -194,8 +210,9 @@ class RowWriter:
     def __enter__(self) -> RowWriter:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 

@@ -174,8 +174,9 @@ def busy_seconds(spans: list[tuple[float, float]]) -> float:
     return total
 
 
-def print_summary(summary: Summary, console: Console | None = None, title: str = "Batch summary",
-                  run: bool = False) -> None:
+def print_summary(
+    summary: Summary, console: Console | None = None, title: str = "Batch summary", run: bool = False
+) -> None:
     """Print the summary (after the run's model, endpoints, date and settings with `run`), the per-tool table
     and the most common errors as rich tables."""
     console = console or Console()
@@ -187,8 +188,10 @@ def print_summary(summary: Summary, console: Console | None = None, title: str =
             table.add_row(label, value, style="dim" if value == UNKNOWN else None)
         table.add_section()
     for label, value in summary.lines():
-        style = {"failed": "red" if summary.failed else None,
-                 "ok": "yellow" if summary.ok_with_tool_errors else None}.get(label)
+        style = {
+            "failed": "red" if summary.failed else None,
+            "ok": "yellow" if summary.ok_with_tool_errors else None,
+        }.get(label)
         table.add_row(label, value, style=style)
     console.print(table)
     if summary.tools:

@@ -90,14 +90,20 @@ def histogram_svg(latencies_ms: list[float], bins: int = BINS) -> str:
         h = (HEIGHT - 2 * PAD) * n / top
         x, y = PAD + i * bar_w, HEIGHT - PAD - h
         tip = f"{lo + i * width:.2f}-{lo + (i + 1) * width:.2f}s: {n} rows"
-        bars.append(f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{bar_w - 1:.1f}" height="{h:.1f}">'
-                    f"<title>{tip}</title></rect>")
-    axis = (f'<text x="{PAD}" y="{HEIGHT - 12}">{lo:.2f}s</text>'
-            f'<text x="{WIDTH - PAD}" y="{HEIGHT - 12}" text-anchor="end">{hi:.2f}s</text>'
-            f'<text x="{PAD}" y="{PAD - 10}">{top} row{"s" * (top != 1)}</text>'
-            f'<line x1="{PAD}" y1="{HEIGHT - PAD}" x2="{WIDTH - PAD}" y2="{HEIGHT - PAD}" stroke="#999"/>')
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" role="img" '
-            f'aria-label="latency histogram">{"".join(bars)}{axis}</svg>')
+        bars.append(
+            f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{bar_w - 1:.1f}" height="{h:.1f}">'
+            f"<title>{tip}</title></rect>"
+        )
+    axis = (
+        f'<text x="{PAD}" y="{HEIGHT - 12}">{lo:.2f}s</text>'
+        f'<text x="{WIDTH - PAD}" y="{HEIGHT - 12}" text-anchor="end">{hi:.2f}s</text>'
+        f'<text x="{PAD}" y="{PAD - 10}">{top} row{"s" * (top != 1)}</text>'
+        f'<line x1="{PAD}" y1="{HEIGHT - PAD}" x2="{WIDTH - PAD}" y2="{HEIGHT - PAD}" stroke="#999"/>'
+    )
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" role="img" '
+        f'aria-label="latency histogram">{"".join(bars)}{axis}</svg>'
+    )
 
 
 def row_status(row: dict[str, Any]) -> str:
@@ -110,9 +116,11 @@ def row_status(row: dict[str, Any]) -> str:
 def _pairs(lines: list[tuple[str, str]], styles: dict[str, str] | None = None) -> str:
     """(label, value) pairs as table rows; `styles` gives some labels a class (bad, warn)."""
     styles = styles or {}
-    return "".join(f'<tr{f" class={styles[label]}" if label in styles else ""}><th>{escape(label)}</th>'
-                   f'<td{" class=dim" if value == UNKNOWN else ""}>{escape(value)}</td></tr>'
-                   for label, value in lines)
+    return "".join(
+        f"<tr{f' class={styles[label]}' if label in styles else ''}><th>{escape(label)}</th>"
+        f"<td{' class=dim' if value == UNKNOWN else ''}>{escape(value)}</td></tr>"
+        for label, value in lines
+    )
 
 
 def _summary_styles(summary: Summary) -> dict[str, str]:
@@ -164,26 +172,39 @@ def rows_html(rows: list[dict[str, Any]]) -> str:
 
 def render_html(summary: Summary, rows: list[dict[str, Any]], title: str) -> str:
     """The whole report page for `rows` (whose summary is `summary`)."""
-    tools = "".join(
-        f'<tr><td>{escape(name)}</td><td class="n">{c["ok"]}</td><td class="n">{c["error"]}</td>'
-        f'<td class="n">{c["recovered"]}</td></tr>'
-        for name, c in sorted(summary.tools.items())
-    ) or '<tr><td colspan="4">no tool calls</td></tr>'
-    errors = "".join(f'<tr><td class="n">{n}</td><td>{escape(message)}</td></tr>'
-                     for message, n in summary.errors.most_common(HTML_ERRORS))
+    tools = (
+        "".join(
+            f'<tr><td>{escape(name)}</td><td class="n">{c["ok"]}</td><td class="n">{c["error"]}</td>'
+            f'<td class="n">{c["recovered"]}</td></tr>'
+            for name, c in sorted(summary.tools.items())
+        )
+        or '<tr><td colspan="4">no tool calls</td></tr>'
+    )
+    errors = "".join(
+        f'<tr><td class="n">{n}</td><td>{escape(message)}</td></tr>'
+        for message, n in summary.errors.most_common(HTML_ERRORS)
+    )
     counts = {key: 0 for key in STATUSES}
     for row in rows:
         counts[row_status(row)] += 1
     options = f'<option value="">all ({len(rows)})</option>' + "".join(
-        f'<option value="{key}">{escape(label)} ({counts[key]})</option>' for key, label in STATUSES.items())
+        f'<option value="{key}">{escape(label)} ({counts[key]})</option>' for key, label in STATUSES.items()
+    )
     return PAGE.substitute(
-        title=escape(title), style=STYLE, script=SCRIPT, options=options,
+        title=escape(title),
+        style=STYLE,
+        script=SCRIPT,
+        options=options,
         generated=escape(datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %z")),
         run=_pairs(summary.run_lines()),
         summary=_pairs(summary.lines(), _summary_styles(summary)),
-        histogram=histogram_svg(summary.latencies_ms), tools=tools,
-        errors=(f'<table><tr><th class="n">rows</th><th>error</th></tr>{errors}</table>' if errors
-                else "<p>No failed rows.</p>"),
+        histogram=histogram_svg(summary.latencies_ms),
+        tools=tools,
+        errors=(
+            f'<table><tr><th class="n">rows</th><th>error</th></tr>{errors}</table>'
+            if errors
+            else "<p>No failed rows.</p>"
+        ),
         rows=rows_html(rows),
     )
 

@@ -19,11 +19,19 @@ from configs.settings import Settings
 from graph.batch.inputs import Question
 from graph.batch.outputs import RowWriter, input_failure_row, output_row
 from graph.context import Context
-from graph.errors import EXIT_ENDPOINT, EXIT_FAILURE, UNREACHABLE, AgentError, ModelNotFoundError, explain, no_tool_parser
-from graph.graph import build_graph
-from graph.failover import REQUEST_TALLY, RequestTally
-from graph.model import list_models
+from graph.errors import (
+    EXIT_ENDPOINT,
+    EXIT_FAILURE,
+    UNREACHABLE,
+    AgentError,
+    ModelNotFoundError,
+    explain,
+    no_tool_parser,
+)
 from graph.events import StepRecorded, TurnEnded
+from graph.failover import REQUEST_TALLY, RequestTally
+from graph.graph import build_graph
+from graph.model import list_models
 from graph.runner import stream_turn
 from graph.trace import Step, stop_note, usage_of
 
@@ -48,8 +56,9 @@ class Progress:
 
     def __init__(self, total: int) -> None:
         self.ok = self.failed = self.in_flight = 0
-        self.bar = tqdm(total=total, unit="q", desc="batch", file=sys.stderr, dynamic_ncols=True,
-                        disable=not sys.stderr.isatty())
+        self.bar = tqdm(
+            total=total, unit="q", desc="batch", file=sys.stderr, dynamic_ncols=True, disable=not sys.stderr.isatty()
+        )
 
     def started(self) -> None:
         """A question went in flight."""
@@ -115,15 +124,25 @@ async def answer(graph: Any, cfg: BatchConfig, q: Question) -> dict[str, Any]:
     context = Context(model=cfg.model, stream=False, max_steps=cfg.max_steps)
     try:
         async with asyncio.timeout(cfg.timeout) as deadline:
-            async with aclosing(stream_turn(graph, q.question or "", thread_id=f"batch-{uuid.uuid4().hex[:12]}",
-                                            context=context, interface="batch")) as events:
+            async with aclosing(
+                stream_turn(
+                    graph,
+                    q.question or "",
+                    thread_id=f"batch-{uuid.uuid4().hex[:12]}",
+                    context=context,
+                    interface="batch",
+                )
+            ) as events:
                 async for event in events:
                     match event:
                         case StepRecorded(step=step):
                             steps.append(step)  # kept for the row even when the question fails later
                         case TurnEnded(result=turn):
-                            result.update(answer=turn.answer, stopped=turn.stopped,
-                                          error=_stopped_error(turn.stopped, turn.steps, cfg))
+                            result.update(
+                                answer=turn.answer,
+                                stopped=turn.stopped,
+                                error=_stopped_error(turn.stopped, turn.steps, cfg),
+                            )
     except Exception as exc:  # noqa: BLE001 - every failure of one question becomes its row
         if isinstance(exc, TimeoutError) and deadline.expired():
             result["error"] = TIMED_OUT.format(seconds=cfg.timeout)
@@ -134,9 +153,15 @@ async def answer(graph: Any, cfg: BatchConfig, q: Question) -> dict[str, Any]:
     finally:
         REQUEST_TALLY.reset(token)
     return output_row(
-        q, status="error" if result["error"] else "ok", answer=result["answer"], error=result["error"],
-        stopped=result["stopped"], steps=[s.model_dump() for s in steps], usage=usage_of(steps),
-        latency_ms=round((time.perf_counter() - t0) * 1000, 1), retries=tally.retries,
+        q,
+        status="error" if result["error"] else "ok",
+        answer=result["answer"],
+        error=result["error"],
+        stopped=result["stopped"],
+        steps=[s.model_dump() for s in steps],
+        usage=usage_of(steps),
+        latency_ms=round((time.perf_counter() - t0) * 1000, 1),
+        retries=tally.retries,
         started_at=round(started, 3),
     )
 

@@ -17,36 +17,64 @@ from configs.settings import Settings
 from graph.cli.common import _count, endpoint, endpoint_options, pick_model
 from graph.errors import EXIT_INTERRUPTED, EXIT_USAGE, AgentError
 
-
 MAX_LISTED_BAD_ROWS = 10
 HTML_NOT_OVER = "--html {path}: that file exists and is not an .html page; pass another path for the report."
 
 
 @click.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=True))
-@click.option("--output", "-o",
-              help="JSONL file for the answers (default: INPUT's whole file name + .answers.jsonl, next to it: "
-                   "q.csv -> q.csv.answers.jsonl; stdin -> stdin.answers.jsonl).")
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "text"]),
-              help="Input format (default: from the extension; .jsonl, .csv, .txt).")
-@click.option("--concurrency", "-c", type=click.IntRange(1, 1024),
-              help="Questions in flight at once (default BATCH_CONCURRENCY, 16).")
+@click.option(
+    "--output",
+    "-o",
+    help="JSONL file for the answers (default: INPUT's whole file name + .answers.jsonl, next to it: "
+    "q.csv -> q.csv.answers.jsonl; stdin -> stdin.answers.jsonl).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv", "text"]),
+    help="Input format (default: from the extension; .jsonl, .csv, .txt).",
+)
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(1, 1024),
+    help="Questions in flight at once (default BATCH_CONCURRENCY, 16).",
+)
 @click.option("--resume", is_flag=True, help="Continue OUTPUT: skip the ids that already have a row.")
 @click.option("--timeout", type=click.FloatRange(0, min_open=True), help="Seconds one question may take.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failed row.")
-@click.option("--metrics-port", type=click.IntRange(0, 65535),
-              help="Serve Prometheus metrics on http://127.0.0.1:PORT/metrics while the batch runs.")
-@click.option("--metrics-file", type=click.Path(dir_okay=False),
-              help="Write the final Prometheus metrics to this file when the batch ends "
-                   "(node_exporter's textfile format, for batch jobs that end between scrapes).")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Serve Prometheus metrics on http://127.0.0.1:PORT/metrics while the batch runs.",
+)
+@click.option(
+    "--metrics-file",
+    type=click.Path(dir_okay=False),
+    help="Write the final Prometheus metrics to this file when the batch ends "
+    "(node_exporter's textfile format, for batch jobs that end between scrapes).",
+)
 @click.option("--max-steps", type=int, help="Most tool rounds per question (default AGENT_MAX_STEPS).")
 @endpoint_options
 @click.option("--demo", is_flag=True, help="Start a scripted vLLM-compatible demo server in-process and use it.")
 @click.pass_context
-def batch(ctx: click.Context, input_path: str, output: str | None, fmt: str | None, concurrency: int | None,
-          resume: bool, timeout: float | None, fail_fast: bool, metrics_port: int | None,
-          metrics_file: str | None, max_steps: int | None,
-          base_url: str | None, model: str | None, demo: bool) -> None:
+def batch(
+    ctx: click.Context,
+    input_path: str,
+    output: str | None,
+    fmt: str | None,
+    concurrency: int | None,
+    resume: bool,
+    timeout: float | None,
+    fail_fast: bool,
+    metrics_port: int | None,
+    metrics_file: str | None,
+    max_steps: int | None,
+    base_url: str | None,
+    model: str | None,
+    demo: bool,
+) -> None:
     """Answer every question in INPUT (JSONL, CSV or text; "-" reads stdin), one JSONL row each.
 
     \b
@@ -75,12 +103,26 @@ def batch(ctx: click.Context, input_path: str, output: str | None, fmt: str | No
             try:
                 from graph.model import closing_models
 
-                asyncio.run(closing_models(_batch(settings, todo, out, concurrency or settings.batch_concurrency,
-                                                  timeout, fail_fast, resume_hint)))
+                asyncio.run(
+                    closing_models(
+                        _batch(
+                            settings,
+                            todo,
+                            out,
+                            concurrency or settings.batch_concurrency,
+                            timeout,
+                            fail_fast,
+                            resume_hint,
+                        )
+                    )
+                )
             except KeyboardInterrupt:
                 have = len(_rows_for(out, {q.key for q in questions}))
-                click.secho(f"\nInterrupted: {have} of {_count(len(questions), 'question')} have a row in {out}. "
-                            f"{resume_hint}", err=True, fg="yellow")
+                click.secho(
+                    f"\nInterrupted: {have} of {_count(len(questions), 'question')} have a row in {out}. {resume_hint}",
+                    err=True,
+                    fg="yellow",
+                )
                 sys.exit(EXIT_INTERRUPTED)
     else:
         click.secho(f"Nothing to do: every question already has a row in {out}.", err=True, dim=True)
@@ -97,8 +139,9 @@ def _metrics_server(port: int | None, path: str | None) -> Iterator[None]:
         try:
             server = start_metrics_server(port)
         except OSError as err:
-            raise AgentError(f"--metrics-port {port}: cannot listen ({err.strerror}); pick a free port.",
-                           EXIT_USAGE) from None
+            raise AgentError(
+                f"--metrics-port {port}: cannot listen ({err.strerror}); pick a free port.", EXIT_USAGE
+            ) from None
         click.secho(f"Prometheus metrics on http://127.0.0.1:{server.port}/metrics", err=True, dim=True)
     try:
         yield
@@ -119,8 +162,11 @@ def _resumable_rows(out: Path) -> set[str]:
     rows, torn = read_rows(out)
     if torn:
         repair(out, torn)
-        click.secho(f"Repaired {out}: removed a partly written last line ({torn} bytes) left by an "
-                    "interrupted run.", err=True, fg="yellow")
+        click.secho(
+            f"Repaired {out}: removed a partly written last line ({torn} bytes) left by an interrupted run.",
+            err=True,
+            fg="yellow",
+        )
     click.secho(f"Resuming {out}: {len(rows)} rows already there.", err=True, dim=True)
     return {str(row["id"]) for row in rows}
 
@@ -141,8 +187,13 @@ def _resume_command(ctx: click.Context, out: Path) -> str:
     p = ctx.params
     prog = "work-agent" if Path(sys.argv[0]).name == "work-agent" else "python -m graph.cli"
     args = ["batch", p["input_path"], "-o", str(out), "--resume"]
-    for flag, key in (("--format", "fmt"), ("--concurrency", "concurrency"), ("--timeout", "timeout"),
-                      ("--max-steps", "max_steps"), ("--model", "model")):
+    for flag, key in (
+        ("--format", "fmt"),
+        ("--concurrency", "concurrency"),
+        ("--timeout", "timeout"),
+        ("--max-steps", "max_steps"),
+        ("--model", "model"),
+    ):
         if p.get(key) is not None:
             args += [flag, str(p[key])]
     for url in (p.get("base_url") or "").split(","):
@@ -152,22 +203,43 @@ def _resume_command(ctx: click.Context, out: Path) -> str:
     return f"{prog} {shlex.join(args)}{stdin}"
 
 
-async def _batch(settings: Settings, todo: list[Any], out: Path, concurrency: int, timeout: float | None,
-                 fail_fast: bool, resume_hint: str) -> None:
-    from graph.batch.run import BatchConfig, Progress, run_batch
+async def _batch(
+    settings: Settings,
+    todo: list[Any],
+    out: Path,
+    concurrency: int,
+    timeout: float | None,
+    fail_fast: bool,
+    resume_hint: str,
+) -> None:
     from graph.batch.inputs import BatchInputError
     from graph.batch.outputs import RowWriter, run_record
+    from graph.batch.run import BatchConfig, Progress, run_batch
 
     name = await pick_model(settings)
-    cfg = BatchConfig(settings=settings, model=name, concurrency=concurrency, max_steps=settings.agent_max_steps,
-                      timeout=timeout, fail_fast=fail_fast)
-    click.secho(f"{_count(len(todo), 'question')} · {name} · concurrency {concurrency} · writing {out}",
-                err=True, dim=True)
+    cfg = BatchConfig(
+        settings=settings,
+        model=name,
+        concurrency=concurrency,
+        max_steps=settings.agent_max_steps,
+        timeout=timeout,
+        fail_fast=fail_fast,
+    )
+    click.secho(
+        f"{_count(len(todo), 'question')} · {name} · concurrency {concurrency} · writing {out}", err=True, dim=True
+    )
     created = not out.exists()
     try:
-        writer = RowWriter(out, run=run_record(
-            model=name, endpoints=[ep.label for ep in settings.endpoints()], concurrency=concurrency,
-            max_steps=cfg.max_steps, timeout=timeout))
+        writer = RowWriter(
+            out,
+            run=run_record(
+                model=name,
+                endpoints=[ep.label for ep in settings.endpoints()],
+                concurrency=concurrency,
+                max_steps=cfg.max_steps,
+                timeout=timeout,
+            ),
+        )
     except BatchInputError as err:
         raise AgentError(str(err), EXIT_USAGE) from None
     progress, started = Progress(len(todo)), time.perf_counter()
@@ -183,8 +255,9 @@ async def _batch(settings: Settings, todo: list[Any], out: Path, concurrency: in
     finally:
         progress.close()
     took = time.perf_counter() - started
-    click.secho(f"{_count(len(todo), 'question')} in {took:.1f}s ({len(todo) / took:.2f}/s) · rows in {out}",
-                err=True, dim=True)
+    click.secho(
+        f"{_count(len(todo), 'question')} in {took:.1f}s ({len(todo) / took:.2f}/s) · rows in {out}", err=True, dim=True
+    )
 
 
 def _rows_for(out: Path, keys: set[str]) -> list[dict[str, Any]]:
@@ -206,9 +279,13 @@ def _print_batch_summary(out: Path, keys: set[str]) -> int:
 
 @click.command()
 @click.argument("output", metavar="OUTPUT.jsonl", type=click.Path(dir_okay=False, exists=True))
-@click.option("--html", "html_path", type=click.Path(dir_okay=False),
-              help="Also write a self-contained HTML report: the run's model, endpoints, date and settings, "
-                   "the summary, a latency histogram, the tools, the errors and every row (searchable).")
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False),
+    help="Also write a self-contained HTML report: the run's model, endpoints, date and settings, "
+    "the summary, a latency histogram, the tools, the errors and every row (searchable).",
+)
 def report(output: str, html_path: str | None) -> None:
     """Summarise a batch output file: run settings, ok/failed, latency, tokens, tool calls, errors."""
     from graph.batch.inputs import BatchInputError
@@ -220,8 +297,9 @@ def report(output: str, html_path: str | None) -> None:
     except BatchInputError as err:
         raise AgentError(str(err), EXIT_USAGE) from None
     if torn:
-        click.secho(f"Ignoring a partly written last line ({torn} bytes); `batch --resume` repairs it.",
-                    err=True, fg="yellow")
+        click.secho(
+            f"Ignoring a partly written last line ({torn} bytes); `batch --resume` repairs it.", err=True, fg="yellow"
+        )
     if not rows:
         raise AgentError(f"{output} has no rows.", EXIT_USAGE)
     page = Path(html_path) if html_path else None

@@ -14,11 +14,14 @@ from graph.errors import EXIT_USAGE, AgentError
 # Heavy modules (langchain, langgraph, the demo server) are imported inside commands, so that
 # `--help`, `list-tools` and mistakes in the command line answer fast.
 
+
 def endpoint_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Add --base-url and --model (they override OPENAI_API_BASE and AGENT_MODEL)."""
     fn = click.option("--model", "-m", help="Served model name (default: AGENT_MODEL, else the server's first).")(fn)
     fn = click.option(
-        "--base-url", multiple=True, callback=_join_urls,
+        "--base-url",
+        multiple=True,
+        callback=_join_urls,
         help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1; repeat it for failover, tried in order.",
     )(fn)
     return fn
@@ -35,7 +38,8 @@ def agent_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("--max-steps", type=int, help="Most tool rounds per question (default AGENT_MAX_STEPS).")(fn)
     fn = click.option("--thread", "thread_id", help="Conversation id: continue it, or start it under this id.")(fn)
     fn = click.option(
-        "--demo", is_flag=True,
+        "--demo",
+        is_flag=True,
         help="Start a scripted vLLM-compatible demo server in-process (no GPU needed) and use it.",
     )(fn)
     return fn
@@ -68,17 +72,22 @@ def endpoint(demo: bool, base_url: str | None, model: str | None, max_steps: int
 
     with DemoServer(DemoConfig(token_delay=0.02)) as server:
         served = server.config.served_model_names[0]
-        click.secho(f"demo model (scripted, no GPU) at {server.base_url}; the weather is demo data",
-                    err=True, fg="yellow")
+        click.secho(
+            f"demo model (scripted, no GPU) at {server.base_url}; the weather is demo data", err=True, fg="yellow"
+        )
         # The tools read the process-wide settings (get_settings()) when called, so the weather URLs
         # go there too, for the demo's duration only; the rest are overrides of this run's settings.
         with mock.patch.dict("os.environ", server.weather_env()):
             get_settings.cache_clear()
             try:
                 yield settings_from(
-                    openai_api_base=server.base_url, openai_api_key="EMPTY", agent_endpoints=[],
-                    agent_model=model or served, agent_max_steps=max_steps,
-                    weather_geocoding_url=server.geocoding_url, weather_forecast_url=server.forecast_url,
+                    openai_api_base=server.base_url,
+                    openai_api_key="EMPTY",
+                    agent_endpoints=[],
+                    agent_model=model or served,
+                    agent_max_steps=max_steps,
+                    weather_geocoding_url=server.geocoding_url,
+                    weather_forecast_url=server.forecast_url,
                     weather_api_key="",
                 )
             finally:
@@ -105,8 +114,7 @@ async def pick_model(settings: Settings) -> str:
     except Exception as exc:  # noqa: BLE001 - mapped to one line below
         raise fail_on(settings, settings.agent_model)(exc) from None
     if not settings.agent_model:
-        click.secho(f"Using model {name} (the first the server lists; set AGENT_MODEL to choose).",
-                    err=True, dim=True)
+        click.secho(f"Using model {name} (the first the server lists; set AGENT_MODEL to choose).", err=True, dim=True)
     return name
 
 

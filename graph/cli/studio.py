@@ -67,8 +67,20 @@ def studio(base_url: str | None, model: str | None, port: int, demo: bool, no_re
             env |= {"OPENAI_API_KEY": "EMPTY", "AGENT_ENDPOINTS": "[]"}
         if settings.agent_model and (demo or model):
             env["AGENT_MODEL"] = settings.agent_model
-        command = [sys.executable, "-m", "langgraph_cli", "dev", "--no-browser", "--host", HOST,
-                   "--port", str(port), "--config", str(config), *(["--no-reload"] * no_reload)]
+        command = [
+            sys.executable,
+            "-m",
+            "langgraph_cli",
+            "dev",
+            "--no-browser",
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--config",
+            str(config),
+            *(["--no-reload"] * no_reload),
+        ]
         code = _serve(command, env, f"http://{HOST}:{port}", settings.openai_api_base, demo)
     sys.exit(code)
 
@@ -96,10 +108,11 @@ def _config() -> Iterator[Path]:
     (so a .env would override --demo or --base-url); paths absolute, so it works from any directory."""
     spec: dict[str, Any] = json.loads((ROOT / "langgraph.json").read_text(encoding="utf-8"))
     spec.pop("env", None)
-    spec["dependencies"] = [str((ROOT / d).resolve()) if d.startswith(".") else d
-                            for d in spec.get("dependencies", [])]
-    spec["graphs"] = {name: str((ROOT / path).resolve()) if path.startswith(".") else path
-                      for name, path in spec.get("graphs", {}).items()}
+    spec["dependencies"] = [str((ROOT / d).resolve()) if d.startswith(".") else d for d in spec.get("dependencies", [])]
+    spec["graphs"] = {
+        name: str((ROOT / path).resolve()) if path.startswith(".") else path
+        for name, path in spec.get("graphs", {}).items()
+    }
     with tempfile.TemporaryDirectory(prefix="work-agent-studio-") as tmp:
         config = Path(tmp) / "langgraph.json"
         config.write_text(json.dumps(spec, indent=2), encoding="utf-8")
@@ -127,8 +140,12 @@ def _serve(command: list[str], env: dict[str, str], url: str, base_url: str, dem
     try:
         ready = _wait_ready(proc, url)
         if ready:
-            click.secho(READY.format(base_url=base_url, demo=DEMO_NOTE if demo else "", url=url,
-                                     page=STUDIO_PAGE.format(url=url)), fg="green")
+            click.secho(
+                READY.format(
+                    base_url=base_url, demo=DEMO_NOTE if demo else "", url=url, page=STUDIO_PAGE.format(url=url)
+                ),
+                fg="green",
+            )
         code = proc.wait()
         if code > 0 and not ready:
             click.secho(f"Error: {EXITED.format(code=code)}", err=True, fg="red")

@@ -118,11 +118,14 @@ _OPERAND_START = ("number", "name", "pi", "open", "op")  # "op": a sign, as in 3
 
 def _is_arithmetic(tokens: list[Token]) -> bool:
     """An operator between two operands, or a function applied to something."""
-    if any(before[0] in _OPERAND_END and token[0] == "op" and after[0] in _OPERAND_START
-           for before, token, after in zip(tokens, tokens[1:], tokens[2:], strict=False)):
+    if any(
+        before[0] in _OPERAND_END and token[0] == "op" and after[0] in _OPERAND_START
+        for before, token, after in zip(tokens, tokens[1:], tokens[2:], strict=False)
+    ):
         return True
-    return any(a[0] == "name" and a[1] in FUNCTIONS and b[0] == "open"
-               for a, b in zip(tokens, tokens[1:], strict=False))
+    return any(
+        a[0] == "name" and a[1] in FUNCTIONS and b[0] == "open" for a, b in zip(tokens, tokens[1:], strict=False)
+    )
 
 
 def _glued(text: str, start: int, end: int) -> bool:

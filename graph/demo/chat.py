@@ -206,8 +206,12 @@ class _ApiKeyAuth:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         key = self._get_key()
-        if (scope["type"] != "http" or not key or scope["method"] == "OPTIONS"
-                or not scope["path"].startswith(_GUARDED_PREFIXES)):
+        if (
+            scope["type"] != "http"
+            or not key
+            or scope["method"] == "OPTIONS"
+            or not scope["path"].startswith(_GUARDED_PREFIXES)
+        ):
             await self._app(scope, receive, send)
             return
         scheme, _, token = Headers(scope=scope).get("authorization", "").partition(" ")
@@ -297,16 +301,34 @@ class FakeVllm:
         with self._lock:
             self.models_listed += 1
         now, cfg = int(time.time()), self.config
-        cards = [{
-            "id": name, "object": "model", "created": now, "owned_by": "vllm",
-            "root": cfg.model or cfg.served_model_names[0], "parent": None, "max_model_len": cfg.max_model_len,
-            "permission": [{
-                "id": f"modelperm-{random_hex16()}", "object": "model_permission", "created": now,
-                "allow_create_engine": False, "allow_sampling": True, "allow_logprobs": True,
-                "allow_search_indices": False, "allow_view": True, "allow_fine_tuning": False,
-                "organization": "*", "group": None, "is_blocking": False,
-            }],
-        } for name in cfg.served_model_names]
+        cards = [
+            {
+                "id": name,
+                "object": "model",
+                "created": now,
+                "owned_by": "vllm",
+                "root": cfg.model or cfg.served_model_names[0],
+                "parent": None,
+                "max_model_len": cfg.max_model_len,
+                "permission": [
+                    {
+                        "id": f"modelperm-{random_hex16()}",
+                        "object": "model_permission",
+                        "created": now,
+                        "allow_create_engine": False,
+                        "allow_sampling": True,
+                        "allow_logprobs": True,
+                        "allow_search_indices": False,
+                        "allow_view": True,
+                        "allow_fine_tuning": False,
+                        "organization": "*",
+                        "group": None,
+                        "is_blocking": False,
+                    }
+                ],
+            }
+            for name in cfg.served_model_names
+        ]
         return JSONResponse({"object": "list", "data": cards})
 
     async def _load(self, request: Request) -> Response:
@@ -329,23 +351,31 @@ class FakeVllm:
         """Open-Meteo geocoding, except for the WEATHER_FAULTS city names."""
         fault = request.query_params.get("name", "").strip().lower()
         if fault == "fault-garbage":
-            return Response("<html><body>502 Bad Gateway</body></html>\x00\xff", status_code=200,
-                            media_type="application/json")
+            return Response(
+                "<html><body>502 Bad Gateway</body></html>\x00\xff", status_code=200, media_type="application/json"
+            )
         if fault == "fault-hang":
             await self._wait_for_disconnect(request, count=False)
             return Response(status_code=204)
         if fault == "fault-500":
             return Response("upstream exploded", status_code=500, media_type="text/plain")
         if fault == "fault-huge":
-            place = {"id": 1, "name": "Huge" + "x" * HUGE_NAME_CHARS, "latitude": 39.9, "longitude": 116.4,
-                     "country": "Nowhere", "population": 1}
+            place = {
+                "id": 1,
+                "name": "Huge" + "x" * HUGE_NAME_CHARS,
+                "latitude": 39.9,
+                "longitude": 116.4,
+                "country": "Nowhere",
+                "population": 1,
+            }
             return JSONResponse({"results": [place], "generationtime_ms": 0.1})
         return await openmeteo.search(request)
 
     def _timed(self, arrived: float, first: float, tokens: int) -> None:
         with self._lock:
-            self.timings.append({"arrived": arrived, "first_token": first, "end": time.time(),
-                                 "completion_tokens": tokens})
+            self.timings.append(
+                {"arrived": arrived, "first_token": first, "end": time.time(), "completion_tokens": tokens}
+            )
 
     async def _chat(self, request: Request) -> Response:
         arrived = time.time()
@@ -413,8 +443,9 @@ class FakeVllm:
         ttft = None if outcome.first_token is None else outcome.first_token - arrived
         self.metrics.finished(gen.model, outcome.reason, outcome.generated, ttft, time.time() - arrived)
 
-    async def _metered(self, gen: _Generation, events: AsyncIterator[str], outcome: _Outcome,
-                       arrived: float) -> AsyncIterator[str]:
+    async def _metered(
+        self, gen: _Generation, events: AsyncIterator[str], outcome: _Outcome, arrived: float
+    ) -> AsyncIterator[str]:
         """The stream, counted in /load and /metrics from its start until it ends or the client leaves."""
         self._started(gen)
         try:
@@ -445,12 +476,17 @@ class FakeVllm:
         family = self.config.model_family
         return Reply(text=default_reply(body, family=family, parser_active=parse))
 
-    async def _events(self, gen: _Generation, reply: Reply, body: dict[str, Any],
-                      arrived: float, outcome: _Outcome) -> AsyncIterator[str]:
+    async def _events(
+        self, gen: _Generation, reply: Reply, body: dict[str, Any], arrived: float, outcome: _Outcome
+    ) -> AsyncIterator[str]:
         options = body.get("stream_options") or {}
-        writer = ChunkWriter(gen.id, int(time.time()), gen.model,
-                             gen.prompt_tokens if options.get("continuous_usage_stats") else None,
-                             reasoning_details=gen.reasoning_details)
+        writer = ChunkWriter(
+            gen.id,
+            int(time.time()),
+            gen.model,
+            gen.prompt_tokens if options.get("continuous_usage_stats") else None,
+            reasoning_details=gen.reasoning_details,
+        )
         if self.config.first_token_delay:
             await asyncio.sleep(self.config.first_token_delay)  # vLLM sends the role chunk with the first token
         first = 0.0
@@ -516,16 +552,26 @@ def _parsing(cfg: DemoConfig, body: dict[str, Any], fields: ChatFields) -> Parsi
     tools = bool(body.get("tools"))
     thinking = (fields.chat_template_kwargs or {}).get("enable_thinking", True) is not False
     return Parsing(
-        tool_choice=choice, run_tool_parser=cfg.parser_loaded and tools and choice != "none",
+        tool_choice=choice,
+        run_tool_parser=cfg.parser_loaded and tools and choice != "none",
         keep_calls=keeps_tool_calls(choice, cfg.parser_loaded, tools),
-        reasoning=cfg.reasoning_parser is not None and thinking, include_reasoning=fields.include_reasoning,
+        reasoning=cfg.reasoning_parser is not None and thinking,
+        include_reasoning=fields.include_reasoning,
         parallel=fields.parallel_tool_calls is not False,
         parser_present=cfg.parser_loaded or cfg.reasoning_parser is not None,
     )
 
 
-def _generate(id: str, cfg: DemoConfig, body: dict[str, Any], fields: ChatFields, reply: Reply,
-              parsing: Parsing, prompt_tokens: int, budget: int) -> _Generation:
+def _generate(
+    id: str,
+    cfg: DemoConfig,
+    body: dict[str, Any],
+    fields: ChatFields,
+    reply: Reply,
+    parsing: Parsing,
+    prompt_tokens: int,
+    budget: int,
+) -> _Generation:
     """Apply the grammar and the token budget to the raw reply text."""
     text = reply.text
     if parsing.run_tool_parser and not parsing.parallel and TOOL_CALL_END in text:
@@ -535,10 +581,15 @@ def _generate(id: str, cfg: DemoConfig, body: dict[str, Any], fields: ChatFields
     if len(tokens) >= budget:  # no room left for EOS either
         tokens, finish = tokens[:budget], "length"
     return _Generation(
-        id=id, model=cfg.served_model_names[0], text="".join(tokens), finish=finish,
+        id=id,
+        model=cfg.served_model_names[0],
+        text="".join(tokens),
+        finish=finish,
         # A "length" finish means the engine generated its whole budget; a scripted shorter text stands in for it.
-        prompt_tokens=prompt_tokens, completion_tokens=budget if finish == "length" else len(tokens) + 1,
-        parsing=parsing, n=1 if fields.n is None else fields.n,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=budget if finish == "length" else len(tokens) + 1,
+        parsing=parsing,
+        n=1 if fields.n is None else fields.n,
         stream_interval=max(fields.stream_interval or 1, cfg.stream_interval),
         reasoning_details=cfg.reasoning_parser is not None,
     )
@@ -549,11 +600,18 @@ def _complete(gen: _Generation) -> dict[str, Any]:
     choices = []
     for index in range(gen.n):
         parsed = parse_choice(gen.text, gen.parsing)
-        calls = [{"id": new_tool_call_id(), "type": "function", "function": {"name": name, "arguments": args}}
-                 for name, args in parsed.calls]
+        calls = [
+            {"id": new_tool_call_id(), "type": "function", "function": {"name": name, "arguments": args}}
+            for name, args in parsed.calls
+        ]
         finish = resolve_finish_reason(gen.finish, gen.parsing.tool_choice, bool(calls))
         choices.append(message_choice(index, parsed.content, calls, parsed.reasoning, finish))
     return completion_body(
-        id=gen.id, created=int(time.time()), model=gen.model, choices=choices, prompt_tokens=gen.prompt_tokens,
-        completion_tokens=gen.n * gen.completion_tokens, reasoning_tokens=gen.reasoning_tokens,
+        id=gen.id,
+        created=int(time.time()),
+        model=gen.model,
+        choices=choices,
+        prompt_tokens=gen.prompt_tokens,
+        completion_tokens=gen.n * gen.completion_tokens,
+        reasoning_tokens=gen.reasoning_tokens,
     )

@@ -225,8 +225,9 @@ class HermesStreamParser:
                 if name is None:
                     break  # later blocks cannot get an index before this one is named
                 call.name = name.group(1)
-                deltas.append({"id": self._make_id(), "type": "function", "index": index,
-                               "function": {"name": call.name}})
+                deltas.append(
+                    {"id": self._make_id(), "type": "function", "index": index, "function": {"name": call.name}}
+                )
             args = _arguments_so_far(body, is_complete)
             if args is not None and len(args) > len(call.args_sent):
                 deltas.append({"index": index, "function": {"arguments": args[len(call.args_sent) :]}})

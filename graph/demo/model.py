@@ -27,7 +27,7 @@ _LABELS = {
 }
 GREETING_EN = (
     "Hi! I'm the Work Agent demo model, a scripted stand-in for Qwen2.5 that needs no GPU. "
-    "I can tell the time, check the weather and do arithmetic. Try \"What's the weather in Tokyo?\""
+    'I can tell the time, check the weather and do arithmetic. Try "What\'s the weather in Tokyo?"'
 )
 GREETING_ZH = (
     "你好！我是 Work Agent 的演示模型，一个不需要 GPU 的 Qwen2.5 脚本替身。"
@@ -52,9 +52,7 @@ def is_chinese(text: str) -> bool:
     return bool(_CJK_RE.search(text))
 
 
-def default_reply(
-    request: dict[str, Any], *, family: str = "qwen2.5", parser_active: bool = True
-) -> str:
+def default_reply(request: dict[str, Any], *, family: str = "qwen2.5", parser_active: bool = True) -> str:
     """Raw model output for `request` (an OpenAI chat body), as the scripted model writes it."""
     messages = [m for m in request.get("messages") or [] if isinstance(m, dict)]
     tools = [t for t in request.get("tools") or [] if isinstance(t, dict)]
@@ -74,7 +72,8 @@ def default_reply(
         # Required/named choices, parallel_tool_calls=false and strict tools run under a
         # grammar that forces the hermes envelope, whatever format the model family prefers.
         forced = parser_active and (
-            tool_choice == "required" or isinstance(tool_choice, dict)
+            tool_choice == "required"
+            or isinstance(tool_choice, dict)
             or request.get("parallel_tool_calls") is False
             or any(t.get("function", {}).get("strict") for t in tools)
         )
@@ -113,8 +112,9 @@ def _pick_calls(
     lowered = question.lower()
     weather = bool(_WEATHER_EN.search(question)) or any(w in question for w in _WEATHER_ZH)
     # "现在" (now) only means "what time is it" when the question is not about the weather.
-    time = (bool(_TIME_EN.search(question)) or any(w in question for w in _TIME_ZH)
-            or ("现在" in question and not weather))
+    time = (
+        bool(_TIME_EN.search(question)) or any(w in question for w in _TIME_ZH) or ("现在" in question and not weather)
+    )
     found = expression(question)
     calc = bool(found) or bool(_CALC_WORD.search(lowered))
     city = _city_in(question, messages)
@@ -176,17 +176,18 @@ def _answer_from_results(messages: list[dict[str, Any]]) -> str:
     lines = ["查询结果如下：" if zh else "Here's what I found:"]
     failures = 0
     for i, result in enumerate(results):
-        name = result.get("name") or names.get(str(result.get("tool_call_id"))) or (
-            ordered[i] if i < len(ordered) else "tool")
+        name = (
+            result.get("name")
+            or names.get(str(result.get("tool_call_id")))
+            or (ordered[i] if i < len(ordered) else "tool")
+        )
         content = text_of(result.get("content")).strip()
         if content.startswith("Error"):
             failures += 1
-            lines.append(f"- {name} 工具出错了：{content}" if zh
-                         else f"- The {name} tool reported an error: {content}")
+            lines.append(f"- {name} 工具出错了：{content}" if zh else f"- The {name} tool reported an error: {content}")
             continue
         label = _LABELS.get(name, (name, name))[1 if zh else 0]
-        lines.append(f"- {label}（{name}）：{_facts(content)}" if zh
-                     else f"- {label} ({name}): {_facts(content)}")
+        lines.append(f"- {label}（{name}）：{_facts(content)}" if zh else f"- {label} ({name}): {_facts(content)}")
     if failures == len(results):
         lines[0] = "抱歉，工具调用失败了：" if zh else "Sorry, I couldn't get that information:"
     return "\n".join(lines)

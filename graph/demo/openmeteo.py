@@ -16,16 +16,29 @@ from graph.demo.cities import ALIASES, City, nearest_city
 # Every forecast carries this: the weather tool shows a service's notice, so the user can tell.
 DEMO_NOTICE = "demo data (演示数据): made up by the scripted demo server, not real weather"
 _CAPITALS = {"Beijing", "Tokyo", "London", "Paris", "Berlin"}
-_COUNTRY_ZH = {"China": "中国", "Japan": "日本", "United Kingdom": "英国", "France": "法国",
-               "United States": "美国", "Germany": "德国", "Australia": "澳大利亚"}
+_COUNTRY_ZH = {
+    "China": "中国",
+    "Japan": "日本",
+    "United Kingdom": "英国",
+    "France": "法国",
+    "United States": "美国",
+    "Germany": "德国",
+    "Australia": "澳大利亚",
+}
 _UNITS = {
-    "temperature_2m": "°C", "relative_humidity_2m": "%", "apparent_temperature": "°C",
-    "weather_code": "wmo code", "wind_speed_10m": "km/h", "wind_direction_10m": "°",
-    "is_day": "", "precipitation": "mm", "cloud_cover": "%", "pressure_msl": "hPa",
+    "temperature_2m": "°C",
+    "relative_humidity_2m": "%",
+    "apparent_temperature": "°C",
+    "weather_code": "wmo code",
+    "wind_speed_10m": "km/h",
+    "wind_direction_10m": "°",
+    "is_day": "",
+    "precipitation": "mm",
+    "cloud_cover": "%",
+    "pressure_msl": "hPa",
     "surface_pressure": "hPa",
 }
-_WIND_FACTORS = {"kmh": (1.0, "km/h"), "ms": (1 / 3.6, "m/s"), "mph": (0.621371, "mp/h"),
-                 "kn": (0.539957, "kn")}
+_WIND_FACTORS = {"kmh": (1.0, "km/h"), "ms": (1 / 3.6, "m/s"), "mph": (0.621371, "mp/h"), "kn": (0.539957, "kn")}
 
 
 def _error(reason: str) -> JSONResponse:
@@ -51,10 +64,15 @@ def _match(name: str) -> list[City]:
 def _result(city: City, language: str) -> dict[str, Any]:
     zh = language.startswith("zh")
     return {
-        "id": city.id, "name": city.zh if zh and city.zh else city.name,
-        "latitude": city.latitude, "longitude": city.longitude, "elevation": city.elevation,
-        "feature_code": "PPLC" if city.name in _CAPITALS else "PPLA", "country_code": city.country_code,
-        "timezone": city.timezone, "population": city.population,
+        "id": city.id,
+        "name": city.zh if zh and city.zh else city.name,
+        "latitude": city.latitude,
+        "longitude": city.longitude,
+        "elevation": city.elevation,
+        "feature_code": "PPLC" if city.name in _CAPITALS else "PPLA",
+        "country_code": city.country_code,
+        "timezone": city.timezone,
+        "population": city.population,
         "country": _COUNTRY_ZH.get(city.country, city.country) if zh else city.country,
         "admin1": city.admin1,
     }
@@ -82,8 +100,13 @@ def _weather_at(latitude: float, longitude: float) -> tuple[City | None, float, 
         return city, city.temperature_c, city.humidity, city.weather_code, city.wind_kmh
     seed = hashlib.sha256(f"{latitude:.2f},{longitude:.2f}".encode()).digest()
     base = 28.0 - abs(latitude) * 0.45
-    return None, round(base + seed[0] % 80 / 10 - 4, 1), 30 + seed[1] % 60, (0, 1, 2, 3, 45, 61)[
-        seed[2] % 6], round(3 + seed[3] % 250 / 10, 1)
+    return (
+        None,
+        round(base + seed[0] % 80 / 10 - 4, 1),
+        30 + seed[1] % 60,
+        (0, 1, 2, 3, 45, 61)[seed[2] % 6],
+        round(3 + seed[3] % 250 / 10, 1),
+    )
 
 
 def _zone(name: str, city: City | None) -> ZoneInfo | None:
@@ -111,8 +134,7 @@ async def forecast(request: Request) -> JSONResponse:
     wanted = [v for v in params.get("current", "").split(",") if v]
     unknown = [v for v in wanted if v not in _UNITS]
     if unknown:
-        return _error(f"Cannot initialize ForecastVariable from invalid String value {unknown[0]} "
-                      "for key current")
+        return _error(f"Cannot initialize ForecastVariable from invalid String value {unknown[0]} for key current")
     city, temp_c, humidity, code, wind_kmh = _weather_at(latitude, longitude)
     zone = _zone(params.get("timezone", "GMT"), city)
     if zone is None:
@@ -127,29 +149,43 @@ async def forecast(request: Request) -> JSONResponse:
         return round(celsius * 9 / 5 + 32, 1) if fahrenheit else round(celsius, 1)
 
     values: dict[str, Any] = {
-        "temperature_2m": temp(temp_c), "relative_humidity_2m": humidity,
+        "temperature_2m": temp(temp_c),
+        "relative_humidity_2m": humidity,
         "apparent_temperature": temp(temp_c - 1.5 + (humidity - 50) / 25 - wind_kmh / 20),
-        "weather_code": code, "wind_speed_10m": round(wind_kmh * wind_factor, 1),
+        "weather_code": code,
+        "wind_speed_10m": round(wind_kmh * wind_factor, 1),
         "wind_direction_10m": int(latitude * 7 + longitude * 3) % 360,
-        "is_day": int(6 <= now.hour < 18), "precipitation": 0.4 if code >= 51 else 0.0,
-        "cloud_cover": min(100, code * 30 if code < 4 else 90), "pressure_msl": 1013.2,
+        "is_day": int(6 <= now.hour < 18),
+        "precipitation": 0.4 if code >= 51 else 0.0,
+        "cloud_cover": min(100, code * 30 if code < 4 else 90),
+        "pressure_msl": 1013.2,
         "surface_pressure": round(1013.2 - (city.elevation if city else 20.0) / 8.3, 1),
     }
     offset = now.utcoffset() or timedelta(0)
     body: dict[str, Any] = {
-        "latitude": round(latitude, 3), "longitude": round(longitude, 3), "generationtime_ms": 0.05,
-        "utc_offset_seconds": int(offset.total_seconds()), "timezone": zone.key,
+        "latitude": round(latitude, 3),
+        "longitude": round(longitude, 3),
+        "generationtime_ms": 0.05,
+        "utc_offset_seconds": int(offset.total_seconds()),
+        "timezone": zone.key,
         "timezone_abbreviation": now.tzname() or "GMT",
-        "elevation": city.elevation if city else 20.0, "notice": DEMO_NOTICE,
+        "elevation": city.elevation if city else 20.0,
+        "notice": DEMO_NOTICE,
     }
     if wanted:
         units = {"time": "iso8601", "interval": "seconds"}
         for var in wanted:
-            units[var] = ("°F" if fahrenheit else "°C") if "temperature" in var else (
-                wind_unit if var == "wind_speed_10m" else _UNITS[var])
+            units[var] = (
+                ("°F" if fahrenheit else "°C")
+                if "temperature" in var
+                else (wind_unit if var == "wind_speed_10m" else _UNITS[var])
+            )
         body["current_units"] = units
-        body["current"] = {"time": now.strftime("%Y-%m-%dT%H:%M"), "interval": 900,
-                           **{var: values[var] for var in wanted}}
+        body["current"] = {
+            "time": now.strftime("%Y-%m-%dT%H:%M"),
+            "interval": 900,
+            **{var: values[var] for var in wanted},
+        }
     return JSONResponse(body)
 
 

@@ -38,9 +38,7 @@ class _Uvicorn(uvicorn.Server):
 class DemoServer:
     """A fake vLLM server on a real socket: `with DemoServer() as server: ... server.base_url`."""
 
-    def __init__(
-        self, config: DemoConfig | None = None, host: str = "127.0.0.1", port: int = 0
-    ) -> None:
+    def __init__(self, config: DemoConfig | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
         self._fake = FakeVllm(config or DemoConfig())
         self.host = host
         self.port = port
@@ -104,8 +102,11 @@ class DemoServer:
 
         WEATHER_API_KEY is blanked: with a key the tool would ask OpenWeatherMap, which has no stand-in.
         """
-        return {"WEATHER_GEOCODING_URL": self.geocoding_url, "WEATHER_FORECAST_URL": self.forecast_url,
-                "WEATHER_API_KEY": ""}
+        return {
+            "WEATHER_GEOCODING_URL": self.geocoding_url,
+            "WEATHER_FORECAST_URL": self.forecast_url,
+            "WEATHER_API_KEY": "",
+        }
 
     def script(self, *replies: Reply | str) -> None:
         """Queue replies for the next chat requests (FIFO); a str means Reply(text=str)."""
@@ -138,12 +139,14 @@ class DemoServer:
             raise
         self.port = sock.getsockname()[1]
         ready = threading.Event()
-        config = uvicorn.Config(self._fake.app, log_level="warning", access_log=False,
-                                lifespan="off", timeout_graceful_shutdown=2)
+        config = uvicorn.Config(
+            self._fake.app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=2
+        )
         self._server = _Uvicorn(config, ready)
         self._fake.stopping.clear()
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
-                                        name=f"demo-vllm-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name=f"demo-vllm-{self.port}", daemon=True
+        )
         self._thread.start()
         if not ready.wait(_START_TIMEOUT) or not self._server.started:
             self.stop()
@@ -168,8 +171,9 @@ class DemoServer:
     def __enter__(self) -> DemoServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
 
@@ -178,15 +182,13 @@ def _check_config(config: DemoConfig) -> None:
     if config.enable_auto_tool_choice and config.tool_call_parser is None:
         raise ValueError("Error: --enable-auto-tool-choice requires --tool-call-parser")
     if config.tool_call_parser not in SUPPORTED_PARSERS:
-        raise ValueError(f"the demo server simulates only the hermes tool parser, not "
-                         f"{config.tool_call_parser!r}")
+        raise ValueError(f"the demo server simulates only the hermes tool parser, not {config.tool_call_parser!r}")
     if config.model_family not in ("qwen2.5", "qwen3_coder"):
         raise ValueError(f"unknown model family {config.model_family!r}")
     if not config.served_model_names:
         raise ValueError("served_model_names must not be empty")
     if config.reasoning_parser not in SUPPORTED_REASONING_PARSERS:
-        raise ValueError(f"the demo server simulates only the qwen3 reasoning parser, not "
-                         f"{config.reasoning_parser!r}")
+        raise ValueError(f"the demo server simulates only the qwen3 reasoning parser, not {config.reasoning_parser!r}")
     if config.stream_interval < 1:
         raise ValueError(f"stream_interval must be at least 1, got {config.stream_interval}")
 
@@ -207,23 +209,42 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--served-model-name", nargs="+", dest="served_model_names",
-                        default=["Qwen/Qwen2.5-7B-Instruct"], metavar="NAME")
-    parser.add_argument("--model", default=None,
-                        help="the model path vLLM would load (/v1/models `root`; default: the first served name)")
-    parser.add_argument("--reasoning-parser", choices=["qwen3"], default=None,
-                        help="split <think>...</think> into `reasoning`, as vLLM's qwen3 reasoning parser")
-    parser.add_argument("--stream-interval", type=_at_least_one, default=1,
-                        help="tokens per streamed chunk after the first (vLLM's --stream-interval)")
+    parser.add_argument(
+        "--served-model-name",
+        nargs="+",
+        dest="served_model_names",
+        default=["Qwen/Qwen2.5-7B-Instruct"],
+        metavar="NAME",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="the model path vLLM would load (/v1/models `root`; default: the first served name)",
+    )
+    parser.add_argument(
+        "--reasoning-parser",
+        choices=["qwen3"],
+        default=None,
+        help="split <think>...</think> into `reasoning`, as vLLM's qwen3 reasoning parser",
+    )
+    parser.add_argument(
+        "--stream-interval",
+        type=_at_least_one,
+        default=1,
+        help="tokens per streamed chunk after the first (vLLM's --stream-interval)",
+    )
     parser.add_argument("--api-key", default=None)
-    parser.add_argument("--no-tool-parser", action="store_true",
-                        help="act as if started without --enable-auto-tool-choice")
+    parser.add_argument(
+        "--no-tool-parser", action="store_true", help="act as if started without --enable-auto-tool-choice"
+    )
     parser.add_argument("--model-family", choices=["qwen2.5", "qwen3_coder"], default="qwen2.5")
     parser.add_argument("--max-model-len", type=int, default=32768)
-    parser.add_argument("--first-token-delay", type=float, default=0.0,
-                        help="seconds before the first token (simulated prefill)")
-    parser.add_argument("--token-delay", type=float, default=0.02,
-                        help="seconds between streamed tokens (default 0.02)")
+    parser.add_argument(
+        "--first-token-delay", type=float, default=0.0, help="seconds before the first token (simulated prefill)"
+    )
+    parser.add_argument(
+        "--token-delay", type=float, default=0.02, help="seconds between streamed tokens (default 0.02)"
+    )
     return parser
 
 
@@ -236,19 +257,30 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
     config = DemoConfig(
-        served_model_names=args.served_model_names, api_key=args.api_key,
+        served_model_names=args.served_model_names,
+        api_key=args.api_key,
         enable_auto_tool_choice=not args.no_tool_parser,
         tool_call_parser=None if args.no_tool_parser else "hermes",
-        model_family=args.model_family, max_model_len=args.max_model_len, token_delay=args.token_delay,
-        first_token_delay=args.first_token_delay, model=args.model, reasoning_parser=args.reasoning_parser,
+        model_family=args.model_family,
+        max_model_len=args.max_model_len,
+        token_delay=args.token_delay,
+        first_token_delay=args.first_token_delay,
+        model=args.model,
+        reasoning_parser=args.reasoning_parser,
         stream_interval=args.stream_interval,
     )
     server = DemoServer(config, host=args.host, port=args.port).start()
     try:
-        print(f"Fake vLLM {VLLM_VERSION} serving {', '.join(config.served_model_names)} at "
-              f"{server.url} (OpenAI base URL {server.base_url}). Press Ctrl-C to stop.", flush=True)
-        print(f"Offline weather (demo data): WEATHER_GEOCODING_URL={server.geocoding_url} "
-              f"WEATHER_FORECAST_URL={server.forecast_url}", flush=True)
+        print(
+            f"Fake vLLM {VLLM_VERSION} serving {', '.join(config.served_model_names)} at "
+            f"{server.url} (OpenAI base URL {server.base_url}). Press Ctrl-C to stop.",
+            flush=True,
+        )
+        print(
+            f"Offline weather (demo data): WEATHER_GEOCODING_URL={server.geocoding_url} "
+            f"WEATHER_FORECAST_URL={server.forecast_url}",
+            flush=True,
+        )
         server.wait()
     except KeyboardInterrupt:
         pass

@@ -6,7 +6,7 @@ import json
 import logging
 import re
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TextIO
 from urllib.parse import unquote, urlsplit
 
@@ -126,7 +126,7 @@ class TextFormatter(logging.Formatter):
 
 
 def _text_value(value: Any) -> str:
-    if isinstance(value, str) and value and not any(c.isspace() or c in "\"=" for c in value):
+    if isinstance(value, str) and value and not any(c.isspace() or c in '"=' for c in value):
         return value
     return json.dumps(value, ensure_ascii=False, default=str)
 
@@ -135,13 +135,14 @@ class JsonLineFormatter(JsonFormatter):
     """One JSON object per line: ts (UTC, ISO 8601), level, logger, msg, then the extras."""
 
     def __init__(self, redactor: Redactor) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s", rename_fields=JSON_FIELDS,
-                         json_ensure_ascii=False)
+        super().__init__(
+            "%(asctime)s %(levelname)s %(name)s %(message)s", rename_fields=JSON_FIELDS, json_ensure_ascii=False
+        )
         self.redactor = redactor
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
         """The record's time as 2025-01-31T12:00:00.123Z."""
-        stamp = datetime.fromtimestamp(record.created, tz=timezone.utc)
+        stamp = datetime.fromtimestamp(record.created, tz=UTC)
         return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
@@ -175,13 +176,23 @@ def step_fields(step: Step) -> dict[str, Any]:
     """The fields of one step's log line (no arguments or results: they may hold user data)."""
     fields: dict[str, Any] = {"turn": step.turn, "kind": step.kind, "node": step.node}
     if step.kind == "model":
-        fields.update(model=step.model, ttft_ms=_ms(step.ttft_ms), tokens_in=step.tokens_in,
-                      tokens_out=step.tokens_out, tool_calls=step.tool_calls)
+        fields.update(
+            model=step.model,
+            ttft_ms=_ms(step.ttft_ms),
+            tokens_in=step.tokens_in,
+            tokens_out=step.tokens_out,
+            tool_calls=step.tool_calls,
+        )
     else:
         fields.update(tool=step.name, recovered=step.recovered)
     error = step.error if step.error is None or len(step.error) <= MAX_ERROR else step.error[:MAX_ERROR] + "…"
-    fields.update(endpoint=step.endpoint, duration_ms=_ms(step.duration_ms), status=step.status,
-                  error=error, skipped=[str(s) for s in step.skipped])
+    fields.update(
+        endpoint=step.endpoint,
+        duration_ms=_ms(step.duration_ms),
+        status=step.status,
+        error=error,
+        skipped=[str(s) for s in step.skipped],
+    )
     return fields
 
 
@@ -194,5 +205,11 @@ def log_step(step: Step, *, thread_id: str, interface: str) -> None:
     if not log.isEnabledFor(logging.INFO):
         return  # the default level: skip building the fields on every step of a batch
     what = step.model if step.kind == "model" else step.name
-    log.info("%s %s %s in %.0f ms", step.kind, what or "?", step.status, step.duration_ms,
-             extra={"thread_id": thread_id, "interface": interface, **step_fields(step)})
+    log.info(
+        "%s %s %s in %.0f ms",
+        step.kind,
+        what or "?",
+        step.status,
+        step.duration_ms,
+        extra={"thread_id": thread_id, "interface": interface, **step_fields(step)},
+    )

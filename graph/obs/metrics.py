@@ -13,8 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import (
+    REGISTRY,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    make_asgi_app,
+    start_http_server,
     write_to_textfile,
-    REGISTRY, Counter, Histogram, disable_created_metrics, make_asgi_app, start_http_server,
 )
 
 from graph.trace import Step
@@ -33,24 +38,24 @@ STEP_BUCKETS = (0, 1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50, 100)
 disable_created_metrics()  # no *_created gauge next to every series: Prometheus and Grafana do not need them
 
 QUESTIONS = Counter("work_agent_questions_total", "Questions asked.", ["interface"])
-ANSWERS = Counter("work_agent_answers_total", "Turns finished, by outcome (ok, error, stopped).",
-                  ["interface", "status"])
-STEPS_PER_ANSWER = Histogram("work_agent_steps_per_answer", "Tool calls per answered question.",
-                             buckets=STEP_BUCKETS)
+ANSWERS = Counter(
+    "work_agent_answers_total", "Turns finished, by outcome (ok, error, stopped).", ["interface", "status"]
+)
+STEPS_PER_ANSWER = Histogram("work_agent_steps_per_answer", "Tool calls per answered question.", buckets=STEP_BUCKETS)
 TOOL_CALLS = Counter("work_agent_tool_calls_total", "Tool calls, by tool and status.", ["tool", "status"])
-TOOL_SECONDS = Histogram("work_agent_tool_duration_seconds", "Time a tool call took.", ["tool"],
-                         buckets=TOOL_BUCKETS)
-MODEL_CALLS = Counter("work_agent_model_calls_total", "Model requests, by the endpoint that answered.",
-                      ["endpoint"])
-MODEL_TTFT = Histogram("work_agent_model_ttft_seconds", "Time to the first streamed chunk.", ["endpoint"],
-                       buckets=TTFT_BUCKETS)
-MODEL_SECONDS = Histogram("work_agent_model_duration_seconds", "Time a model request took.", ["endpoint"],
-                          buckets=MODEL_BUCKETS)
-TOKENS = Counter("work_agent_tokens_total", "Tokens, by endpoint and kind (prompt, completion).",
-                 ["endpoint", "kind"])
+TOOL_SECONDS = Histogram("work_agent_tool_duration_seconds", "Time a tool call took.", ["tool"], buckets=TOOL_BUCKETS)
+MODEL_CALLS = Counter("work_agent_model_calls_total", "Model requests, by the endpoint that answered.", ["endpoint"])
+MODEL_TTFT = Histogram(
+    "work_agent_model_ttft_seconds", "Time to the first streamed chunk.", ["endpoint"], buckets=TTFT_BUCKETS
+)
+MODEL_SECONDS = Histogram(
+    "work_agent_model_duration_seconds", "Time a model request took.", ["endpoint"], buckets=MODEL_BUCKETS
+)
+TOKENS = Counter("work_agent_tokens_total", "Tokens, by endpoint and kind (prompt, completion).", ["endpoint", "kind"])
 RECOVERED = Counter("work_agent_recovered_tool_calls_total", "Tool calls recovered from <tool_call> text.")
-FALLBACKS = Counter("work_agent_fallbacks_total", "Endpoints passed over, by the skipped endpoint and why.",
-                    ["endpoint", "reason"])
+FALLBACKS = Counter(
+    "work_agent_fallbacks_total", "Endpoints passed over, by the skipped endpoint and why.", ["endpoint", "reason"]
+)
 
 _seen_tools: set[str] = set()
 _lock = threading.Lock()

@@ -30,8 +30,10 @@ DROPPED_ENV = ("VLLM_API_KEY", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")
 INSTALL = "python3 -m venv .venv-vllm && .venv-vllm/bin/pip install -r tests/conformance/requirements.txt"
 MISSING = "needs vLLM {version} in .venv-vllm: " + INSTALL
 MISSING_CUSTOM = "needs vLLM {version} at {var}={python}: {python} -m pip install -r tests/conformance/requirements.txt"
-WRONG_VERSION = ("{python} has vLLM {found} but tests/conformance/requirements.txt pins {pinned}: "
-                 "{python} -m pip install -r tests/conformance/requirements.txt")
+WRONG_VERSION = (
+    "{python} has vLLM {found} but tests/conformance/requirements.txt pins {pinned}: "
+    "{python} -m pip install -r tests/conformance/requirements.txt"
+)
 START_FAILED = "the real vLLM server ({flags}) {why}; its log is {log}:\n{tail}"
 STOP_GRACE = 30.0
 POLL = 0.2
@@ -75,12 +77,19 @@ def check_installed() -> str:
     pinned = pinned_version()
     python = vllm_python()
     short = ".".join(pinned.split(".")[:2])
-    missing = (MISSING.format(version=short) if python == DEFAULT_PYTHON
-               else MISSING_CUSTOM.format(version=short, var=PYTHON_VAR, python=python))
+    missing = (
+        MISSING.format(version=short)
+        if python == DEFAULT_PYTHON
+        else MISSING_CUSTOM.format(version=short, var=PYTHON_VAR, python=python)
+    )
     if not python.exists():
         raise Unavailable(missing)
-    probe = subprocess.run([str(python), "-c", "import importlib.metadata as m; print(m.version('vllm'))"],
-                           capture_output=True, text=True, timeout=60)
+    probe = subprocess.run(
+        [str(python), "-c", "import importlib.metadata as m; print(m.version('vllm'))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if probe.returncode != 0:
         raise Unavailable(missing)
     found = probe.stdout.strip()
@@ -148,8 +157,15 @@ class RealVllm:
         with self.log_path.open("wb") as log:
             log.write(redact(" ".join(command)).encode() + b"\n")
             log.flush()
-            self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
+            self.process = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         self._started = started
 
     def _wait_ready(self, timeout: float) -> None:
@@ -172,8 +188,12 @@ class RealVllm:
     def _failure(self, why: str) -> str:
         lines = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
         tail = "\n".join(line for line in lines if not line.startswith("W1"))  # drop torch's import warnings
-        return START_FAILED.format(flags=redact(" ".join(self.flags)) or "no flags", why=why, log=self.log_path,
-                                   tail=redact("\n".join(tail.splitlines()[-15:])))
+        return START_FAILED.format(
+            flags=redact(" ".join(self.flags)) or "no flags",
+            why=why,
+            log=self.log_path,
+            tail=redact("\n".join(tail.splitlines()[-15:])),
+        )
 
     # --- the control API -------------------------------------------------------------------------------
     def script(self, *replies: Reply | str | dict[str, Any]) -> None:

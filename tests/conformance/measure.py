@@ -15,8 +15,10 @@ from tests.conformance.harness import RealVllm, check_installed, vllm_python
 from tests.conformance.vllm_app.model_folder import CACHE_VAR
 
 FLAGS = ("--enable-auto-tool-choice", "--tool-call-parser", "hermes")
-IMPORTS = ("import time; t = time.monotonic(); import vllm.entrypoints.cli.main, vllm.entrypoints.cli.serve, "
-           "vllm.v1.engine.async_llm, vllm.entrypoints.launchers.app; print(time.monotonic() - t)")
+IMPORTS = (
+    "import time; t = time.monotonic(); import vllm.entrypoints.cli.main, vllm.entrypoints.cli.serve, "
+    "vllm.v1.engine.async_llm, vllm.entrypoints.launchers.app; print(time.monotonic() - t)"
+)
 
 
 def _mib(n: int) -> str:
@@ -25,8 +27,7 @@ def _mib(n: int) -> str:
 
 def _start(log_dir: Path, label: str) -> RealVllm:
     server = RealVllm(FLAGS, log_dir).start()
-    print(f"start, {label}: {server.startup_seconds:.1f} s to /health 200; RSS {_mib(server.rss_bytes())}",
-          flush=True)
+    print(f"start, {label}: {server.startup_seconds:.1f} s to /health 200; RSS {_mib(server.rss_bytes())}", flush=True)
     return server
 
 
@@ -36,8 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"vLLM {check_installed()} at {vllm_python()}", flush=True)
     env = {**os.environ, "VLLM_TARGET_DEVICE": "cpu"}
-    imported = subprocess.run([str(vllm_python()), "-c", IMPORTS], capture_output=True, text=True, env=env,
-                              check=True)
+    imported = subprocess.run([str(vllm_python()), "-c", IMPORTS], capture_output=True, text=True, env=env, check=True)
     print(f"import of vLLM's CLI, AsyncLLM and app: {float(imported.stdout.split()[-1]):.1f} s", flush=True)
     with tempfile.TemporaryDirectory(prefix="wa-conformance-measure-") as tmp:
         os.environ[CACHE_VAR] = str(Path(tmp) / "cache")
@@ -52,9 +52,12 @@ def main() -> None:
                     client.post(f"{server.base_url}/chat/completions", json=body).raise_for_status()
                     took.append(time.monotonic() - began)
             took.sort()
-            print(f"{args.requests} chat completions: median {took[len(took) // 2] * 1000:.0f} ms, "
-                  f"max {took[-1] * 1000:.0f} ms; RSS after {_mib(server.rss_bytes())}, "
-                  f"peak {_mib(server.rss_bytes('VmHWM'))}", flush=True)
+            print(
+                f"{args.requests} chat completions: median {took[len(took) // 2] * 1000:.0f} ms, "
+                f"max {took[-1] * 1000:.0f} ms; RSS after {_mib(server.rss_bytes())}, "
+                f"peak {_mib(server.rss_bytes('VmHWM'))}",
+                flush=True,
+            )
         finally:
             server.close()
 

@@ -79,8 +79,10 @@ def _render(section: str, rows: dict[str, Row], old_text: str = "") -> str:
 def _sections(text: str) -> dict[str, str]:
     """The `## name` sections of an existing document, each with its heading, in order."""
     found = list(_SECTION.finditer(text))
-    return {m.group(1).strip(): text[m.start(): found[i + 1].start() if i + 1 < len(found) else len(text)]
-            for i, m in enumerate(found)}
+    return {
+        m.group(1).strip(): text[m.start() : found[i + 1].start() if i + 1 < len(found) else len(text)]
+        for i, m in enumerate(found)
+    }
 
 
 def write(path: Path = DOC) -> Path | None:

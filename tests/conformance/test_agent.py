@@ -24,14 +24,25 @@ WRONG_KEY = "sk-wrong-conformance-key-9d1e"
 FLAGS = {
     "tools": ("--enable-auto-tool-choice", "--tool-call-parser", "hermes", "--served-model-name", MODEL),
     "plain": ("--api-key", KEY, "--max-model-len", "2048"),  # no tool flags, a key, a short context
-    "short": ("--enable-auto-tool-choice", "--tool-call-parser", "hermes", "--served-model-name", MODEL,
-              "--max-model-len", "2048"),
+    "short": (
+        "--enable-auto-tool-choice",
+        "--tool-call-parser",
+        "hermes",
+        "--served-model-name",
+        MODEL,
+        "--max-model-len",
+        "2048",
+    ),
 }
 # The same "servers" on the scripted side (graph.demo DemoConfig fields).
 CONFIGS: dict[str, dict[str, Any]] = {
     "tools": {},
-    "plain": {"api_key": KEY, "enable_auto_tool_choice": False, "max_model_len": 2048,
-              "served_model_names": ["/root/.cache/work-agent-conformance/qwen2.5"]},  # served by its path
+    "plain": {
+        "api_key": KEY,
+        "enable_auto_tool_choice": False,
+        "max_model_len": 2048,
+        "served_model_names": ["/root/.cache/work-agent-conformance/qwen2.5"],
+    },  # served by its path
     "short": {"max_model_len": 2048},
 }
 SERVERS = ("real", "scripted")
@@ -100,8 +111,7 @@ def user_texts(messages: list[dict[str, Any]]) -> list[str]:
 
 
 @pytest.fixture(params=SERVERS)
-def serve(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, demo_server: Any
-          ) -> Callable[[str], Target]:
+def serve(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, demo_server: Any) -> Callable[[str], Target]:
     """Factory: `serve("tools" | "plain" | "short")` points the agent (env) at that server, real or scripted.
 
     The weather tool always uses the scripted server's Open-Meteo stand-in (the session's demo server).
@@ -182,8 +192,9 @@ def outcome(request: pytest.FixtureRequest) -> Iterator[Callable[[str], Outcome]
     for result in made:  # the call phase has been reported: a failure already counts in testsfailed
         status = "ok" if result.ok else "FAIL" if request.session.testsfailed > failed_before else "skipped"
         RESULTS.setdefault(result.scenario, {})[result.server] = status
-        NOTES.setdefault(result.scenario, {})[result.server] = result.note if result.ok else (
-            "failed: see the pytest output" if status == "FAIL" else "")
+        NOTES.setdefault(result.scenario, {})[result.server] = (
+            result.note if result.ok else ("failed: see the pytest output" if status == "FAIL" else "")
+        )
 
 
 # --- run ----------------------------------------------------------------------------------------
@@ -263,8 +274,9 @@ def test_doctor_healthy(serve, outcome):
     proc = cli("doctor", "--json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     checks = doctor_checks(proc)
-    assert [checks[n]["status"] for n in ("endpoint", "model served", "chat", "tool calling", "streaming")] == \
-        ["ok"] * 5, checks
+    assert [checks[n]["status"] for n in ("endpoint", "model served", "chat", "tool calling", "streaming")] == [
+        "ok"
+    ] * 5, checks
     assert checks["tool calling"]["detail"].startswith("get_current_time(")
     result.passed(f"tool calling: {checks['tool calling']['detail']}")
 
@@ -373,8 +385,9 @@ def test_small_batch_all_ok(serve, outcome, tmp_path: Path):
     questions.write_text("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in BATCH), encoding="utf-8")
     proc = cli("batch", str(questions), "--concurrency", "5")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    rows = [json.loads(line) for line in
-            (tmp_path / "问题.jsonl.answers.jsonl").read_text(encoding="utf-8").splitlines()]
+    rows = [
+        json.loads(line) for line in (tmp_path / "问题.jsonl.answers.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
     assert sorted(r["id"] for r in rows) == sorted(q["id"] for q in BATCH)
     assert [r["status"] for r in rows] == ["ok"] * 5, [(r["id"], r["error"]) for r in rows]
     by_id = {r["id"]: r for r in rows}
@@ -394,8 +407,11 @@ def _chat(messages: list[Any]) -> list[tuple[str, str, str]]:
     """(role, title, content) of each chat message."""
     out = []
     for m in messages:
-        role, meta, content = (m.get("role"), m.get("metadata"), m.get("content")) if isinstance(m, dict) else (
-            m.role, m.metadata, m.content)
+        role, meta, content = (
+            (m.get("role"), m.get("metadata"), m.get("content"))
+            if isinstance(m, dict)
+            else (m.role, m.metadata, m.content)
+        )
         out.append((str(role), str((meta or {}).get("title") or ""), str(content)))
     return out
 
@@ -411,8 +427,12 @@ async def test_ui_chat_function_answers_with_a_trace(serve, outcome):
     backend = Backend(load_settings())
     session = Session()
     try:
-        outputs = [out async for out in Handlers(backend).run(PARALLEL_Q, session, "owner", None, None, 0.2, 1024,
-                                                               8, [t.name for t in TOOLS], _Request())]
+        outputs = [
+            out
+            async for out in Handlers(backend).run(
+                PARALLEL_Q, session, "owner", None, None, 0.2, 1024, 8, [t.name for t in TOOLS], _Request()
+            )
+        ]
     finally:
         await backend.close()
     chat = _chat(session.display())

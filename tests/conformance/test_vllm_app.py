@@ -24,9 +24,14 @@ TOOLS_FLAGS = ("--enable-auto-tool-choice", "--tool-call-parser", "hermes", "--s
 # No tool flags, a key and a short context: the error cases.
 PLAIN_FLAGS = ("--api-key", KEY, "--max-model-len", "2048")
 REASONING_FLAGS = ("--reasoning-parser", "qwen3", "--enable-auto-tool-choice", "--tool-call-parser", "hermes")
-WEATHER = {"type": "function", "function": {
-    "name": "get_city_weather", "description": "Current weather of a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_city_weather",
+        "description": "Current weather of a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
 
 
 def _client(server: Any, key: str = "EMPTY") -> openai.OpenAI:
@@ -61,8 +66,7 @@ def test_models_list_names_the_served_model_with_the_model_folder_as_root(real_v
 def test_plain_chat_completion_returns_the_scripted_text(real_vllm):
     server = real_vllm(*TOOLS_FLAGS)
     server.script("Hello from the scripted core. 你好！")
-    response = _client(server).chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "Say hi"}])
+    response = _client(server).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Say hi"}])
     choice = response.choices[0]
     assert choice.message.content == "Hello from the scripted core. 你好！"
     assert choice.finish_reason == "stop" and choice.message.tool_calls is None
@@ -77,9 +81,12 @@ def test_the_control_api_refuses_a_bad_script_in_one_line(real_vllm):
     server = real_vllm(*TOOLS_FLAGS)
     response = httpx.post(f"{server.url}/_script", json={"replies": [{"txt": "typo"}]})
     assert response.status_code == 400
-    assert response.json() == {"error": (
-        "POST /_script wants {\"replies\": [{\"text\": \"...\"}, ...]}: unknown reply fields ['txt']: "
-        "use text, token_ids, error_after_tokens, stall_after_tokens, delay")}
+    assert response.json() == {
+        "error": (
+            'POST /_script wants {"replies": [{"text": "..."}, ...]}: unknown reply fields [\'txt\']: '
+            "use text, token_ids, error_after_tokens, stall_after_tokens, delay"
+        )
+    }
     assert server.stats()["scripted_left"] == 0
 
 
@@ -87,8 +94,11 @@ def test_plain_chat_completion_streams_token_by_token(real_vllm):
     server = real_vllm(*TOOLS_FLAGS)
     server.script("One two three four.")
     stream = _client(server).chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "Count"}], stream=True,
-        stream_options={"include_usage": True})
+        model=MODEL,
+        messages=[{"role": "user", "content": "Count"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     chunks = list(stream)
     assert chunks[0].choices[0].delta.role == "assistant"
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -110,11 +120,21 @@ def test_hermes_tool_call_streams_name_and_arguments_and_the_core_reads_results_
     assert json.loads(calls[0]["arguments"]) == {"city": "Tokyo"}
     assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["tool_calls"]
     call_id = next(d.id for c in chunks for d in (c.choices[0].delta.tool_calls or []) if d.id)
-    turn = [*question,
-            {"role": "assistant", "content": None, "tool_calls": [
-                {"id": call_id, "type": "function",
-                 "function": {"name": "get_city_weather", "arguments": calls[0]["arguments"]}}]},
-            {"role": "tool", "tool_call_id": call_id, "content": '{"city": "Tokyo", "temperature_c": 18}'}]
+    turn = [
+        *question,
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": "get_city_weather", "arguments": calls[0]["arguments"]},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": call_id, "content": '{"city": "Tokyo", "temperature_c": 18}'},
+    ]
     answer = client.chat.completions.create(model=MODEL, messages=turn, tools=[WEATHER])
     assert answer.choices[0].finish_reason == "stop"
     assert "temperature_c: 18" in answer.choices[0].message.content
@@ -130,12 +150,16 @@ def test_max_tokens_cut_gives_finish_reason_length(real_vllm):
     server = real_vllm(*TOOLS_FLAGS)
     server.script("This answer is much longer than three tokens, so it is cut.", "Again much longer than three.")
     response = _client(server).chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "Talk"}], max_tokens=3)
+        model=MODEL, messages=[{"role": "user", "content": "Talk"}], max_tokens=3
+    )
     assert response.choices[0].finish_reason == "length"
     assert response.usage.completion_tokens == 3
     assert response.choices[0].message.content == "This answer is"
-    streamed = list(_client(server).chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "Talk"}], max_completion_tokens=3, stream=True))
+    streamed = list(
+        _client(server).chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "Talk"}], max_completion_tokens=3, stream=True
+        )
+    )
     assert [c.choices[0].finish_reason for c in streamed if c.choices[0].finish_reason] == ["length"]
     assert [r["max_tokens"] for r in server.stats()["requests"]] == [3, 3]
 
@@ -143,8 +167,7 @@ def test_max_tokens_cut_gives_finish_reason_length(real_vllm):
 def test_prompt_over_max_model_len_is_vllms_400_before_any_generation(real_vllm):
     server = real_vllm(*PLAIN_FLAGS)
     with pytest.raises(openai.BadRequestError) as caught:
-        _client(server, KEY).chat.completions.create(
-            model="", messages=[{"role": "user", "content": "word " * 2100}])
+        _client(server, KEY).chat.completions.create(model="", messages=[{"role": "user", "content": "word " * 2100}])
     error = caught.value.body
     assert caught.value.status_code == 400
     assert error["type"] == "BadRequestError" and error["param"] == "input_tokens"
@@ -165,13 +188,24 @@ def test_api_key_guards_v1_with_vllms_401_body(real_vllm):
 
 def test_auto_tool_choice_without_tool_flags_is_vllms_400(real_vllm):
     server = real_vllm(*PLAIN_FLAGS)
-    response = httpx.post(f"{server.base_url}/chat/completions", headers={"Authorization": f"Bearer {KEY}"},
-                          json={"messages": [{"role": "user", "content": "Weather in Paris?"}], "tools": [WEATHER],
-                                "tool_choice": "auto"})
+    response = httpx.post(
+        f"{server.base_url}/chat/completions",
+        headers={"Authorization": f"Bearer {KEY}"},
+        json={
+            "messages": [{"role": "user", "content": "Weather in Paris?"}],
+            "tools": [WEATHER],
+            "tool_choice": "auto",
+        },
+    )
     assert response.status_code == 400
-    assert response.json() == {"error": {
-        "message": "\"auto\" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set",
-        "type": "BadRequestError", "param": None, "code": 400}}
+    assert response.json() == {
+        "error": {
+            "message": '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set',
+            "type": "BadRequestError",
+            "param": None,
+            "code": 400,
+        }
+    }
 
 
 def _sse(response: httpx.Response) -> Iterator[str]:
@@ -183,14 +217,18 @@ def _sse(response: httpx.Response) -> Iterator[str]:
 
 def test_scripted_engine_error_mid_stream_is_vllms_error_event_then_done(real_vllm):
     server = real_vllm(*TOOLS_FLAGS)
-    server.script(Reply(text="Partial answer that breaks here and never ends.", error_after_tokens=3),
-                  Reply(text="Broken too.", error_after_tokens=1))
+    server.script(
+        Reply(text="Partial answer that breaks here and never ends.", error_after_tokens=3),
+        Reply(text="Broken too.", error_after_tokens=1),
+    )
     body = {"model": MODEL, "messages": [{"role": "user", "content": "Go"}], "stream": True}
     with httpx.stream("POST", f"{server.base_url}/chat/completions", json=body, timeout=60) as response:
         events = list(_sse(response))
     assert response.status_code == 200
-    assert events[-2:] == ['{"error":{"message":"Internal server error","type":"InternalServerError",'
-                           '"param":null,"code":500}}', "[DONE]"]
+    assert events[-2:] == [
+        '{"error":{"message":"Internal server error","type":"InternalServerError","param":null,"code":500}}',
+        "[DONE]",
+    ]
     text = "".join(json.loads(e)["choices"][0]["delta"].get("content") or "" for e in events[:-2])
     assert text == "Partial answer that"
     failed = httpx.post(f"{server.base_url}/chat/completions", json={**body, "stream": False}, timeout=60)
@@ -217,8 +255,7 @@ def test_client_disconnect_mid_stream_reaches_the_engine_as_an_abort(real_vllm):
 def test_qwen3_variant_with_the_reasoning_parser_splits_reasoning_from_content(real_vllm):
     server = real_vllm(*REASONING_FLAGS)
     server.script("<think>\nThe user greets me.\n</think>\n\nHello!")
-    response = _client(server).chat.completions.create(
-        model="", messages=[{"role": "user", "content": "Hi"}])
+    response = _client(server).chat.completions.create(model="", messages=[{"role": "user", "content": "Hi"}])
     message = response.choices[0].message.model_dump()
     assert message["content"] == "\n\nHello!"  # vLLM's qwen3 parser keeps the newlines after </think>
     assert message["reasoning"].strip() == "The user greets me."
@@ -238,8 +275,11 @@ def _ending(result: subprocess.CompletedProcess[str]) -> list[str]:
     return lines[usage:] if usage is not None else lines[-1:]
 
 
-@pytest.mark.parametrize("flags", [("--bogus-flag",), ("--enable-auto-tool-choice",)],
-                         ids=["unknown-flag", "auto-tool-choice-without-parser"])
+@pytest.mark.parametrize(
+    "flags",
+    [("--bogus-flag",), ("--enable-auto-tool-choice",)],
+    ids=["unknown-flag", "auto-tool-choice-without-parser"],
+)
 def test_bad_flags_fail_exactly_like_vllm_serve(vllm_venv, flags):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "VLLM_TARGET_DEVICE": "cpu", "HF_HUB_OFFLINE": "1"}
     harness = [str(vllm_venv), "-m", "tests.conformance.vllm_app", "--port", "9", *flags]

@@ -52,8 +52,14 @@ class Recorder:
     def __init__(self, node: Any) -> None:
         self.node = node
         self.recorded = False
-        self.row: dict[str, Any] = {"case": node.name, "family": "?", "title": node.name, "interface": "?",
-                                    "expected": "", "order": 0}
+        self.row: dict[str, Any] = {
+            "case": node.name,
+            "family": "?",
+            "title": node.name,
+            "interface": "?",
+            "expected": "",
+            "order": 0,
+        }
         self.started = time.perf_counter()
 
     def begin(self, **row: Any) -> None:
@@ -71,11 +77,19 @@ class Recorder:
         passed = not obs.problems
         bug = self.known_bug
         result = ("xpass" if passed else "xfail") if bug else ("pass" if passed else "fail")
-        write_row({
-            **self.row, "result": result, "message": one_line(obs.message), "exit_code": obs.exit_code,
-            "duration_s": round(obs.duration_s or time.perf_counter() - self.started, 2),
-            "requests": obs.requests, "problems": obs.problems, "known_bug": bug, "test": self.node.nodeid,
-        })
+        write_row(
+            {
+                **self.row,
+                "result": result,
+                "message": one_line(obs.message),
+                "exit_code": obs.exit_code,
+                "duration_s": round(obs.duration_s or time.perf_counter() - self.started, 2),
+                "requests": obs.requests,
+                "problems": obs.problems,
+                "known_bug": bug,
+                "test": self.node.nodeid,
+            }
+        )
         assert passed, f"{self.row['case']} via {self.row['interface']}:\n  - " + "\n  - ".join(obs.problems)
 
     def abandoned(self) -> None:
@@ -83,12 +97,19 @@ class Recorder:
         if self.recorded:
             return
         bug = self.known_bug
-        write_row({
-            **self.row, "result": "xfail" if bug else "fail",
-            "message": "the test raised before it could judge the outcome (see the pytest output)",
-            "exit_code": None, "duration_s": round(time.perf_counter() - self.started, 2), "requests": None,
-            "problems": ["the scenario raised"], "known_bug": bug, "test": self.node.nodeid,
-        })
+        write_row(
+            {
+                **self.row,
+                "result": "xfail" if bug else "fail",
+                "message": "the test raised before it could judge the outcome (see the pytest output)",
+                "exit_code": None,
+                "duration_s": round(time.perf_counter() - self.started, 2),
+                "requests": None,
+                "problems": ["the scenario raised"],
+                "known_bug": bug,
+                "test": self.node.nodeid,
+            }
+        )
 
 
 def one_line(text: str, limit: int = MESSAGE_CHARS) -> str:
@@ -147,8 +168,9 @@ def run_job(job: Job) -> Done:
     state = job.before() if job.before else None
     started = time.perf_counter()
     try:
-        proc = subprocess.run(command(job), input=job.stdin, capture_output=True, timeout=job.timeout,
-                              env=job.env, cwd=job.cwd)
+        proc = subprocess.run(
+            command(job), input=job.stdin, capture_output=True, timeout=job.timeout, env=job.env, cwd=job.cwd
+        )
         code, out, err = proc.returncode, proc.stdout, proc.stderr
     except subprocess.TimeoutExpired as exc:
         code, out, err = -9, exc.stdout or b"", (exc.stderr or b"") + f"\n[killed after {job.timeout}s]".encode()

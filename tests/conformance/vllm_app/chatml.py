@@ -20,8 +20,9 @@ def body_from_prompt(prompt: str) -> dict[str, Any]:
     The trailing generation prompt (`<|im_start|>assistant\\n`, maybe with an empty think block) is dropped.
     Tool calls get ids `call_0`, `call_1`, ... and the tool results that follow point at them in order.
     """
-    turns = [(m.group(1), m.group(2), m.group(0).endswith(("<|im_end|>", "<|im_end|>\n"))) for m in
-             _TURN.finditer(prompt)]
+    turns = [
+        (m.group(1), m.group(2), m.group(0).endswith(("<|im_end|>", "<|im_end|>\n"))) for m in _TURN.finditer(prompt)
+    ]
     if turns and turns[-1][0] == "assistant" and not turns[-1][2]:
         turns.pop()
     messages: list[dict[str, Any]] = []
@@ -54,7 +55,7 @@ def body_from_prompt(prompt: str) -> dict[str, Any]:
 def _tools(block: str) -> list[dict[str, Any]]:
     found = _TOOLS.search(block)
     tools = []
-    for line in (found.group(1).splitlines() if found else []):
+    for line in found.group(1).splitlines() if found else []:
         try:
             tool = json.loads(line)
         except ValueError:
@@ -81,10 +82,16 @@ def _assistant(text: str, counter: int) -> tuple[dict[str, Any], list[str]]:
         if not isinstance(call, dict) or "name" not in call:
             return match.group(0)
         arguments = call.get("arguments", {})
-        calls.append({"id": f"call_{counter + len(calls)}", "type": "function", "function": {
-            "name": call["name"],
-            "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False),
-        }})
+        calls.append(
+            {
+                "id": f"call_{counter + len(calls)}",
+                "type": "function",
+                "function": {
+                    "name": call["name"],
+                    "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False),
+                },
+            }
+        )
         return ""
 
     content = _TOOL_CALL.sub(take, _THINK.sub("", text)).strip()

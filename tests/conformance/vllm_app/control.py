@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from tests.conformance.vllm_app.core import Reply, ScriptedEngineCore
 
-BAD_SCRIPT = "POST /_script wants {{\"replies\": [{{\"text\": \"...\"}}, ...]}}: {problem}"
+BAD_SCRIPT = 'POST /_script wants {{"replies": [{{"text": "..."}}, ...]}}: {problem}'
 
 
 def add_control_routes(app: FastAPI, core: ScriptedEngineCore) -> None:

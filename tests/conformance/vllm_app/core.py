@@ -39,12 +39,14 @@ class Reply:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Reply:
-        known = {k: data[k] for k in ("text", "token_ids", "error_after_tokens", "stall_after_tokens", "delay")
-                 if k in data}
+        known = {
+            k: data[k] for k in ("text", "token_ids", "error_after_tokens", "stall_after_tokens", "delay") if k in data
+        }
         unknown = sorted(set(data) - set(known))
         if unknown:
-            raise ValueError(f"unknown reply fields {unknown}: use text, token_ids, error_after_tokens, "
-                             "stall_after_tokens, delay")
+            raise ValueError(
+                f"unknown reply fields {unknown}: use text, token_ids, error_after_tokens, stall_after_tokens, delay"
+            )
         return cls(**known)
 
 
@@ -88,8 +90,12 @@ class ScriptedEngineCore(EngineCoreClient):
         self.aborts.clear()
 
     def stats(self) -> dict[str, Any]:
-        return {"requests": self.requests, "aborts": self.aborts, "running": len(self._running),
-                "scripted_left": len(self._queue)}
+        return {
+            "requests": self.requests,
+            "aborts": self.aborts,
+            "running": len(self._running),
+            "scripted_left": len(self._queue),
+        }
 
     # --- what AsyncLLM calls ---------------------------------------------------------------------------
     async def get_supported_tasks_async(self) -> tuple[str, ...]:
@@ -104,27 +110,40 @@ class ScriptedEngineCore(EngineCoreClient):
         else:
             body = body_from_prompt(prompt)
             reply = Reply(text=default_reply(body, family=self.family, parser_active=self.parser_active))
-        tokens = list(reply.token_ids) if reply.token_ids is not None else self.tokenizer.encode(
-            reply.text, add_special_tokens=False)
+        tokens = (
+            list(reply.token_ids)
+            if reply.token_ids is not None
+            else self.tokenizer.encode(reply.text, add_special_tokens=False)
+        )
         params = request.sampling_params
         eos = params.eos_token_id if params is not None else None
         tokens.append(eos if eos is not None else IM_END)
         record = {
-            "request_id": request.request_id, "external_req_id": request.external_req_id, "prompt": prompt,
-            "prompt_tokens": len(prompt_ids), "max_tokens": params.max_tokens if params else None,
-            "scripted": scripted, "reply": reply.text if reply.token_ids is None else None,
-            "output_token_ids": [], "finish_reason": None, "stop_reason": None,
+            "request_id": request.request_id,
+            "external_req_id": request.external_req_id,
+            "prompt": prompt,
+            "prompt_tokens": len(prompt_ids),
+            "max_tokens": params.max_tokens if params else None,
+            "scripted": scripted,
+            "reply": reply.text if reply.token_ids is None else None,
+            "output_token_ids": [],
+            "finish_reason": None,
+            "stop_reason": None,
         }
         self.requests.append(record)
-        self._running[request.request_id] = _Running(request, record, tokens, reply,
-                                                     due=time.monotonic() + reply.delay)
+        self._running[request.request_id] = _Running(request, record, tokens, reply, due=time.monotonic() + reply.delay)
         self._wake.set()
 
     async def abort_requests_async(self, request_ids: list[str]) -> None:
         for request_id in request_ids:
             running = self._running.pop(request_id, None)
-            self.aborts.append({"request_id": request_id, "running": running is not None,
-                                "tokens_emitted": len(running.emitted) if running else None})
+            self.aborts.append(
+                {
+                    "request_id": request_id,
+                    "running": running is not None,
+                    "tokens_emitted": len(running.emitted) if running else None,
+                }
+            )
             if running is not None:
                 running.record["finish_reason"] = "abort"
 
@@ -156,12 +175,15 @@ class ScriptedEngineCore(EngineCoreClient):
         extra: dict[str, Any] = {}
         if first:
             prompt_len = len(request.prompt_token_ids or [])
-            extra["events"] = [EngineCoreEvent.new_event(EngineCoreEventType.QUEUED, now),
-                               EngineCoreEvent.new_event(EngineCoreEventType.SCHEDULED, now)]
+            extra["events"] = [
+                EngineCoreEvent.new_event(EngineCoreEventType.QUEUED, now),
+                EngineCoreEvent.new_event(EngineCoreEventType.SCHEDULED, now),
+            ]
             extra["prefill_stats"] = PrefillStats(num_prompt_tokens=prompt_len, num_computed_tokens=prompt_len)
         if reply.error_after_tokens is not None and len(running.emitted) >= reply.error_after_tokens:
-            return self._finish(running, EngineCoreOutput(request.request_id, [], finish_reason=FinishReason.ERROR,
-                                                          **extra))
+            return self._finish(
+                running, EngineCoreOutput(request.request_id, [], finish_reason=FinishReason.ERROR, **extra)
+            )
         index = len(running.emitted)
         token = running.tokens[index] if index < len(running.tokens) else running.tokens[-1]
         running.emitted.append(token)
@@ -174,8 +196,9 @@ class ScriptedEngineCore(EngineCoreClient):
             finish = FinishReason.STOP
         elif token in (params.stop_token_ids or ()):
             finish, stop_reason = FinishReason.STOP, token
-        elif (len(request.prompt_token_ids or []) + len(running.emitted) >= self.max_model_len
-              or len(running.emitted) >= (params.max_tokens or 0)):
+        elif len(request.prompt_token_ids or []) + len(running.emitted) >= self.max_model_len or len(
+            running.emitted
+        ) >= (params.max_tokens or 0):
             finish = FinishReason.LENGTH
         output = EngineCoreOutput(request.request_id, [token], finish_reason=finish, stop_reason=stop_reason, **extra)
         return self._finish(running, output) if finish is not None else output
@@ -199,8 +222,9 @@ class ScriptedEngineCore(EngineCoreClient):
     async def reset_mm_cache_async(self) -> None:
         return None
 
-    async def reset_prefix_cache_async(self, reset_running_requests: bool = False,
-                                       reset_connector: bool = False) -> bool:
+    async def reset_prefix_cache_async(
+        self, reset_running_requests: bool = False, reset_connector: bool = False
+    ) -> bool:
         return True
 
     async def reset_encoder_cache_async(self) -> None:

@@ -26,16 +26,34 @@ QWEN2_PATTERN = (
 FIRST_ADDED_ID = 151643
 # Qwen2.5's added tokens in their official order from id 151643; `special` False for the tool tags.
 QWEN25_ADDED = (
-    ("<|endoftext|>", True), ("<|im_start|>", True), ("<|im_end|>", True),
-    ("<|object_ref_start|>", True), ("<|object_ref_end|>", True), ("<|box_start|>", True), ("<|box_end|>", True),
-    ("<|quad_start|>", True), ("<|quad_end|>", True), ("<|vision_start|>", True), ("<|vision_end|>", True),
-    ("<|vision_pad|>", True), ("<|image_pad|>", True), ("<|video_pad|>", True),
-    ("<tool_call>", False), ("</tool_call>", False),
-    ("<|fim_prefix|>", True), ("<|fim_middle|>", True), ("<|fim_suffix|>", True), ("<|fim_pad|>", True),
-    ("<|repo_name|>", True), ("<|file_sep|>", True),
+    ("<|endoftext|>", True),
+    ("<|im_start|>", True),
+    ("<|im_end|>", True),
+    ("<|object_ref_start|>", True),
+    ("<|object_ref_end|>", True),
+    ("<|box_start|>", True),
+    ("<|box_end|>", True),
+    ("<|quad_start|>", True),
+    ("<|quad_end|>", True),
+    ("<|vision_start|>", True),
+    ("<|vision_end|>", True),
+    ("<|vision_pad|>", True),
+    ("<|image_pad|>", True),
+    ("<|video_pad|>", True),
+    ("<tool_call>", False),
+    ("</tool_call>", False),
+    ("<|fim_prefix|>", True),
+    ("<|fim_middle|>", True),
+    ("<|fim_suffix|>", True),
+    ("<|fim_pad|>", True),
+    ("<|repo_name|>", True),
+    ("<|file_sep|>", True),
 )
 QWEN3_ADDED = QWEN25_ADDED + (
-    ("<tool_response>", False), ("</tool_response>", False), ("<think>", False), ("</think>", False),
+    ("<tool_response>", False),
+    ("</tool_response>", False),
+    ("<think>", False),
+    ("</think>", False),
 )
 # Known ids of the real tokenizers, checked after every build.
 KNOWN_IDS = {'{"': 4913, "<|im_end|>": 151645, "<tool_call>": 151657, "</tool_call>": 151658}
@@ -60,32 +78,64 @@ class Variant:
 def _tiny_config(arch: str, model_type: str, vocab: int, max_pos: int, **extra: object) -> dict[str, object]:
     """A tiny but valid decoder config; vLLM reads it, nothing ever instantiates it."""
     return {
-        "architectures": [arch], "model_type": model_type, "vocab_size": vocab,
-        "max_position_embeddings": max_pos, "bos_token_id": 151643, "eos_token_id": EOS_ID,
-        "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 2,
-        "num_key_value_heads": 1, "hidden_act": "silu", "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
-        "tie_word_embeddings": False, "torch_dtype": "bfloat16", "use_cache": True, **extra,
+        "architectures": [arch],
+        "model_type": model_type,
+        "vocab_size": vocab,
+        "max_position_embeddings": max_pos,
+        "bos_token_id": 151643,
+        "eos_token_id": EOS_ID,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "hidden_act": "silu",
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 1000000.0,
+        "tie_word_embeddings": False,
+        "torch_dtype": "bfloat16",
+        "use_cache": True,
+        **extra,
     }
 
 
 VARIANTS = {
     "qwen2.5": Variant(
-        "qwen2.5", "qwen2.5.jinja", QWEN25_ADDED,
-        _tiny_config("Qwen2ForCausalLM", "qwen2", 152064, 32768, sliding_window=131072, use_sliding_window=False,
-                     max_window_layers=1, transformers_version="4.43.1"),
+        "qwen2.5",
+        "qwen2.5.jinja",
+        QWEN25_ADDED,
+        _tiny_config(
+            "Qwen2ForCausalLM",
+            "qwen2",
+            152064,
+            32768,
+            sliding_window=131072,
+            use_sliding_window=False,
+            max_window_layers=1,
+            transformers_version="4.43.1",
+        ),
         KNOWN_IDS,
     ),
     "qwen3": Variant(
-        "qwen3", "qwen3.jinja", QWEN3_ADDED,
-        _tiny_config("Qwen3ForCausalLM", "qwen3", 151936, 40960, head_dim=32, attention_bias=False,
-                     transformers_version="4.51.0"),
+        "qwen3",
+        "qwen3.jinja",
+        QWEN3_ADDED,
+        _tiny_config(
+            "Qwen3ForCausalLM", "qwen3", 151936, 40960, head_dim=32, attention_bias=False, transformers_version="4.51.0"
+        ),
         {**KNOWN_IDS, **KNOWN_IDS_QWEN3},
     ),
 }
 # Qwen2.5-Instruct's and Qwen3's generation_config.json (vLLM's `--generation-config auto` reads them).
 GENERATION_CONFIG = {
-    "bos_token_id": 151643, "pad_token_id": 151643, "do_sample": True, "eos_token_id": [151645, 151643],
-    "repetition_penalty": 1.05, "temperature": 0.7, "top_p": 0.8, "top_k": 20,
+    "bos_token_id": 151643,
+    "pad_token_id": 151643,
+    "do_sample": True,
+    "eos_token_id": [151645, 151643],
+    "repetition_penalty": 1.05,
+    "temperature": 0.7,
+    "top_p": 0.8,
+    "top_k": 20,
 }
 
 
@@ -138,8 +188,10 @@ def _build(v: Variant, folder: Path) -> None:
     tokenizer.save_pretrained(str(folder))
     settings = folder / "tokenizer_config.json"
     # The class name the real Qwen folders carry (transformers maps it to the same tokenizers backend).
-    settings.write_text(json.dumps({**json.loads(settings.read_text(encoding="utf-8")),
-                                    "tokenizer_class": "Qwen2Tokenizer"}, indent=2), encoding="utf-8")
+    settings.write_text(
+        json.dumps({**json.loads(settings.read_text(encoding="utf-8")), "tokenizer_class": "Qwen2Tokenizer"}, indent=2),
+        encoding="utf-8",
+    )
     _check_ids(folder, v)
     folder.chmod(0o755)
 
@@ -157,8 +209,14 @@ def _tokenizer(v: Variant) -> Any:
     for text, special in v.added:
         backend.add_tokens([AddedToken(text, special=special, normalized=False)])
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token=None,
-        bos_token=None, model_max_length=131072, clean_up_tokenization_spaces=False, split_special_tokens=False,
+        tokenizer_object=backend,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,
+        bos_token=None,
+        model_max_length=131072,
+        clean_up_tokenization_spaces=False,
+        split_special_tokens=False,
         errors="replace",
     )
     tokenizer.chat_template = chat_template(v)

@@ -18,8 +18,9 @@ QWEN3_REASONING = {"qwen3", "deepseek_r1"}
 # A CPU config, a local model folder (no Hugging Face lookups) and no usage reports home.
 QUIET_ENV = {"VLLM_TARGET_DEVICE": "cpu", "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
 ONLY_LOCALHOST = "this test server binds to 127.0.0.1 only, not --host {host}: drop --host"
-ONE_PROCESS = ("this test server is one API server process: "
-               "drop --headless, --api-server-count, --data-parallel-size and --grpc")
+ONE_PROCESS = (
+    "this test server is one API server process: drop --headless, --api-server-count, --data-parallel-size and --grpc"
+)
 BAD_MODEL_FLAG = f"{MODEL_FLAG} needs one of: {', '.join(VARIANTS)}"
 
 
@@ -139,9 +140,14 @@ def _async_llm(vllm_config: Any, core: Any, engine_args: Any) -> Any:
         return core
 
     EngineCoreClient.make_async_mp_client = staticmethod(make_client)  # type: ignore[method-assign]
-    return AsyncLLM(vllm_config, executor_class=object, log_stats=not engine_args.disable_log_stats,
-                    usage_context=UsageContext.OPENAI_API_SERVER, log_requests=False,
-                    aggregate_engine_logging=engine_args.aggregate_engine_logging)
+    return AsyncLLM(
+        vllm_config,
+        executor_class=object,
+        log_stats=not engine_args.disable_log_stats,
+        usage_context=UsageContext.OPENAI_API_SERVER,
+        log_requests=False,
+        aggregate_engine_logging=engine_args.aggregate_engine_logging,
+    )
 
 
 async def _build_and_serve(engine: Any, core: Any, listen_address: str, sock: Any, args: Namespace) -> Any:
@@ -167,10 +173,20 @@ async def _build_and_serve(engine: Any, core: Any, listen_address: str, sock: An
     add_control_routes(app, core)
     logger.info("Starting vLLM server on %s", listen_address)
     return await serve_http(
-        app, sock=sock, enable_ssl_refresh=args.enable_ssl_refresh, host=args.host, port=args.port,
-        log_level=args.uvicorn_log_level, access_log=not args.disable_uvicorn_access_log,
-        timeout_keep_alive=envs.VLLM_HTTP_TIMEOUT_KEEP_ALIVE, ssl_keyfile=args.ssl_keyfile,
-        ssl_certfile=args.ssl_certfile, ssl_ca_certs=args.ssl_ca_certs, ssl_cert_reqs=args.ssl_cert_reqs,
-        ssl_ciphers=args.ssl_ciphers, h11_max_incomplete_event_size=args.h11_max_incomplete_event_size,
-        h11_max_header_count=args.h11_max_header_count, **uvicorn_kwargs,
+        app,
+        sock=sock,
+        enable_ssl_refresh=args.enable_ssl_refresh,
+        host=args.host,
+        port=args.port,
+        log_level=args.uvicorn_log_level,
+        access_log=not args.disable_uvicorn_access_log,
+        timeout_keep_alive=envs.VLLM_HTTP_TIMEOUT_KEEP_ALIVE,
+        ssl_keyfile=args.ssl_keyfile,
+        ssl_certfile=args.ssl_certfile,
+        ssl_ca_certs=args.ssl_ca_certs,
+        ssl_cert_reqs=args.ssl_cert_reqs,
+        ssl_ciphers=args.ssl_ciphers,
+        h11_max_incomplete_event_size=args.h11_max_incomplete_event_size,
+        h11_max_header_count=args.h11_max_header_count,
+        **uvicorn_kwargs,
     )
