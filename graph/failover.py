@@ -127,19 +127,43 @@ def _transport_error(exc: httpx.TransportError) -> httpx.TransportError:
 
 
 class _Body(httpx.AsyncByteStream):
-    """A response body whose read errors are mapped like the request's (see `_transport_error`)."""
+    """A response body taken off the socket as it arrives; read errors are mapped like the request's.
+
+    aiohttp throws away the bytes it holds once the connection closes (its StreamReader raises before it returns
+    them), so a reader that was busy elsewhere for a loop turn (langchain-openai's per-chunk timeout task, a
+    loaded machine) lost what a dying server had already sent: the streamed start of a reply cut off mid-stream.
+    A task of its own, started with the headers, is always waiting on the socket and takes each chunk before
+    asyncio hands aiohttp the close; the error comes after the chunks.
+    """
 
     def __init__(self, inner: httpx.AsyncByteStream) -> None:
         self.inner = inner
+        self._chunks: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
+        self._reader = asyncio.get_running_loop().create_task(self._read_ahead())
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    async def _read_ahead(self) -> None:
         try:
             async for chunk in self.inner:
-                yield chunk
-        except httpx.TransportError as exc:
-            raise _transport_error(exc) from exc.__cause__
+                self._chunks.put_nowait(chunk)
+        except BaseException as exc:  # handed to the consumer, after the chunks that came before it
+            self._chunks.put_nowait(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            self._chunks.put_nowait(None)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while (item := await self._chunks.get()) is not None:
+            if isinstance(item, httpx.TransportError):
+                raise _transport_error(item) from item.__cause__
+            if isinstance(item, BaseException):
+                raise item
+            yield item
 
     async def aclose(self) -> None:
+        if not self._reader.done():
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
         await self.inner.aclose()
 
 

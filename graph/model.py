@@ -15,11 +15,11 @@ from configs.settings import Endpoint, Settings
 from graph.errors import ModelNotFoundError
 from graph.failover import FAILOVER_ERRORS, HEALTH, TrackedTransport, ordered_endpoints, tally_request
 
-_MODELS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], Any]] = (
-    weakref.WeakKeyDictionary()
-)
+_MODELS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], Any]] = weakref.WeakKeyDictionary()
 _RESOLVED: dict[tuple[str, str], str] = {}
 T = TypeVar("T")
+
+
 class VllmChat(ChatOpenAI):
     """ChatOpenAI that hands the openai SDK its messages and tools already shaped as JSON.
 
@@ -37,29 +37,40 @@ class VllmChat(ChatOpenAI):
         return payload
 
 
-def _model_key(settings: Settings, model: str, temperature: float | None, max_tokens: int | None,
-               streaming: bool) -> tuple[Any, ...]:
+def _model_key(
+    settings: Settings, model: str, temperature: float | None, max_tokens: int | None, streaming: bool
+) -> tuple[Any, ...]:
     order, _ = ordered_endpoints(settings)
     return (
-        tuple((ep.base_url, ep.key(), ep.model) for ep in order), model,
+        tuple((ep.base_url, ep.key(), ep.model) for ep in order),
+        model,
         settings.agent_temperature if temperature is None else temperature,
-        max_tokens or settings.agent_max_tokens, settings.agent_request_timeout,
-        settings.agent_max_retries, streaming,
+        max_tokens or settings.agent_max_tokens,
+        settings.agent_request_timeout,
+        settings.agent_max_retries,
+        streaming,
     )
 
 
 def cached_chat_model(
-    settings: Settings, model: str, *, temperature: float | None = None, max_tokens: int | None = None,
-    streaming: bool = True, loop: asyncio.AbstractEventLoop,
+    settings: Settings,
+    model: str,
+    *,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    streaming: bool = True,
+    loop: asyncio.AbstractEventLoop,
 ) -> Runnable | None:
     """The model `make_chat_model` already built for these parameters on `loop`, if any (no I/O)."""
     return _MODELS.get(loop, {}).get(_model_key(settings, model, temperature, max_tokens, streaming))
 
 
-def _endpoint_model(settings: Settings, ep: Endpoint, model: str, temperature: float, max_tokens: int,
-                    streaming: bool) -> VllmChat:
-    client = httpx.AsyncClient(timeout=settings.agent_request_timeout, transport=TrackedTransport(ep),
-                               event_hooks={"request": [tally_request]})
+def _endpoint_model(
+    settings: Settings, ep: Endpoint, model: str, temperature: float, max_tokens: int, streaming: bool
+) -> VllmChat:
+    client = httpx.AsyncClient(
+        timeout=settings.agent_request_timeout, transport=TrackedTransport(ep), event_hooks={"request": [tally_request]}
+    )
     return VllmChat(
         model=ep.model or model,
         base_url=ep.base_url,
@@ -71,6 +82,10 @@ def _endpoint_model(settings: Settings, ep: Endpoint, model: str, temperature: f
         stream_usage=True,  # vLLM sends a final usage chunk; only added to streaming requests
         disable_streaming=not streaming,
         http_async_client=client,
+        # langchain-openai's per-chunk timeout wraps each chunk read in asyncio.wait_for, which on Python 3.11
+        # swallows a cancel that arrives as a chunk does: a stopped turn then streams on to its end. The read
+        # timeout above (agent_request_timeout) already ends a stalled stream.
+        stream_chunk_timeout=None,
     )
 
 
@@ -99,10 +114,15 @@ def make_chat_model(
         order, _ = ordered_endpoints(settings)
         chats = []
         for ep, ident in zip(order, key[0]):  # one ChatOpenAI (and connection pool) per endpoint
-            chats.append(cache.get(("endpoint", ident, *key[1:])) or cache.setdefault(
-                ("endpoint", ident, *key[1:]), _endpoint_model(settings, ep, model, key[2], key[3], streaming)))
-        cache[key] = chats[0] if len(chats) == 1 else chats[0].with_fallbacks(
-            chats[1:], exceptions_to_handle=FAILOVER_ERRORS)
+            chats.append(
+                cache.get(("endpoint", ident, *key[1:]))
+                or cache.setdefault(
+                    ("endpoint", ident, *key[1:]), _endpoint_model(settings, ep, model, key[2], key[3], streaming)
+                )
+            )
+        cache[key] = (
+            chats[0] if len(chats) == 1 else chats[0].with_fallbacks(chats[1:], exceptions_to_handle=FAILOVER_ERRORS)
+        )
     return cache[key]
 
 
@@ -147,15 +167,17 @@ def auth_headers(endpoint: Endpoint | Settings) -> dict[str, str]:
     return {"Authorization": f"Bearer {ep.key()}"}
 
 
-async def list_models(settings: Settings, client: httpx.AsyncClient | None = None,
-                      endpoint: Endpoint | None = None) -> list[str]:
+async def list_models(
+    settings: Settings, client: httpx.AsyncClient | None = None, endpoint: Endpoint | None = None
+) -> list[str]:
     """The model ids `GET /v1/models` lists on `endpoint` (default the first; raises httpx errors)."""
     ep = endpoint or settings.endpoints()[0]
     owns = client is None
     # Created in a thread: reading CA files is blocking I/O that `langgraph dev` refuses on its loop.
     timeout = min(settings.agent_request_timeout, 15.0)
-    http: httpx.AsyncClient = client if client is not None else await asyncio.to_thread(httpx.AsyncClient,
-                                                                                         timeout=timeout)
+    http: httpx.AsyncClient = (
+        client if client is not None else await asyncio.to_thread(httpx.AsyncClient, timeout=timeout)
+    )
     try:
         resp = await http.get(f"{ep.base_url}/models", headers=auth_headers(ep))
         resp.raise_for_status()
@@ -179,8 +201,12 @@ async def resolve_model_name(settings: Settings, requested: str | None = None) -
             try:
                 models = await list_models(settings, endpoint=ep)
             except (httpx.TransportError, httpx.HTTPStatusError) as exc:
-                HEALTH.failed(ep.base_url, f"connection failed ({type(exc).__name__})"
-                              if isinstance(exc, httpx.TransportError) else f"HTTP {exc.response.status_code}")
+                HEALTH.failed(
+                    ep.base_url,
+                    f"connection failed ({type(exc).__name__})"
+                    if isinstance(exc, httpx.TransportError)
+                    else f"HTTP {exc.response.status_code}",
+                )
                 errors.append(exc)
                 continue
             if not models:

@@ -153,10 +153,15 @@ def test_cli_does_not_import_ui_or_heavy_modules_for_help():
     proc = run_cli("--help")
     assert proc.returncode == 0 and "doctor" in proc.stdout
     probe = subprocess.run(
-        [sys.executable, "-c",
-         "import sys, graph.cli; print(sorted(m for m in sys.modules if m.split('.')[0] in "
-         "('gradio', 'langchain_openai', 'langgraph', 'openai', 'ui')))"],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        [
+            sys.executable,
+            "-c",
+            "import sys, graph.cli; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('gradio', 'langchain_openai', 'langgraph', 'openai', 'ui')))",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert probe.stdout.strip() == "[]", probe.stdout + probe.stderr
 
@@ -217,8 +222,13 @@ def test_concurrent_processes_share_one_checkpoint_file(vllm):
     # The UI, the CLI and a batch may write the same SQLite file at once (WAL + busy timeout).
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "utf-8"}
     procs = [
-        subprocess.Popen([sys.executable, "-m", "graph.cli", "run", q, "--json", "--thread", f"c{i}"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        subprocess.Popen(
+            [sys.executable, "-m", "graph.cli", "run", q, "--json", "--thread", f"c{i}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         for i, q in enumerate(["What time is it in Tokyo?", "查询北京的天气", "calculate 2^10", "time in Paris?"])
     ]
     outputs = [p.communicate(timeout=120) for p in procs]
@@ -228,3 +238,62 @@ def test_concurrent_processes_share_one_checkpoint_file(vllm):
     assert follow.returncode == 0
     users = [m["content"] for m in vllm.requests[-1]["messages"] if m["role"] == "user"]
     assert users == ["What time is it in Tokyo?", "And in London?"]
+
+
+# ----------------------------------------------------------------- whole tool descriptions, wrapped (#11)
+
+WRAP_COLUMNS = 60
+
+
+def tool_texts() -> list[str]:
+    """Every tool's description and every parameter's description, as the model sees them."""
+    from tools import TOOLS
+
+    texts = []
+    for t in TOOLS:
+        texts.append(t.description)
+        texts += [
+            p["description"]
+            for p in t.tool_call_schema.model_json_schema()["properties"].values()
+            if p.get("description")
+        ]
+    return texts
+
+
+def assert_whole_and_wrapped(out: str, width: int) -> None:
+    from rich.cells import cell_len
+
+    squeezed = "".join(out.split())  # the wrapping only moves whitespace
+    for text in tool_texts():
+        assert "".join(text.split()) in squeezed, f"cut or missing: {text!r}"
+    too_wide = [line for line in out.splitlines() if cell_len(line) > width]
+    assert not too_wide, too_wide
+
+
+def test_list_tools_shows_every_whole_description_wrapped_to_the_terminal():
+    proc = run_cli("list-tools", env={"COLUMNS": str(WRAP_COLUMNS)})
+    assert proc.returncode == 0, proc.stderr
+    assert_whole_and_wrapped(proc.stdout, WRAP_COLUMNS)
+    lines = proc.stdout.splitlines()
+    # Parameters sit under their tool, indented deeper than its description.
+    timezone = next(i for i, line in enumerate(lines) if line.strip().startswith("timezone: string"))
+    assert lines[timezone].startswith("    ") and lines[timezone + 1].startswith("      IANA timezone")
+    assert lines.index("get_current_time") < timezone < lines.index("get_city_weather")
+
+
+def test_list_tools_wraps_chinese_by_its_width():
+    from rich.cells import cell_len
+
+    from graph.cli.info import wrapped
+
+    text = "查询一个城市当前的天气：温度、体感温度、湿度和风速。" * 3 + " Works in English too."
+    lines = wrapped(text, 6, 40)
+    assert len(lines) > 3 and all(line.startswith(" " * 6) and cell_len(line) <= 40 for line in lines)
+    assert "".join("".join(lines).split()) == "".join(text.split())
+
+
+def test_repl_tools_shows_every_whole_description(vllm):
+    proc = run_cli("repl", input="/tools\n/exit\n", env={"COLUMNS": str(WRAP_COLUMNS)})
+    assert proc.returncode == 0, proc.stderr
+    no_traceback(proc)
+    assert_whole_and_wrapped(proc.stdout.replace("you> ", ""), WRAP_COLUMNS)

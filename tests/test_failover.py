@@ -158,3 +158,42 @@ def test_doctor_checks_every_endpoint_one_row_each(vllm):
     )
     assert both_down.returncode == 3 and "No endpoint works" in both_down.stdout
     assert "Traceback" not in table.stderr + both_down.stderr
+
+
+async def test_a_late_reader_still_gets_what_a_dying_server_sent():
+    """aiohttp drops its buffered bytes when the connection closes; the transport must not (issue #11's race)."""
+    import httpx
+
+    from configs.settings import Endpoint
+    from graph.failover import TrackedTransport
+
+    events = [f'data: {{"n": {i}}}\n\n'.encode() for i in range(5)]
+    closed = asyncio.Event()
+
+    async def dying_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")  # the request (no body)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+        writer.write(b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in events))  # no final 0-chunk: it dies
+        writer.close()
+        await writer.wait_closed()
+        closed.set()
+
+    server = await asyncio.start_server(dying_server, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1"
+    received, error = b"", None
+    try:
+        async with httpx.AsyncClient(transport=TrackedTransport(Endpoint(base_url=url))) as client:
+            async with client.stream("GET", f"{url}/stream") as response:
+                await closed.wait()  # the reader is busy elsewhere while the server sends it all and dies:
+                for _ in range(10):  # loop turns for the client socket to deliver the bytes, then the close
+                    await asyncio.sleep(0)
+                try:
+                    async for chunk in response.aiter_bytes():
+                        received += chunk
+                except httpx.TransportError as exc:
+                    error = exc
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert received == b"".join(events)
+    assert isinstance(error, httpx.RemoteProtocolError)  # and then it says the connection broke

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from langgraph.errors import GraphBubbleUp
-from langgraph.prebuilt.tool_node import ToolInvocationError
+if TYPE_CHECKING:
+    from langgraph.prebuilt.tool_node import ToolInvocationError
 
 TOOL_ERROR_TEMPLATE = "Error: {message}"
 INVALID_ARGUMENTS_TEMPLATE = (
-    "Error: invalid arguments for tool '{tool}': {problems}.{expected}"
-    " Call {tool} again with corrected arguments."
+    "Error: invalid arguments for tool '{tool}': {problems}.{expected} Call {tool} again with corrected arguments."
 )
 EXPECTED_ARGUMENTS_TEMPLATE = " Expected arguments: {arguments}."
 UNEXPECTED_ERROR_TEMPLATE = (
@@ -39,6 +38,10 @@ def handle_tool_error(e: Exception) -> str:
     Returns:
         One line starting with "Error:"; never a traceback, never a secret.
     """
+    # langgraph only when a tool has failed: the tools themselves (and `work-agent list-tools`) do without it.
+    from langgraph.errors import GraphBubbleUp
+    from langgraph.prebuilt.tool_node import ToolInvocationError
+
     if isinstance(e, GraphBubbleUp):  # interrupts and other control flow must propagate
         raise e
     if isinstance(e, ToolInvocationError):
@@ -73,7 +76,8 @@ def _expected_arguments(tool_name: str) -> str:
     tool = TOOLS_BY_NAME.get(tool_name)
     if tool is None:
         return ""
-    schema = tool.tool_call_schema.model_json_schema()
+    args_schema = tool.tool_call_schema
+    schema = args_schema if isinstance(args_schema, dict) else args_schema.model_json_schema()  # type: ignore[union-attr]
     required = set(schema.get("required", ()))
     parts = []
     for name, spec in schema.get("properties", {}).items():

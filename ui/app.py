@@ -7,22 +7,21 @@ import contextlib
 import ipaddress
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import gradio as gr
-from starlette.routing import Route
 
 from configs.settings import ConfigError, Settings, load_settings
-from graph.checkpoint import open_checkpointer
 from graph.errors import AgentError
 from graph.obs.logs import setup_logging
-from graph.obs.metrics import metrics_asgi_app
-from tools import TOOLS
-from ui.api import register_api
-from ui.backend import Backend, Session
-from ui.handlers import Handlers, trace_outputs
-from ui.trace_view import steps_table, timeline_figure
+
+# Gradio, plotly, langgraph and the model client are imported where the page is built and served, so that
+# `--help` and a bad option answer at once (tests/test_startup.py).
+if TYPE_CHECKING:
+    import gradio as gr
+
+    from ui.backend import Backend, Session
+    from ui.handlers import Handlers
 
 EXAMPLES = [
     "查询北京的天气",
@@ -38,6 +37,14 @@ CSS = """
 
 def build_app(backend: Backend) -> gr.Blocks:
     """The whole page, wired to the handlers."""
+    import gradio as gr
+
+    from tools import TOOLS
+    from ui.api import register_api
+    from ui.backend import Session
+    from ui.handlers import Handlers
+    from ui.trace_view import steps_table, timeline_figure
+
     h = Handlers(backend)
     settings = backend.settings
     with gr.Blocks(title="Work Agent") as app:
@@ -65,13 +72,17 @@ def build_app(backend: Backend) -> gr.Blocks:
         with gr.Row():
             with gr.Column(scale=3):
                 chatbot = gr.Chatbot(
-                    label="Conversation", height=560, editable="user", buttons=["copy", "copy_all"],
+                    label="Conversation",
+                    height=560,
+                    editable="user",
+                    buttons=["copy", "copy_all"],
                     placeholder="Ask about the time, the weather, or some arithmetic — in English or 中文.",
                     elem_id="chatbot",
                 )
                 with gr.Row():
-                    textbox = gr.Textbox(placeholder="Ask a question…", show_label=False, scale=6,
-                                         submit_btn=True, elem_id="question")
+                    textbox = gr.Textbox(
+                        placeholder="Ask a question…", show_label=False, scale=6, submit_btn=True, elem_id="question"
+                    )
                     stop_btn = gr.Button("⏹ Stop", variant="stop", scale=1, elem_id="stop")
                 gr.Examples(EXAMPLES, inputs=[textbox], label="Examples")
             with gr.Column(scale=2):
@@ -82,10 +93,12 @@ def build_app(backend: Backend) -> gr.Blocks:
                         models_btn = gr.Button("↻", size="sm", scale=0)
                     temperature = gr.Slider(0, 2, value=settings.agent_temperature, step=0.05, label="Temperature")
                     max_tokens = gr.Number(settings.agent_max_tokens, label="Max tokens", precision=0, minimum=1)
-                    max_steps = gr.Number(settings.agent_max_steps, label="Max steps", precision=0, minimum=1,
-                                          maximum=100)
-                    tools = gr.CheckboxGroup([t.name for t in TOOLS], value=[t.name for t in TOOLS],
-                                             label="Enabled tools")
+                    max_steps = gr.Number(
+                        settings.agent_max_steps, label="Max steps", precision=0, minimum=1, maximum=100
+                    )
+                    tools = gr.CheckboxGroup(
+                        [t.name for t in TOOLS], value=[t.name for t in TOOLS], label="Enabled tools"
+                    )
                 with gr.Accordion("Trace", open=True):
                     turn_pick = gr.Dropdown(label="Turn", choices=[], interactive=True)
                     plot = gr.Plot(timeline_figure([]), label="Timeline")
@@ -98,28 +111,41 @@ def build_app(backend: Backend) -> gr.Blocks:
         run_outputs = [chatbot, textbox, conversations, thread_box, *trace]
 
         app.load(h.on_load, [owner], [owner, conversations, status, model], api_visibility="private")
-        submit = textbox.submit(h.run, [textbox, session, owner, *knobs], run_outputs, api_visibility="private")
-        retry = chatbot.retry(h.retry, [session, owner, *knobs], run_outputs, api_visibility="private")
-        edit = chatbot.edit(h.edit, [session, owner, *knobs], run_outputs, api_visibility="private")
-        stop_btn.click(h.stop, [session], [chatbot], cancels=[submit, retry, edit], api_visibility="private")
+        textbox.submit(h.run, [textbox, session, owner, *knobs], run_outputs, api_visibility="private")
+        chatbot.retry(h.retry, [session, owner, *knobs], run_outputs, api_visibility="private")
+        chatbot.edit(h.edit, [session, owner, *knobs], run_outputs, api_visibility="private")
+        # Stop cancels the running turn itself, whose event then ends on its own (no `cancels=`: h.stop says why).
+        stop_btn.click(h.stop, [session], None, api_visibility="private", concurrency_limit=None)
         chatbot.undo(h.undo, [session, base_url], [chatbot, textbox, *trace], api_visibility="private")
         status_btn.click(h.refresh_status, [base_url], [status, model], api_visibility="private")
         models_btn.click(h.model_choices, [base_url], [model], api_visibility="private")
-        new_btn.click(h.new_conversation, [session], [chatbot, thread_box, conversations, *trace],
-                      api_visibility="private")
-        conversations.input(h.open_thread, [conversations, session, base_url, max_steps],
-                            [chatbot, thread_box, *trace], api_visibility="private")
-        open_btn.click(h.claim_thread, [open_box, owner, session, base_url, max_steps],
-                       [conversations, chatbot, thread_box, *trace], api_visibility="private")
+        new_btn.click(
+            h.new_conversation, [session], [chatbot, thread_box, conversations, *trace], api_visibility="private"
+        )
+        conversations.input(
+            h.open_thread,
+            [conversations, session, base_url, max_steps],
+            [chatbot, thread_box, *trace],
+            api_visibility="private",
+        )
+        open_btn.click(
+            h.claim_thread,
+            [open_box, owner, session, base_url, max_steps],
+            [conversations, chatbot, thread_box, *trace],
+            api_visibility="private",
+        )
         rename_btn.click(h.rename, [title_box, owner, session], [conversations], api_visibility="private")
-        delete_btn.click(h.delete, [owner, session], [conversations, chatbot, thread_box, *trace],
-                         api_visibility="private")
+        delete_btn.click(
+            h.delete, [owner, session], [conversations, chatbot, thread_box, *trace], api_visibility="private"
+        )
         turn_pick.input(_select_turn(h), [turn_pick, session, base_url], trace, api_visibility="private")
         register_api(backend)
     return app
 
 
 def _select_turn(h: Handlers) -> Any:
+    from ui.handlers import trace_outputs
+
     async def select(turn: int | None, session: Session, base_url: str | None) -> tuple[Any, ...]:
         turns = await h.last_turns(session, base_url)
         return trace_outputs(turns, session.thread_id, turn)
@@ -143,16 +169,43 @@ def endpoint(settings: Settings, demo: bool) -> Iterator[tuple[Settings, str | N
     if not demo:
         yield settings, None
         return
+    from unittest import mock
+
+    from configs.settings import get_settings
     from graph.demo.server import DemoConfig, DemoServer
 
     with DemoServer(DemoConfig(token_delay=0.03)) as server:
-        demo_settings = Settings(**{**settings.model_dump(), "openai_api_base": server.base_url,
-                                    "agent_model": server.config.served_model_names[0]})
-        yield demo_settings, "demo model (scripted, no GPU): answers are canned, tools are real"
+        demo_settings = Settings(
+            **{
+                **settings.model_dump(),
+                "openai_api_base": server.base_url,
+                "agent_endpoints": [],
+                "openai_api_key": "EMPTY",
+                "agent_model": server.config.served_model_names[0],
+                "weather_geocoding_url": server.geocoding_url,
+                "weather_forecast_url": server.forecast_url,
+                "weather_api_key": None,
+            }
+        )
+        # The tools read the process-wide settings when called: the weather URLs go there too, for the demo only.
+        with mock.patch.dict("os.environ", server.weather_env()):
+            get_settings.cache_clear()
+            try:
+                yield (
+                    demo_settings,
+                    (
+                        "demo model (scripted, no GPU): answers are canned, time and arithmetic "
+                        "are real, the weather is demo data (演示数据)"
+                    ),
+                )
+            finally:
+                get_settings.cache_clear()
 
 
 async def _check_threads(settings: Settings) -> None:
     """Open and close the checkpointer once (creates its tables; raises AgentError when it cannot)."""
+    from graph.checkpoint import open_checkpointer
+
     async with open_checkpointer(settings):
         pass
 
@@ -160,14 +213,18 @@ async def _check_threads(settings: Settings) -> None:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 = your network).")
 @click.option("--port", default=7860, show_default=True, type=int, help="Port to serve on.")
-@click.option("--base-url", multiple=True,
-              help="OpenAI-compatible endpoint (default OPENAI_API_BASE); repeat it for failover, tried in order.")
+@click.option(
+    "--base-url",
+    multiple=True,
+    help="OpenAI-compatible endpoint (default OPENAI_API_BASE); repeat it for failover, tried in order.",
+)
 @click.option("--model", "-m", help="Served model name (default AGENT_MODEL, else the server's first).")
 @click.option("--auth", help="Require a login, user:password (default UI_AUTH).")
 @click.option("--share", is_flag=True, help="Also serve through a public gradio.live link (off by default).")
 @click.option("--demo", is_flag=True, help="Run the scripted vLLM-compatible demo model in-process (no GPU).")
-def main(host: str, port: int, base_url: tuple[str, ...], model: str | None, auth: str | None, share: bool,
-         demo: bool) -> None:
+def main(
+    host: str, port: int, base_url: tuple[str, ...], model: str | None, auth: str | None, share: bool, demo: bool
+) -> None:
     """Serve the Work Agent web UI (and its Prometheus metrics at /metrics)."""
     try:
         settings = load_settings(openai_api_base=",".join(base_url) or None, agent_model=model, ui_auth=auth)
@@ -177,9 +234,19 @@ def main(host: str, port: int, base_url: tuple[str, ...], model: str | None, aut
     setup_logging(settings)
     credentials = settings.ui_credentials()
     if not is_loopback(host) and not credentials:
-        click.secho(f"WARNING: serving on {host}:{port} WITHOUT a login: anyone who can reach this machine can "
-                    "use your model server and read every conversation. Pass --auth user:password "
-                    "(or set UI_AUTH).", err=True, fg="red", bold=True)
+        click.secho(
+            f"WARNING: serving on {host}:{port} WITHOUT a login: anyone who can reach this machine can "
+            "use your model server and read every conversation. Pass --auth user:password "
+            "(or set UI_AUTH).",
+            err=True,
+            fg="red",
+            bold=True,
+        )
+    from starlette.routing import Route  # the serving stack, now that the options are known to be good
+
+    from graph.obs.metrics import metrics_asgi_app
+    from ui.backend import Backend
+
     with endpoint(settings, demo) as (serve_settings, label):
         try:  # a thread store that cannot be opened stops the UI now, with one line, not at the first question
             asyncio.run(_check_threads(serve_settings))
@@ -189,12 +256,19 @@ def main(host: str, port: int, base_url: tuple[str, ...], model: str | None, aut
         backend = Backend(serve_settings, demo_label=label)
         app = build_app(backend)
         app.queue(default_concurrency_limit=settings.ui_concurrency_limit)
-        click.secho(f"Work Agent UI on http://{host}:{port} · model server {serve_settings.openai_api_base}",
-                    err=True)
+        click.secho(f"Work Agent UI on http://{host}:{port} · model server {serve_settings.openai_api_base}", err=True)
         # Prometheus scrapes /metrics on the UI's own server, outside Gradio's login (no user data in it).
         metrics_route = Route("/metrics", metrics_asgi_app(), include_in_schema=False)
-        app.launch(server_name=host, server_port=port, share=share, auth=credentials or None, css=CSS,
-                   footer_links=["api"], show_error=True, app_kwargs={"routes": [metrics_route]})
+        app.launch(
+            server_name=host,
+            server_port=port,
+            share=share,
+            auth=credentials or None,
+            css=CSS,
+            footer_links=["api"],
+            show_error=True,
+            app_kwargs={"routes": [metrics_route]},
+        )
 
 
 if __name__ == "__main__":

@@ -23,7 +23,15 @@ class Session:
     """Chat messages of the finished turns (a view; the checkpointer thread holds the truth)."""
     view: Any = None
     """The running turn's `ui.render.TurnView`."""
-    running: bool = False
+    task: asyncio.Task[None] | None = None
+    """The running turn's task (Stop cancels it); it clears itself when the turn's messages join `history`."""
+    stop_requested: bool = False
+    """Stop was pressed while no turn was running (one that is about to start is then not asked)."""
+
+    @property
+    def running(self) -> bool:
+        """Whether a turn is running in this tab."""
+        return self.task is not None
 
     def display(self) -> list[Any]:
         """Everything the chat shows."""
@@ -49,7 +57,8 @@ class Backend:
             if self.store is None:
                 self._saver = await self._stack.enter_async_context(open_checkpointer(self.settings))
                 store: ConversationList = (
-                    PostgresConversationStore(self._saver.conn) if self.settings.agent_checkpoint_url
+                    PostgresConversationStore(self._saver.conn)
+                    if self.settings.agent_checkpoint_url
                     else ConversationStore(self._saver.conn)
                 )
                 await store.setup()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import gradio as gr
 from configs.settings import ConfigError
 from graph.context import Context
 from graph.errors import explain
+from graph.events import Event
 from graph.model import list_models, resolve_model_name
 from graph.runner import new_thread_id, stream_turn
 from graph.threads import Turn, load_turns, rewind
@@ -42,16 +44,26 @@ def trace_outputs(turns: list[Turn], thread_id: str, selected: int | None = None
     """Values of the trace panel (turn picker, plot, table, totals, download) for one turn."""
     if not turns:
         headers, _ = steps_table([])
-        return (gr.update(choices=[], value=None), timeline_figure([]),
-                gr.update(value=[], headers=headers), "No turns yet.", gr.update(value=None))
+        return (
+            gr.update(choices=[], value=None),
+            timeline_figure([]),
+            gr.update(value=[], headers=headers),
+            "No turns yet.",
+            gr.update(value=None),
+        )
     turn = next((t for t in turns if t.turn == selected), turns[-1])
     headers, rows = steps_table(turn.steps)
     TRACE_DIR.mkdir(parents=True, exist_ok=True)
     path = TRACE_DIR / f"trace-{thread_id}-turn{turn.turn}.json"
     path.write_text(trace_json(turn.steps, turn=turn.turn, thread_id=thread_id), encoding="utf-8")
     choices = [(f"Turn {t.turn}: {t.question[:40]}", t.turn) for t in turns]
-    return (gr.update(choices=choices, value=turn.turn), timeline_figure(turn.steps),
-            gr.update(value=rows, headers=headers), totals_markdown(turn.steps), gr.update(value=str(path)))
+    return (
+        gr.update(choices=choices, value=turn.turn),
+        timeline_figure(turn.steps),
+        gr.update(value=rows, headers=headers),
+        totals_markdown(turn.steps),
+        gr.update(value=str(path)),
+    )
 
 
 class Handlers:
@@ -90,8 +102,9 @@ class Handlers:
             return f"🔴 {err}", gr.skip()
         return await status_markdown(settings), await self.model_choices(base_url)
 
-    async def open_thread(self, thread_id: str | None, session: Session, base_url: str | None,
-                          max_steps: float | None) -> tuple[Any, ...]:
+    async def open_thread(
+        self, thread_id: str | None, session: Session, base_url: str | None, max_steps: float | None
+    ) -> tuple[Any, ...]:
         """Show a stored conversation (sidebar click, reload, or an id from the CLI)."""
         if not thread_id:
             return (gr.skip(),) * 2 + SKIP_TRACE
@@ -100,8 +113,15 @@ class Handlers:
         session.history = replay_all(turns)
         return session.display(), thread_id, *trace_outputs(turns, thread_id)
 
-    async def claim_thread(self, thread_id: str, owner: str, session: Session, base_url: str | None,
-                           max_steps: float | None, request: gr.Request) -> tuple[Any, ...]:
+    async def claim_thread(
+        self,
+        thread_id: str,
+        owner: str,
+        session: Session,
+        base_url: str | None,
+        max_steps: float | None,
+        request: gr.Request,
+    ) -> tuple[Any, ...]:
         """Open a thread by id (e.g. `work-agent run --thread ID`) and add it to this browser's list."""
         thread_id = (thread_id or "").strip()
         store = await self.backend.ready()
@@ -136,9 +156,19 @@ class Handlers:
 
     # --- turns ---------------------------------------------------------------------------------
 
-    async def run(self, question: str, session: Session, owner: str, base_url: str | None, model: str | None,
-                  temperature: float, max_tokens: float, max_steps: float, tools: list[str],
-                  request: gr.Request) -> AsyncIterator[tuple[Any, ...]]:
+    async def run(
+        self,
+        question: str,
+        session: Session,
+        owner: str,
+        base_url: str | None,
+        model: str | None,
+        temperature: float,
+        max_tokens: float,
+        max_steps: float,
+        tools: list[str],
+        request: gr.Request,
+    ) -> AsyncIterator[tuple[Any, ...]]:
         """Ask a question on the session's thread, streaming the answer and tool steps as they happen."""
         question = (question or "").strip()
         if not question:
@@ -149,6 +179,7 @@ class Handlers:
             yield (gr.skip(),) * 4 + SKIP_TRACE
             return
         who = owner_of(owner, request)
+        session.stop_requested = False  # a Stop pressed while nothing ran is not for this question
         session.thread_id = session.thread_id or new_thread_id()
         steps_budget = int(max_steps)
         settings = self.backend.settings
@@ -164,44 +195,68 @@ class Handlers:
             yield session.display(), "", gr.skip(), session.thread_id, *SKIP_TRACE
             return
         enabled = list(tools or [])
-        note = (f"{name} · temperature {temperature:g} · max tokens {int(max_tokens)} · max steps {steps_budget}"
-                f" · tools: {', '.join(enabled) or 'none'} · endpoint {settings.openai_api_base}")
-        ctx = Context(model=name, temperature=float(temperature), max_tokens=int(max_tokens),
-                      max_steps=steps_budget, tools=enabled, stream=True,
-                      base_url="" if settings is self.backend.settings else settings.openai_api_base)
+        note = (
+            f"{name} · temperature {temperature:g} · max tokens {int(max_tokens)} · max steps {steps_budget}"
+            f" · tools: {', '.join(enabled) or 'none'} · endpoint {settings.openai_api_base}"
+        )
+        ctx = Context(
+            model=name,
+            temperature=float(temperature),
+            max_tokens=int(max_tokens),
+            max_steps=steps_budget,
+            tools=enabled,
+            stream=True,
+            base_url="" if settings is self.backend.settings else settings.openai_api_base,
+        )
         graph = await self.backend.graph()
+        await store.touch(who, session.thread_id, question)
+        if session.stop_requested:  # Stop was pressed before the turn could start: the question goes back
+            yield session.display(), question, gr.skip(), session.thread_id, *SKIP_TRACE
+            return
         session.turns += 1
         view = session.view = TurnView(question, turn=session.turns, note=note, max_steps=steps_budget)
-        await store.touch(who, session.thread_id, question)
-        yield session.display(), "", await self.conversation_choices(who), session.thread_id, *SKIP_TRACE
-        session.running = True
+        changed = asyncio.Event()
+        events = stream_turn(graph, question, thread_id=session.thread_id, context=ctx, interface="ui")
+        turn = session.task = asyncio.create_task(
+            _drive(events, view, changed, lambda exc: str(explain(exc, base_url=settings.openai_api_base, model=name)))
+        )
+        turn.add_done_callback(partial(_settle, session))  # also when Gradio abandons this generator
         try:
-            async with aclosing(stream_turn(graph, question, thread_id=session.thread_id, context=ctx,
-                                            interface="ui")) as events:
-                async for event in events:
-                    view.apply(event)
-                    yield session.display(), gr.skip(), gr.skip(), gr.skip(), *SKIP_TRACE
+            yield session.display(), "", await self.conversation_choices(who), session.thread_id, *SKIP_TRACE
+            while not turn.done():
+                await changed.wait()
+                changed.clear()
+                yield session.display(), gr.skip(), gr.skip(), gr.skip(), *SKIP_TRACE
         except (asyncio.CancelledError, GeneratorExit):
-            # Stop pressed: Gradio cancels this generator, or closes it (GeneratorExit) when it is parked at a
-            # yield; either way the turn's stream is closed, which closes the HTTP request (vLLM frees the
-            # slot) and saves the partial answer.
-            view.stop()
-            session.history, session.view, session.running = session.display(), None, False
+            # Gradio cancelled this event or closed it (the page went away, a client's timeout): stop the turn
+            # too, once its partial answer is saved. Stop never goes this way (see `stop`).
+            await halt(turn)
             raise
-        except Exception as exc:  # noqa: BLE001 - shown in the chat as one line
-            view.fail(str(explain(exc, base_url=settings.openai_api_base, model=name)))
-        session.history, session.view, session.running = session.display(), None, False
+        _settle(session, turn)
         await store.touch(who, session.thread_id, question)
         turns = await load_turns(graph, session.thread_id)
-        yield session.display(), gr.skip(), await self.conversation_choices(who), session.thread_id, \
-            *trace_outputs(turns, session.thread_id)
+        yield (
+            session.display(),
+            gr.skip(),
+            await self.conversation_choices(who),
+            session.thread_id,
+            *trace_outputs(turns, session.thread_id),
+        )
 
-    def stop(self, session: Session) -> Any:
-        """Mark the running turn stopped in the chat (the Stop button also cancels the turn's task)."""
-        if session.view is None:
-            return gr.skip()
-        session.view.stop()
-        return session.display()
+    async def stop(self, session: Session) -> None:
+        """Stop the running turn (the Stop button): cancel its task and wait until its partial answer is saved.
+
+        Cancelling the task closes the request to the model server (vLLM frees the slot) and cancels running
+        tools; the turn's event then ends by itself, showing the partial answer marked stopped and its trace.
+        A question that has not started its turn yet is not asked. Stop does not cancel the turn's Gradio
+        event (`cancels=`): Gradio's generator wrapper does not pass the close on to the handler (the turn
+        would run on until garbage-collected), and the page can keep an error state when its /cancel answer
+        arrives before the cancelled event's last message.
+        """
+        if session.task is not None:
+            await halt(session.task)
+        else:
+            session.stop_requested = True
 
     async def rewind_to(self, keep_turns: int, session: Session, base_url: str | None) -> None:
         graph = await self.backend.graph()
@@ -224,22 +279,42 @@ class Handlers:
         await self.rewind_to(len(turns) - 1, session, base_url)
         return session.display(), turns[-1].question, *trace_outputs(turns[:-1], session.thread_id)
 
-    async def retry(self, session: Session, owner: str, base_url: str | None, model: str | None,
-                    temperature: float, max_tokens: float, max_steps: float, tools: list[str],
-                    request: gr.Request) -> AsyncIterator[tuple[Any, ...]]:
+    async def retry(
+        self,
+        session: Session,
+        owner: str,
+        base_url: str | None,
+        model: str | None,
+        temperature: float,
+        max_tokens: float,
+        max_steps: float,
+        tools: list[str],
+        request: gr.Request,
+    ) -> AsyncIterator[tuple[Any, ...]]:
         """Ask the last question again."""
         turns = await self.last_turns(session, base_url)
         if not turns or session.running:
             yield (gr.skip(),) * 4 + SKIP_TRACE
             return
         await self.rewind_to(len(turns) - 1, session, base_url)
-        async for update in self.run(turns[-1].question, session, owner, base_url, model, temperature,
-                                     max_tokens, max_steps, tools, request):
+        async for update in self.run(
+            turns[-1].question, session, owner, base_url, model, temperature, max_tokens, max_steps, tools, request
+        ):
             yield update
 
-    async def edit(self, edit: gr.EditData, session: Session, owner: str, base_url: str | None,
-                   model: str | None, temperature: float, max_tokens: float, max_steps: float,
-                   tools: list[str], request: gr.Request) -> AsyncIterator[tuple[Any, ...]]:
+    async def edit(
+        self,
+        edit: gr.EditData,
+        session: Session,
+        owner: str,
+        base_url: str | None,
+        model: str | None,
+        temperature: float,
+        max_tokens: float,
+        max_steps: float,
+        tools: list[str],
+        request: gr.Request,
+    ) -> AsyncIterator[tuple[Any, ...]]:
         """Edit a question: the conversation continues from just before it, with the new text."""
         if session.running:
             yield (gr.skip(),) * 4 + SKIP_TRACE
@@ -247,9 +322,41 @@ class Handlers:
         index = edit.index if isinstance(edit.index, int) else edit.index[0]
         earlier = [m for m in session.display()[:index] if _role(m) == "user"]
         await self.rewind_to(len(earlier), session, base_url)
-        async for update in self.run(str(edit.value), session, owner, base_url, model, temperature,
-                                     max_tokens, max_steps, tools, request):
+        async for update in self.run(
+            str(edit.value), session, owner, base_url, model, temperature, max_tokens, max_steps, tools, request
+        ):
             yield update
+
+
+async def _drive(
+    events: AsyncGenerator[Event, None], view: TurnView, changed: asyncio.Event, describe: Callable[[Exception], str]
+) -> None:
+    """Run one turn to its end, folding its events into `view`: its own task, so that Stop can cancel it."""
+    try:
+        async with aclosing(events):
+            async for event in events:
+                view.apply(event)
+                changed.set()
+    except asyncio.CancelledError:  # Stop: stream_turn has saved the partial answer and closed the request
+        view.stop()
+        raise
+    except Exception as exc:  # noqa: BLE001 - shown in the chat as one line
+        view.fail(describe(exc))
+    finally:
+        changed.set()
+
+
+async def halt(turn: asyncio.Task[None]) -> None:
+    """Cancel a running turn once (a second cancel would cut its save short) and wait until it has ended."""
+    if not turn.done() and not turn.cancelling():
+        turn.cancel()
+    await asyncio.wait([turn])
+
+
+def _settle(session: Session, turn: asyncio.Task[None]) -> None:
+    """The turn ended: its messages join the history (once; a newer turn's are left alone)."""
+    if session.task is turn:
+        session.history, session.view, session.task = session.display(), None, None
 
 
 def _role(message: Any) -> str:

@@ -65,8 +65,9 @@ def say_stopped(result: Any, max_steps: int) -> None:
         click.secho(f"({stop_note(result.stopped, result.steps, max_steps)})", err=True, fg="yellow")
 
 
-async def ask(settings: Settings, graph: Any, question: str, thread_id: str, *, model: str, stream: bool,
-              printer: TurnPrinter) -> Any:
+async def ask(
+    settings: Settings, graph: Any, question: str, thread_id: str, *, model: str, stream: bool, printer: TurnPrinter
+) -> Any:
     """Run one turn, printing its events; model-server errors become one-line errors."""
     from graph.context import Context
     from graph.events import TurnEnded
@@ -89,11 +90,22 @@ async def ask(settings: Settings, graph: Any, question: str, thread_id: str, *, 
 @click.command()
 @click.argument("question")
 @agent_options
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: answer, thread_id, steps, usage, latency_ms.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object: answer, thread_id, steps, usage, latency_ms."
+)
 @click.option("--no-stream", is_flag=True, help="Wait for whole replies instead of streaming tokens.")
 @click.option("--verbose", "-v", is_flag=True, help="Also show each model call (tokens, time to first token).")
-def run(question: str, demo: bool, thread_id: str | None, max_steps: int | None, base_url: str | None,
-        model: str | None, as_json: bool, no_stream: bool, verbose: bool) -> None:
+def run(
+    question: str,
+    demo: bool,
+    thread_id: str | None,
+    max_steps: int | None,
+    base_url: str | None,
+    model: str | None,
+    as_json: bool,
+    no_stream: bool,
+    verbose: bool,
+) -> None:
     """Ask one QUESTION ("-" reads it from stdin) and print the answer."""
     if question == "-":
         from graph.batch.inputs import BatchInputError, decode
@@ -110,8 +122,9 @@ def run(question: str, demo: bool, thread_id: str | None, max_steps: int | None,
         asyncio.run(closing_models(_run(settings, question.strip(), thread_id, as_json, not no_stream, verbose)))
 
 
-async def _run(settings: Settings, question: str, thread_id: str | None, as_json: bool, stream: bool,
-               verbose: bool) -> None:
+async def _run(
+    settings: Settings, question: str, thread_id: str | None, as_json: bool, stream: bool, verbose: bool
+) -> None:
     from graph.checkpoint import open_checkpointer
     from graph.graph import build_graph
     from graph.runner import new_thread_id
@@ -127,8 +140,12 @@ async def _run(settings: Settings, question: str, thread_id: str | None, as_json
         return
     printer.finish(result.answer)
     say_stopped(result, settings.agent_max_steps)
-    click.secho(f"thread {thread_id} · {result.latency_ms / 1000:.1f}s · {result.usage['total_tokens']} tokens"
-                f" · continue with --thread {thread_id}", err=True, dim=True)
+    click.secho(
+        f"thread {thread_id} · {result.latency_ms / 1000:.1f}s · {result.usage['total_tokens']} tokens"
+        f" · continue with --thread {thread_id}",
+        err=True,
+        dim=True,
+    )
 
 
 REPL_HELP = "Commands: /new (fresh conversation), /tools, /thread, /help, /exit. Ctrl-C stops an answer."
@@ -137,8 +154,9 @@ REPL_HELP = "Commands: /new (fresh conversation), /tools, /thread, /help, /exit.
 @click.command()
 @agent_options
 @click.option("--no-stream", is_flag=True, help="Wait for whole replies instead of streaming tokens.")
-def repl(demo: bool, thread_id: str | None, max_steps: int | None, base_url: str | None, model: str | None,
-         no_stream: bool) -> None:
+def repl(
+    demo: bool, thread_id: str | None, max_steps: int | None, base_url: str | None, model: str | None, no_stream: bool
+) -> None:
     """Chat in a loop, with history, on one conversation thread."""
     with endpoint(demo, base_url, model, max_steps) as settings:
         _repl(settings, thread_id, not no_stream)
@@ -179,7 +197,9 @@ def _repl(settings: Settings, thread_id: str | None, stream: bool) -> None:
                     thread_id = new_thread_id()
                     click.secho(f"New conversation: thread {thread_id}", err=True, dim=True)
                 elif line == "/tools":
-                    click.echo("\n".join(f"{t.name}: {t.description.splitlines()[0]}" for t in TOOLS))
+                    from graph.cli.info import show_tools
+
+                    show_tools(TOOLS)
                 elif line == "/thread":
                     click.echo(thread_id)
                 elif line.startswith("/"):
@@ -212,8 +232,9 @@ def enable_line_editing(path: Any) -> Callable[[], None]:
     return save
 
 
-def _repl_turn(runner: asyncio.Runner, settings: Settings, graph: Any, line: str, thread_id: str, name: str,
-               stream: bool) -> None:
+def _repl_turn(
+    runner: asyncio.Runner, settings: Settings, graph: Any, line: str, thread_id: str, name: str, stream: bool
+) -> None:
     printer = TurnPrinter(stream_answer=stream)
     try:
         result = runner.run(ask(settings, graph, line, thread_id, model=name, stream=stream, printer=printer))
