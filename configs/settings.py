@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, BaseModel, Field, PrivateAttr, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 DEFAULT_BASE_URL = "http://localhost:8000/v1"
 DEFAULT_DB = Path.home() / ".local" / "share" / "work-agent" / "threads.sqlite"
+DEFAULT_MCP_CONFIG = Path("mcp.json")
 
 
 class ConfigError(ValueError):
@@ -155,6 +156,20 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds a tool's HTTP calls may take; a whole tool call is stopped after three times that.",
     )
+    agent_mcp_config: Path = Field(
+        DEFAULT_MCP_CONFIG,
+        description="JSON file with an `mcpServers` object (Claude Desktop / Cursor format) and optional "
+        "`approval` policies. The default ./mcp.json may be absent; a file named here must exist.",
+    )
+    agent_mcp_start_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds an MCP server may take to start and list its tools before it is reported failed.",
+    )
+    agent_tool_modules: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated Python modules (or .py files) whose typed functions become tools.",
+    )
     weather_geocoding_url: str = Field(
         "https://geocoding-api.open-meteo.com/v1/search",
         description="Open-Meteo geocoding endpoint.",
@@ -167,6 +182,13 @@ class Settings(BaseSettings):
         "https://api.openweathermap.org/data/2.5/weather",
         description="OpenWeatherMap current-weather endpoint (used when WEATHER_API_KEY is set).",
     )
+
+    @field_validator("agent_tool_modules", mode="before")
+    @classmethod
+    def _module_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("weather_geocoding_url", "weather_forecast_url", "openweathermap_url")
     @classmethod

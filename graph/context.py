@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from configs.prompts import SYSTEM_PROMPT
 
@@ -45,4 +46,15 @@ class Context:
             "description": "OpenAI-compatible endpoint for this run, e.g. http://gpu-box:8000/v1. "
             "Empty: OPENAI_API_BASE (or AGENT_ENDPOINTS)."
         },
+    )
+    approve: Literal["ask", "auto", "deny"] = field(
+        default="ask",
+        metadata={
+            "description": "Calls whose policy is `ask`: pause for a person (ask), run them (auto), or refuse "
+            "them (deny, for runs nobody watches)."
+        },
+    )
+    approval: dict[str, str] | None = field(
+        default=None,
+        metadata={"description": "Policy per tool name or pattern (auto, ask, deny), over the config file's."},
     )

@@ -45,6 +45,52 @@ class StepRecorded:
     step: Step
 
 
+@dataclass(frozen=True, slots=True)
+class PendingCall:
+    """A tool call waiting for a person's decision (one action request of the interrupt)."""
+
+    call_id: str
+    name: str
+    args: dict[str, Any]
+    description: str = ""
+    server: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "tool_call_id": self.call_id,
+            "name": self.name,
+            "args": self.args,
+            "description": self.description,
+            "server": self.server,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRequested:
+    """The graph paused: these calls need approve / edit / reject before the turn goes on (`resume`)."""
+
+    calls: tuple[PendingCall, ...]
+    interrupt_id: str = ""
+    error: str | None = None
+    """Why the previous answer to this pause could not be used (an unknown call id, a wrong count)."""
+
+    @classmethod
+    def from_value(cls, value: Any, interrupt_id: str = "") -> ApprovalRequested:
+        """From the interrupt's value (a HITLRequest as `graph.approval.hitl_request` builds it)."""
+        value = value if isinstance(value, dict) else {}
+        calls = tuple(
+            PendingCall(
+                call_id=str(a.get("tool_call_id") or ""),
+                name=str(a.get("name") or ""),
+                args=dict(a.get("args") or {}),
+                description=str(a.get("description") or ""),
+                server=a.get("server"),
+            )
+            for a in value.get("action_requests", [])
+        )
+        return cls(calls, interrupt_id, value.get("error"))
+
+
 @dataclass
 class TurnResult:
     """What one turn produced (the `--json` output of `work-agent run`)."""
@@ -54,6 +100,8 @@ class TurnResult:
     steps: list[Step] = field(default_factory=list)
     latency_ms: float = 0.0
     stopped: StopReason | None = None
+    pending: ApprovalRequested | None = None
+    """Set when the turn paused for approval: the answer comes after `resume`."""
 
     @property
     def usage(self) -> dict[str, int]:
@@ -69,6 +117,7 @@ class TurnResult:
             "usage": self.usage,
             "latency_ms": round(self.latency_ms, 1),
             "stopped": self.stopped,
+            "pending": [c.as_json() for c in self.pending.calls] if self.pending else [],
         }
 
 
@@ -79,5 +128,5 @@ class TurnEnded:
     result: TurnResult
 
 
-Event = Token | ToolStarted | ToolFinished | StepRecorded | TurnEnded
-"""Everything a turn reports. Approval requests and reasoning tokens will join this union."""
+Event = Token | ToolStarted | ToolFinished | StepRecorded | ApprovalRequested | TurnEnded
+"""Everything a turn reports. Reasoning tokens will join this union."""

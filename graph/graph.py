@@ -15,6 +15,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
 from configs.settings import Settings, get_settings
+from graph.approval import make_approve, needs_review
 from graph.context import Context
 from graph.nodes import (
     ModelFactory,
@@ -27,12 +28,12 @@ from graph.nodes import (
     stop_reason,
 )
 from graph.state import InputState, State
-from tools import TOOLS
+from tools.toolbox import Toolbox, shared_toolbox
 
 
 def recursion_limit(max_steps: int) -> int:
-    """Supersteps a turn of `max_steps` tool rounds needs (3 per round, plus plan and answer), with room."""
-    return 3 * max_steps + 10
+    """Supersteps a turn of `max_steps` tool rounds needs (4 per round with approval, plus plan and answer)."""
+    return 4 * max_steps + 10
 
 
 def wants_tools(state: State) -> Literal["call_tool", "__end__"]:
@@ -43,6 +44,20 @@ def wants_tools(state: State) -> Literal["call_tool", "__end__"]:
     """
     last = state.messages[-1]
     return "call_tool" if isinstance(last, AIMessage) and last.tool_calls else "__end__"
+
+
+def routes_after_plan(toolbox: Toolbox, settings: Settings) -> Callable[..., str]:
+    """After `plan`: `approve` when a call's policy is not `auto`, else straight to `call_tool` (or the end)."""
+
+    def after_plan(state: State, runtime: Runtime[Context]) -> Literal["approve", "call_tool", "__end__"]:
+        route = wants_tools(state)
+        last = state.messages[-1]
+        if route == "call_tool" and isinstance(last, AIMessage):
+            if needs_review(last, toolbox.policy, knobs(runtime.context, settings)):
+                return "approve"
+        return route
+
+    return after_plan
 
 
 def explained(node: Callable[..., Awaitable[Any]], settings: Settings) -> Callable[..., Awaitable[Any]]:
@@ -70,7 +85,8 @@ def explained(node: Callable[..., Awaitable[Any]], settings: Settings) -> Callab
 def build_graph(
     *,
     settings: Settings | None = None,
-    tools: Sequence[BaseTool] = TOOLS,
+    tools: Sequence[BaseTool] | None = None,
+    toolbox: Toolbox | None = None,
     model_factory: ModelFactory | None = None,
     checkpointer: Any = None,
     explain_errors: bool = False,
@@ -78,9 +94,13 @@ def build_graph(
     """Build the agent graph. Studio compiles it without a checkpointer; the CLI and UI pass one.
 
     `explain_errors` makes model-server failures `AgentError`s with their one-line message (Studio); the
-    CLI, UI and batch map the original exceptions themselves.
+    CLI, UI and batch map the original exceptions themselves. The tools are `toolbox`'s, else exactly
+    `tools`, else the process's shared toolbox (built-in tools, AGENT_TOOL_MODULES and the MCP servers of
+    AGENT_MCP_CONFIG, started on the first turn).
     """
     settings = settings or get_settings()
+    if toolbox is None:
+        toolbox = Toolbox(tools) if tools is not None else shared_toolbox(settings)
     factory = model_factory or default_model_factory(settings)
 
     def should_continue(state: State, runtime: Runtime[Context]) -> Literal["plan", "answer"]:
@@ -89,17 +109,21 @@ def build_graph(
         return "answer" if stop_reason(state.messages, max_steps) else "plan"
 
     builder = StateGraph(State, input_schema=InputState, context_schema=Context)
-    plan, answer = make_plan(settings, tools, factory), make_answer(settings, factory)
+    plan, answer = make_plan(settings, toolbox, factory), make_answer(settings, factory)
     if explain_errors:
         plan, answer = explained(plan, settings), explained(answer, settings)
     builder.add_node("plan", plan)
-    builder.add_node("call_tool", make_call_tool(settings, tools))
+    builder.add_node("approve", make_approve(settings, toolbox))
+    builder.add_node("call_tool", make_call_tool(settings, toolbox))
     builder.add_node("observe", observe)
     builder.add_node("answer", answer)
     builder.add_edge(START, "plan")
-    builder.add_conditional_edges("plan", wants_tools)
+    builder.add_conditional_edges("plan", routes_after_plan(toolbox, settings), ["approve", "call_tool", END])
+    builder.add_edge("approve", "call_tool")
     builder.add_edge("call_tool", "observe")
     builder.add_conditional_edges("observe", should_continue)
     builder.add_edge("answer", END)
     compiled = builder.compile(checkpointer=checkpointer, name="Work Agent")
-    return compiled.with_config(recursion_limit=recursion_limit(settings.agent_max_steps))
+    graph = compiled.with_config(recursion_limit=recursion_limit(settings.agent_max_steps))
+    graph.toolbox = toolbox  # type: ignore[attr-defined]  # the CLI and UI list, report and close its tools
+    return graph

@@ -32,6 +32,7 @@ from configs.prompts import (
     UNREADABLE_CALL_FALLBACK,
 )
 from configs.settings import Settings
+from graph.approval import EDIT_NOTICE
 from graph.context import Context
 from graph.events import Token, ToolFinished, ToolStarted
 from graph.failover import CallRecord, track_call
@@ -40,6 +41,7 @@ from graph.recovery import MarkupGuard, has_tool_markup, recover_tool_calls, str
 from graph.state import State, current_turn, tool_rounds, turn_number
 from graph.trace import Step, StopReason
 from tools.errors import handle_tool_error
+from tools.toolbox import Toolbox
 
 INVALID_ARGS_TEMPLATE = (
     "Error: the arguments for {name} were not valid JSON ({error}). Call {name} again with a JSON object "
@@ -74,6 +76,8 @@ def knobs(ctx: Context | None, settings: Settings) -> Context:
         system_prompt=ctx.system_prompt,
         stream=ctx.stream,
         base_url=ctx.base_url,
+        approve=ctx.approve,
+        approval=ctx.approval,
     )
 
 
@@ -264,13 +268,13 @@ def model_step(
     ).model_dump()
 
 
-def make_plan(settings: Settings, tools: Sequence[BaseTool], factory: ModelFactory):
+def make_plan(settings: Settings, toolbox: Toolbox, factory: ModelFactory):
     """The `plan` node: one model call with the tools bound; streams tokens; recovers text calls."""
 
     async def plan(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         ctx = knobs(runtime.context, settings)
         model, name = await factory(ctx, ctx.stream)
-        usable = enabled_tools(tools, ctx)
+        usable = enabled_tools(await toolbox.tools(), ctx)
         messages = [SystemMessage(ctx.system_prompt), *state.messages]
         started, t0 = time.time(), time.perf_counter()
         with track_call(run_settings(settings, ctx)) as call:
@@ -313,17 +317,28 @@ def make_plan(settings: Settings, tools: Sequence[BaseTool], factory: ModelFacto
     return plan
 
 
-def make_call_tool(settings: Settings, tools: Sequence[BaseTool]) -> ToolNode:
-    """The `call_tool` node: LangGraph's ToolNode (concurrent calls), timed and announced per call."""
+def make_call_tool(settings: Settings, toolbox: Toolbox) -> ToolNode:
+    """The `call_tool` node: LangGraph's ToolNode (concurrent calls), timed, announced and approved per call.
+
+    MCP tools are not known when the node is built (their servers start on the first turn): a call to one
+    is pointed at it here (`request.override(tool=...)`, ToolNode's way for tools it was not built with).
+    """
 
     async def timed(request: ToolCallRequest, execute: Callable[[ToolCallRequest], Awaitable[Any]]) -> Any:
         call = request.tool_call
         writer = request.runtime.stream_writer
         ctx = knobs(request.runtime.context, settings)
         ai = next(m for m in reversed(request.state.messages) if isinstance(m, AIMessage))
+        if request.tool is None and (found := toolbox.get(call["name"])) is not None:
+            request = request.override(tool=found)
+        verdict = ai.response_metadata.get("approvals", {}).get(call["id"], {})
+        decision = verdict.get("decision")
+        if decision == "edited":
+            request = request.override(tool_call={**call, "args": verdict["args"]})
+            call = request.tool_call
         writer(ToolStarted(call["id"] or "", call["name"], call["args"]))
         started, t0 = time.time(), time.perf_counter()
-        allowed = [t.name for t in enabled_tools(tools, ctx)]
+        allowed = [t.name for t in enabled_tools(toolbox.known(), ctx)]
         invalid = ai.response_metadata.get("invalid_arguments", {})
         if call["id"] in invalid:
             content = INVALID_ARGS_TEMPLATE.format(name=call["name"], error=invalid[call["id"]])
@@ -331,21 +346,42 @@ def make_call_tool(settings: Settings, tools: Sequence[BaseTool]) -> ToolNode:
         elif call["name"] not in allowed and request.tool is not None:
             content = DISABLED_TOOL_TEMPLATE.format(name=call["name"], available=", ".join(allowed))
             result = ToolMessage(content, name=call["name"], tool_call_id=call["id"], status="error")
+        elif decision in ("rejected", "denied", "superseded"):
+            result = ToolMessage(verdict["message"], name=call["name"], tool_call_id=call["id"], status="error")
         else:
             result = await _limited(execute, request, settings.tool_timeout)
+            if decision == "edited" and isinstance(result, ToolMessage):
+                notice = EDIT_NOTICE.format(args=json.dumps(call["args"], ensure_ascii=False))
+                result.content = f"{notice}\n{result.content}" if isinstance(result.content, str) else result.content
         duration = (time.perf_counter() - t0) * 1000
         if isinstance(result, ToolMessage):
-            result.content = _capped(result.content)
+            result.content = _capped(_text_of(result.content))
+            meta = (request.tool.metadata or {}) if request.tool is not None else {}
             result.response_metadata = {
                 **result.response_metadata,
                 "started_at": started,
                 "duration_ms": duration,
                 "unknown_tool": request.tool is None,
+                "server": meta.get("server"),
+                "decision": decision,
+                "arguments": call["args"],
             }
             writer(ToolFinished(call["id"] or "", call["name"], result.status, str(result.content), duration))
         return result
 
-    return ToolNode(list(tools), name="call_tool", handle_tool_errors=handle_tool_error, awrap_tool_call=timed)
+    return ToolNode(toolbox.static, name="call_tool", handle_tool_errors=handle_tool_error, awrap_tool_call=timed)
+
+
+def _text_of(content: Any) -> Any:
+    """A tool result as text: MCP tools return content blocks; the model and the trace read their text."""
+    if isinstance(content, list):
+        parts = [b.get("text", "") if isinstance(b, dict) else str(b) for b in content]
+        kinds = [b.get("type") for b in content if isinstance(b, dict) and b.get("type") != "text"]
+        text = "\n".join(p for p in parts if p)
+        if kinds:
+            text += f"\n[{len(kinds)} non-text block(s) omitted: {', '.join(sorted(set(map(str, kinds))))}]"
+        return text
+    return content
 
 
 async def _limited(
@@ -391,7 +427,7 @@ def observe(state: State) -> dict[str, Any]:
                 turn=turn,
                 name=m.name,
                 call_id=m.tool_call_id,
-                arguments=args.get(m.tool_call_id, {}),
+                arguments=m.response_metadata.get("arguments", args.get(m.tool_call_id, {})),
                 status="error" if failed else "ok",
                 result=None if failed else str(m.content),
                 error=str(m.content) if failed else None,
@@ -399,6 +435,8 @@ def observe(state: State) -> dict[str, Any]:
                 duration_ms=m.response_metadata.get("duration_ms", 0.0),
                 recovered=recovered,
                 unknown_tool=bool(m.response_metadata.get("unknown_tool")),
+                server=m.response_metadata.get("server"),
+                decision=m.response_metadata.get("decision"),
             ).model_dump()
         )
     return {"steps": steps}

@@ -11,10 +11,22 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langgraph.errors import GraphRecursionError
+from langgraph.types import Command
 
 from configs.prompts import OUT_OF_STEPS_FALLBACK
+from graph.approval import SUPERSEDED
 from graph.context import Context
-from graph.events import Event, StepRecorded, Token, ToolFinished, ToolStarted, TurnEnded, TurnResult
+from graph.errors import AgentError
+from graph.events import (
+    ApprovalRequested,
+    Event,
+    StepRecorded,
+    Token,
+    ToolFinished,
+    ToolStarted,
+    TurnEnded,
+    TurnResult,
+)
 from graph.graph import recursion_limit
 from graph.obs.observer import TurnObserver
 from graph.state import turn_number
@@ -23,7 +35,17 @@ from graph.trace import Step, stop_reason_of
 CANCELLED_TOOL = "Cancelled: the user stopped this turn before the tool finished."
 STOPPED_MODEL = "stopped by the user"
 
-__all__ = ["TurnResult", "new_thread_id", "run_turn", "stream_turn"]
+__all__ = ["StaleApproval", "TurnResult", "new_thread_id", "pending_approval", "run_turn", "stream_turn"]
+
+
+class StaleApproval(AgentError):
+    """A decision arrived for a thread that no longer waits for one (it moved on, or another tab decided)."""
+
+    def __init__(self, thread_id: str) -> None:
+        super().__init__(
+            f"nothing on conversation {thread_id} is waiting for approval any more (it moved on, or it was "
+            "already decided): nothing was run"
+        )
 
 
 def new_thread_id() -> str:
@@ -56,13 +78,18 @@ class _Progress:
 
 async def stream_turn(
     graph: Any,
-    question: str,
+    question: str | None,
     *,
     thread_id: str,
     context: Context,
     interface: str = "cli",
+    resume: Any = None,
 ) -> AsyncGenerator[Event, None]:
     """Ask `question` on `thread_id` and yield the turn's events as they happen, ending with `TurnEnded`.
+
+    A turn that pauses for approval yields `ApprovalRequested` and ends with `TurnEnded` whose result is
+    `pending`; call again with `resume=` the decisions (`{"decisions": [...]}`, see `graph.approval`) and
+    no question to go on. A new question while calls wait closes them as not run (`superseded`).
 
     Model-server failures propagate as their original exceptions (map them with `graph.errors.explain`).
     A turn that is cancelled, or whose stream is closed early (Stop, Ctrl-C, Gradio closing its generator),
@@ -72,13 +99,21 @@ async def stream_turn(
     config: dict[str, Any] = {"configurable": {"thread_id": thread_id}}
     if context.max_steps:
         config["recursion_limit"] = recursion_limit(context.max_steps)
-    observer = TurnObserver(interface, thread_id)
+    observer = TurnObserver(interface, thread_id, question=resume is None)
     progress = _Progress()
     result = TurnResult(answer="", thread_id=thread_id)
     started = time.perf_counter()
-    stream = graph.astream(
-        {"messages": [HumanMessage(question)]}, config, context=context, stream_mode=["custom", "updates"]
-    )
+    if resume is not None:
+        if graph.checkpointer is not None and await pending_approval(graph, thread_id) is None:
+            observer.close("error")
+            raise StaleApproval(thread_id)
+        inputs: Any = Command(resume=resume)
+    else:
+        if graph.checkpointer is not None:
+            for step in await supersede_pending(graph, config):
+                observer.see(StepRecorded(step))
+        inputs = {"messages": [HumanMessage(question or "")]}
+    stream = graph.astream(inputs, config, context=context, stream_mode=["custom", "updates"])
     try:
         async with aclosing(stream):
             async for mode, data in stream:
@@ -98,6 +133,8 @@ async def stream_turn(
         observer.close("error")
         raise
     result.latency_ms = (time.perf_counter() - started) * 1000
+    if result.pending:
+        result.answer = ""
     result.stopped = result.stopped or stop_reason_of(result.steps)
     ended = TurnEnded(result)
     observer.see(ended)
@@ -110,7 +147,12 @@ def _events(mode: str, data: Any, result: TurnResult) -> list[Event]:
     if mode == "custom":
         return [data] if isinstance(data, Token | ToolStarted | ToolFinished) else []
     events: list[Event] = []
-    for update in data.values():
+    for node, update in data.items():
+        if node == "__interrupt__":
+            for pause in update:
+                result.pending = ApprovalRequested.from_value(pause.value, getattr(pause, "id", ""))
+                events.append(result.pending)
+            continue
         for record in (update or {}).get("steps", []):
             step = Step.model_validate(record)
             result.steps.append(step)
@@ -122,16 +164,61 @@ def _events(mode: str, data: Any, result: TurnResult) -> list[Event]:
 
 
 async def run_turn(
-    graph: Any, question: str, *, thread_id: str, context: Context, interface: str = "cli"
+    graph: Any,
+    question: str | None,
+    *,
+    thread_id: str,
+    context: Context,
+    interface: str = "cli",
+    resume: Any = None,
 ) -> TurnResult:
-    """Run a whole turn and return what it produced (`stream_turn`, drained)."""
+    """Run a whole turn (or its part after an approval) and return what it produced (`stream_turn`, drained)."""
     async with aclosing(
-        stream_turn(graph, question, thread_id=thread_id, context=context, interface=interface)
+        stream_turn(graph, question, thread_id=thread_id, context=context, interface=interface, resume=resume)
     ) as events:
         async for event in events:
             if isinstance(event, TurnEnded):
                 return event.result
     raise RuntimeError("the turn ended without a result")  # unreachable: stream_turn ends with TurnEnded
+
+
+async def pending_approval(graph: Any, thread_id: str) -> ApprovalRequested | None:
+    """What the thread's paused turn waits for (None when it waits for nothing); kept in the checkpoint."""
+    snapshot = await graph.aget_state({"configurable": {"thread_id": thread_id}})
+    for pause in snapshot.interrupts or ():
+        return ApprovalRequested.from_value(pause.value, pause.id)
+    return None
+
+
+async def supersede_pending(graph: Any, config: dict[str, Any]) -> list[Step]:
+    """Close calls left waiting for approval when a new question comes: not run, and recorded so."""
+    snapshot = await graph.aget_state(config)
+    if not snapshot.interrupts:
+        return []
+    messages = snapshot.values.get("messages", [])
+    answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
+    last = messages[-1] if messages else None
+    dangling = [tc for tc in last.tool_calls if tc["id"] not in answered] if isinstance(last, AIMessage) else []
+    turn, now = turn_number(messages), time.time()
+    patch = [ToolMessage(SUPERSEDED, tool_call_id=tc["id"], name=tc["name"], status="error") for tc in dangling]
+    steps = [
+        Step(
+            kind="tool",
+            node="call_tool",
+            turn=turn,
+            name=tc["name"],
+            call_id=tc["id"],
+            arguments=tc["args"],
+            status="error",
+            error=SUPERSEDED,
+            started_at=now,
+            duration_ms=0.0,
+            decision="superseded",
+        )
+        for tc in dangling
+    ]
+    await graph.aupdate_state(config, {"messages": patch, "steps": [s.model_dump() for s in steps]}, as_node="answer")
+    return steps
 
 
 async def save_stopped(graph: Any, config: dict[str, Any], progress: _Progress, context: Context) -> list[Step]:

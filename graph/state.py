@@ -24,6 +24,8 @@ class State(InputState):
 
     steps: Annotated[list[dict[str, Any]], operator.add] = field(default_factory=list)
     """Trace records (`graph.trace.Step` dumps), appended by `plan`, `observe` and `answer`."""
+    allowed_tools: Annotated[list[str], operator.add] = field(default_factory=list)
+    """Tools a person allowed for the rest of this conversation (`approve`: "allow for this conversation")."""
 
 
 def turn_number(messages: list[AnyMessage]) -> int:

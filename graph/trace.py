@@ -74,6 +74,10 @@ class Step(BaseModel):
     result: str | None = None
     error: str | None = None
     unknown_tool: bool = Field(False, description="the model asked for a tool the graph does not have")
+    server: str | None = Field(None, description="the MCP server the tool comes from")
+    decision: str | None = Field(
+        None, description="approval: allowed, approved, edited, rejected, denied or superseded (None: auto)"
+    )
 
     @field_validator("skipped", mode="before")
     @classmethod
@@ -101,6 +105,10 @@ class Step(BaseModel):
             short = short[: width - 1] + "…"
         mark = "✗" if self.status == "error" else "✓"
         tag = " (recovered)" if self.recovered else ""
+        if self.server:
+            tag += f" [{self.server}]"
+        if self.decision:
+            tag += f" ({self.decision})"
         return f"{mark} {self.name}{tag} {args} {secs} → {short}"
 
 

@@ -245,14 +245,16 @@ async def test_cancelling_a_turn_keeps_the_partial_answer_and_the_next_turn_work
     assert vllm.disconnects >= 1
 
 
-def test_graph_shape_has_the_four_named_nodes():
+def test_graph_shape_has_the_named_nodes_with_approve_between_plan_and_call_tool():
     graph = build_graph()
     drawn = graph.get_graph()
-    assert set(drawn.nodes) == {"__start__", "plan", "call_tool", "observe", "answer", "__end__"}
+    assert set(drawn.nodes) == {"__start__", "plan", "approve", "call_tool", "observe", "answer", "__end__"}
     edges = {(e.source, e.target) for e in drawn.edges}
     assert {
         ("__start__", "plan"),
         ("plan", "call_tool"),
+        ("plan", "approve"),
+        ("approve", "call_tool"),
         ("plan", "__end__"),
         ("call_tool", "observe"),
         ("observe", "plan"),

@@ -23,7 +23,9 @@ Add a tool in two steps:
            \"\"\"
            ...
 
-2. Add it to `TOOLS` below (import plus one list entry). Settings such as URLs, keys and
+2. Add it to `TOOLS` below (import plus one list entry). Built-in tools only read, so they run without
+   asking (`readOnlyHint`); a tool that writes or deletes belongs in your own module (tools/plugins.py),
+   where it is asked about by default. Settings such as URLs, keys and
    timeouts come from `configs.get_settings()` at call time, never from `os.environ`.
 """
 
@@ -35,6 +37,8 @@ from tools.errors import ToolError, handle_tool_error
 from tools.weather import get_city_weather
 
 TOOLS: list[BaseTool] = [get_current_time, get_city_weather, calculate]
+for _tool in TOOLS:
+    _tool.metadata = {**(_tool.metadata or {}), "source": "builtin", "readOnlyHint": True}
 TOOLS_BY_NAME: dict[str, BaseTool] = {t.name: t for t in TOOLS}
 
 __all__ = [

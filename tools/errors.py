@@ -104,7 +104,9 @@ def _secrets() -> list[str]:
     values = [settings.openai_api_key.get_secret_value()]
     if settings.weather_api_key is not None:
         values.append(settings.weather_api_key.get_secret_value())
-    return [v for v in values if v.strip() and v != "EMPTY"]
+    from configs.secrets import extra_secrets
+
+    return sorted({v for v in values if v.strip() and v != "EMPTY"} | set(extra_secrets()), key=len, reverse=True)
 
 
 def _one_line(text: str) -> str:

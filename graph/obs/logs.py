@@ -12,6 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 from pythonjsonlogger.json import JsonFormatter
 
+from configs.secrets import extra_secrets
 from configs.settings import Settings
 from graph.trace import Step
 
@@ -53,8 +54,8 @@ class Redactor(logging.Filter):
         self.secrets = sorted(set(secrets), key=len, reverse=True)
 
     def redact(self, text: str) -> str:
-        """The text with every secret and every Bearer/sk- token masked."""
-        for secret in self.secrets:
+        """The text with every secret (the settings', and MCP servers' env and headers) and Bearer/sk- token masked."""
+        for secret in sorted({*self.secrets, *extra_secrets()}, key=len, reverse=True):
             text = text.replace(secret, MASK)
         for pattern, repl in TOKEN_PATTERNS:
             text = pattern.sub(repl, text)

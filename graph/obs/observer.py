@@ -11,13 +11,14 @@ from graph.trace import Step
 class TurnObserver:
     """Counts the question when created, each step as it is recorded, and the outcome once, at `close`."""
 
-    def __init__(self, interface: str, thread_id: str) -> None:
+    def __init__(self, interface: str, thread_id: str, *, question: bool = True) -> None:
         self.interface = interface
         self.thread_id = thread_id
         self.steps: list[Step] = []
         self.status = "error"
         self.closed = False
-        metrics.record_question(interface)
+        if question:  # a turn resumed after an approval is the same question
+            metrics.record_question(interface)
 
     def see(self, event: Event) -> None:
         """Log and count a recorded step; note how the turn ended."""
@@ -28,6 +29,8 @@ class TurnObserver:
                 log_step(step, thread_id=self.thread_id, interface=self.interface)
             case TurnEnded(result=result):
                 self.status = "stopped" if result.stopped else "ok"
+                if result.pending:
+                    self.closed = True  # paused, not finished: the resumed turn counts the answer
             case _:
                 pass
 
