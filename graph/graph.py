@@ -17,6 +17,7 @@ from langgraph.runtime import Runtime
 from configs.settings import Settings, get_settings
 from graph.approval import make_approve, needs_review
 from graph.context import Context
+from graph.obs import metrics
 from graph.nodes import (
     ModelFactory,
     default_model_factory,
@@ -101,6 +102,8 @@ def build_graph(
     settings = settings or get_settings()
     if toolbox is None:
         toolbox = Toolbox(tools) if tools is not None else shared_toolbox(settings)
+    box = toolbox
+    box.hub.on_change = lambda: metrics.record_mcp_servers([s.state for s in box.statuses()])
     factory = model_factory or default_model_factory(settings)
 
     def should_continue(state: State, runtime: Runtime[Context]) -> Literal["plan", "answer"]:

@@ -185,7 +185,7 @@ def step_fields(step: Step) -> dict[str, Any]:
             tool_calls=step.tool_calls,
         )
     else:
-        fields.update(tool=step.name, recovered=step.recovered)
+        fields.update(tool=step.name, recovered=step.recovered, server=step.server, decision=step.decision)
     error = step.error if step.error is None or len(step.error) <= MAX_ERROR else step.error[:MAX_ERROR] + "…"
     fields.update(
         endpoint=step.endpoint,

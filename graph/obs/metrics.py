@@ -15,6 +15,7 @@ from typing import Any
 from prometheus_client import (
     REGISTRY,
     Counter,
+    Gauge,
     Histogram,
     disable_created_metrics,
     make_asgi_app,
@@ -52,6 +53,15 @@ MODEL_SECONDS = Histogram(
     "work_agent_model_duration_seconds", "Time a model request took.", ["endpoint"], buckets=MODEL_BUCKETS
 )
 TOKENS = Counter("work_agent_tokens_total", "Tokens, by endpoint and kind (prompt, completion).", ["endpoint", "kind"])
+TOOL_DECISIONS = Counter(
+    "work_agent_tool_decisions_total",
+    "Tool calls that needed a decision, by what was decided (approved, edited, rejected, denied, allowed, superseded).",
+    ["decision"],
+)
+DECISIONS = ("allowed", "approved", "edited", "rejected", "denied", "superseded")
+MCP_SERVERS = Gauge(
+    "work_agent_mcp_servers", "Configured MCP servers, by state (ready, failed, starting, disabled).", ["state"]
+)
 RECOVERED = Counter("work_agent_recovered_tool_calls_total", "Tool calls recovered from <tool_call> text.")
 FALLBACKS = Counter(
     "work_agent_fallbacks_total", "Endpoints passed over, by the skipped endpoint and why.", ["endpoint", "reason"]
@@ -123,6 +133,14 @@ def _record_tool(step: Step) -> None:
     TOOL_SECONDS.labels(tool).observe(step.duration_ms / 1000)
     if step.recovered:
         RECOVERED.inc()
+    if step.decision:
+        TOOL_DECISIONS.labels(_label(step.decision, DECISIONS)).inc()
+
+
+def record_mcp_servers(states: list[str]) -> None:
+    """Set the MCP server gauge from every configured server's state (the server names are not labels)."""
+    for state in ("ready", "failed", "starting", "disabled"):
+        MCP_SERVERS.labels(state).set(sum(1 for s in states if s == state))
 
 
 def _record_model(step: Step) -> None:
