@@ -134,7 +134,7 @@ def bind_tools(model: Runnable, tools: Sequence[Any]) -> Runnable:
     if not tools:
         return model  # vLLM 400s on `tools: []`
     cache = _MODELS.get(asyncio.get_running_loop())
-    key = ("bound", id(model), tuple(t.name for t in tools))
+    key = ("bound", id(model), tuple((t.name, id(t)) for t in tools))  # an MCP server's restart: new tools
     hit = cache.get(key) if cache is not None else None
     if hit is None or hit[0] is not model:  # a model built outside the cache, or an id reused
         hit = (model, model.bind_tools(tools))  # type: ignore[attr-defined]  # a chat model or its fallbacks

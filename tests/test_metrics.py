@@ -24,6 +24,7 @@ COUNTERS = {
     "work_agent_tokens",
     "work_agent_recovered_tool_calls",
     "work_agent_fallbacks",
+    "work_agent_tool_decisions",
 }
 HISTOGRAMS = {
     "work_agent_steps_per_answer",
@@ -57,6 +58,7 @@ def model_step(node: str = "plan", **kw: Any) -> Step:
 
 
 def tool_step(name: str, **kw: Any) -> Step:
+    kw.setdefault("duration_ms", 1.0)
     return Step(kind="tool", turn=1, node="call_tool", started_at=time.time(), name=name, **kw)
 
 
@@ -232,7 +234,8 @@ def test_names_follow_prometheus_conventions():
     families = {f.name: f for f in text_string_to_metric_families(exposition()) if f.name.startswith("work_agent_")}
     assert {n for n, f in families.items() if f.type == "counter"} == COUNTERS
     assert {n for n, f in families.items() if f.type == "histogram"} == HISTOGRAMS
-    assert set(families) == COUNTERS | HISTOGRAMS
+    assert {n for n, f in families.items() if f.type == "gauge"} == {"work_agent_mcp_servers"}
+    assert set(families) == COUNTERS | HISTOGRAMS | {"work_agent_mcp_servers"}
     for name in COUNTERS:
         assert {s.name for s in families[name].samples} == {f"{name}_total"}
     for name in HISTOGRAMS - {"work_agent_steps_per_answer"}:
@@ -295,7 +298,8 @@ def test_ui_serves_metrics_next_to_the_page(ui_app: UiApp):
     assert resp.status_code == 200, resp.text[:300]
     assert resp.headers["content-type"].startswith("text/plain")
     families = {f.name: f for f in text_string_to_metric_families(resp.text) if f.name.startswith("work_agent_")}
-    assert set(families) == COUNTERS | HISTOGRAMS
+    assert {n for n, f in families.items() if f.type == "gauge"} == {"work_agent_mcp_servers"}
+    assert set(families) == COUNTERS | HISTOGRAMS | {"work_agent_mcp_servers"}
     assert {s.labels["interface"] for s in families["work_agent_questions"].samples} == set(metrics.INTERFACES)
     assert page.status_code == 200 and "gradio" in page.text.lower()
 
@@ -332,3 +336,35 @@ def test_base_url_may_repeat_for_failover(monkeypatch, args, base):
     assert isinstance(result.exception, Built), result.output
     assert seen["settings"].openai_api_base == base
     assert [e.base_url for e in seen["settings"].endpoints()] == base.split(",")
+
+
+def test_approval_decisions_are_counted_by_decision_with_a_bounded_label():
+    before = scrape()
+
+    def count(decision: str) -> float:
+        key = ("work_agent_tool_decisions_total", frozenset({("decision", decision)}))
+        return scrape().get(key, 0.0) - before.get(key, 0.0)
+
+    steps = [
+        tool_step("write_note", decision="approved"),
+        tool_step("write_note", decision="edited"),
+        tool_step("delete_note", status="error", error="User rejected it", decision="rejected"),
+        tool_step("delete_note", status="error", error="not allowed", decision="denied"),
+        tool_step("read_note"),  # auto: no decision, not counted
+        tool_step("odd", decision="made-up"),
+    ]
+    record_turn(steps, interface="ui", status="ok")
+    assert [count(d) for d in ("approved", "edited", "rejected", "denied", "other")] == [1, 1, 1, 1, 1]
+    assert count("allowed") == 0
+
+
+def test_mcp_server_gauge_counts_servers_by_state():
+    metrics.record_mcp_servers(["ready", "ready", "failed", "disabled"])
+    samples = scrape()
+    value = {
+        state: samples[("work_agent_mcp_servers", frozenset({("state", state)}))]
+        for state in ("ready", "failed", "starting", "disabled")
+    }
+    assert value == {"ready": 2, "failed": 1, "starting": 0, "disabled": 1}
+    metrics.record_mcp_servers(["ready"])
+    assert scrape()[("work_agent_mcp_servers", frozenset({("state", "failed")}))] == 0

@@ -64,6 +64,7 @@ class Toolbox:
         self._problems = list(problems)
         self._by_name: dict[str, BaseTool] = {t.name: t for t in self.static}
         self._mcp: list[BaseTool] = []
+        self._mcp_key: tuple[int, ...] = ()
 
     @classmethod
     def from_settings(
@@ -100,8 +101,11 @@ class Toolbox:
     async def tools(self) -> list[BaseTool]:
         """Every tool, MCP servers started on first use (a failed one is left out and reported)."""
         mcp = await self.hub.tools() if self.hub else []
-        self._mcp = unique_names(mcp, {t.name for t in self.static})
-        self._by_name = {t.name: t for t in [*self.static, *self._mcp]}
+        key = tuple(id(t) for t in mcp)
+        if key != self._mcp_key:  # renamed only when the servers' tools changed: the same objects every turn
+            self._mcp_key = key
+            self._mcp = unique_names(mcp, {t.name for t in self.static})
+            self._by_name = {t.name: t for t in [*self.static, *self._mcp]}
         return [*self.static, *self._mcp]
 
     def known(self) -> list[BaseTool]:

@@ -77,6 +77,8 @@ def _prefill() -> None:
         QUESTIONS.labels(interface)
         for status in STATUSES:
             ANSWERS.labels(interface, status)
+    for decision in DECISIONS:
+        TOOL_DECISIONS.labels(decision)
 
 
 _prefill()
