@@ -161,6 +161,9 @@ def make_approve(settings: Settings, toolbox: Any):
         ai = state.messages[-1]
         if not isinstance(ai, AIMessage) or not ai.tool_calls:
             return {}
+        # A resume in a new process (after a restart) starts here, not in `plan`: list the tools first, so
+        # the MCP servers are up and their tools' policies known.
+        await toolbox.tools()
         calls = [dict(c) for c in ai.tool_calls]
         decided, ask = decide(calls, toolbox.policy, ctx, set(state.allowed_tools))
         newly_allowed: list[str] = []

@@ -329,6 +329,8 @@ def make_call_tool(settings: Settings, toolbox: Toolbox) -> ToolNode:
         writer = request.runtime.stream_writer
         ctx = knobs(request.runtime.context, settings)
         ai = next(m for m in reversed(request.state.messages) if isinstance(m, AIMessage))
+        if request.tool is None and toolbox.get(call["name"]) is None:
+            await toolbox.tools()  # a thread resumed in a new process: its MCP servers are not up yet
         if request.tool is None and (found := toolbox.get(call["name"])) is not None:
             request = request.override(tool=found)
         verdict = ai.response_metadata.get("approvals", {}).get(call["id"], {})
@@ -350,12 +352,12 @@ def make_call_tool(settings: Settings, toolbox: Toolbox) -> ToolNode:
             result = ToolMessage(verdict["message"], name=call["name"], tool_call_id=call["id"], status="error")
         else:
             result = await _limited(execute, request, settings.tool_timeout)
-            if decision == "edited" and isinstance(result, ToolMessage):
-                notice = EDIT_NOTICE.format(args=json.dumps(call["args"], ensure_ascii=False))
-                result.content = f"{notice}\n{result.content}" if isinstance(result.content, str) else result.content
         duration = (time.perf_counter() - t0) * 1000
         if isinstance(result, ToolMessage):
             result.content = _capped(_text_of(result.content))
+            if decision == "edited" and isinstance(result.content, str):
+                notice = EDIT_NOTICE.format(args=json.dumps(call["args"], ensure_ascii=False))
+                result.content = f"{notice}\n{result.content}"
             meta = (request.tool.metadata or {}) if request.tool is not None else {}
             result.response_metadata = {
                 **result.response_metadata,

@@ -26,6 +26,7 @@ SETTING_VARS = [
 # router, Postgres, fault-matrix and fuzzing modules mark themselves; these are marked here, by what they use.
 SLOW_MODULES = {
     "test_cli.py": "the real CLI as a subprocess, per test",
+    "test_cli_tools.py": "the real CLI with MCP server processes, per test",
     "test_batch.py": "batch runs through the real CLI (kill -9, Ctrl-C, resume)",
     "test_demo_paths.py": "every --demo path through the real CLI",
     "test_studio.py": "every test starts `langgraph dev`",

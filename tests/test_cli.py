@@ -53,7 +53,7 @@ def test_run_json_output_and_thread_continuation(vllm):
 def test_list_tools_text_and_json():
     proc = run_cli("list-tools", "--json")
     assert proc.returncode == 0
-    tools = {t["name"]: t for t in json.loads(proc.stdout)}
+    tools = {t["name"]: t for t in json.loads(proc.stdout)["tools"]}
     assert set(tools) == {"get_current_time", "get_city_weather", "calculate"}
     assert "timezone" in tools["get_current_time"]["parameters"]["properties"]
     text = run_cli("list-tools")

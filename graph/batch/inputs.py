@@ -25,6 +25,7 @@ RESULT_FIELDS = (
     "retries",
     "started_at",
     "tool_errors",
+    "denied_calls",
     "run",
 )
 """The fields batch writes; an input field with one of these names is carried as `input_<name>`."""

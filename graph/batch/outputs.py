@@ -54,6 +54,11 @@ def count_tool_errors(steps: list[dict[str, Any]] | None) -> int:
     return sum(1 for s in steps or [] if s.get("kind") == "tool" and s.get("status") == "error")
 
 
+def denied_calls(steps: list[dict[str, Any]] | None) -> list[str]:
+    """The tools of a row's calls that were denied (they needed approval, or their policy is deny), in order."""
+    return [str(s.get("name")) for s in steps or [] if s.get("kind") == "tool" and s.get("decision") == "denied"]
+
+
 def run_record(
     *, model: str, endpoints: list[str], concurrency: int, max_steps: int, timeout: float | None
 ) -> dict[str, Any]:
@@ -69,10 +74,12 @@ def run_record(
 
 
 def output_row(q: Question, **result: Any) -> dict[str, Any]:
-    """The output object for `q`: id, line, question, the result fields, `tool_errors`, then the carried fields."""
+    """The output object for `q`: id, line, question, the result fields, `tool_errors` and `denied_calls`, then the
+    carried fields."""
     row: dict[str, Any] = {"id": q.id, "line": q.line, "question": q.question, **result}
     if "steps" in result:
         row["tool_errors"] = count_tool_errors(result["steps"])
+        row["denied_calls"] = denied_calls(result["steps"])
     for name, value in q.fields.items():
         row[f"input_{name}" if name in RESULT_FIELDS else name] = value
     return row

@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from graph.batch.outputs import count_tool_errors
+from graph.batch.outputs import count_tool_errors, denied_calls
 
 _LINE_PREFIX = re.compile(r"^line \d+: ")
 TOP_ERRORS = 5
@@ -35,6 +35,8 @@ class Summary:
     model_calls: int = 0
     retries: int = 0
     tools: dict[str, Counter[str]] = field(default_factory=dict)
+    denied: Counter[str] = field(default_factory=Counter)
+    """Calls denied (they needed approval nobody could give, or their policy is deny), per tool."""
     stopped: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     models: Counter[str] = field(default_factory=Counter)
@@ -79,8 +81,16 @@ class Summary:
             ("model calls / retries", f"{self.model_calls} / {self.retries}"),
             ("tool calls", str(sum(c["ok"] + c["error"] for c in self.tools.values()))),
             ("recovered text tool calls", str(self.recovered)),
+            ("denied tool calls", self.denied_line()),
             ("stopped early", stopped),
         ]
+
+    def denied_line(self) -> str:
+        """`0`, or `3 (write_note 2, delete_note 1)`."""
+        total = sum(self.denied.values())
+        if not total:
+            return "0"
+        return f"{total} ({', '.join(f'{name} {n}' for name, n in self.denied.most_common())})"
 
     def run_lines(self) -> list[tuple[str, str]]:
         """Which model and endpoints answered, when, and with which settings ("unknown" where rows do not say)."""
@@ -146,6 +156,7 @@ def summarize(rows: list[dict[str, Any]]) -> Summary:
         s.tokens_in += int(usage.get("prompt_tokens") or 0)
         s.tokens_out += int(usage.get("completion_tokens") or 0)
         s.retries += int(row.get("retries") or 0)
+        s.denied.update(denied_calls(row.get("steps")))
         if row.get("stopped"):
             s.stopped[row["stopped"]] += 1
         if not ok:
@@ -191,6 +202,7 @@ def print_summary(
         style = {
             "failed": "red" if summary.failed else None,
             "ok": "yellow" if summary.ok_with_tool_errors else None,
+            "denied tool calls": "yellow" if summary.denied else None,
         }.get(label)
         table.add_row(label, value, style=style)
     console.print(table)

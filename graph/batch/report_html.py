@@ -125,7 +125,11 @@ def _pairs(lines: list[tuple[str, str]], styles: dict[str, str] | None = None) -
 
 def _summary_styles(summary: Summary) -> dict[str, str]:
     styles = {"failed": "bad"} if summary.failed else {}
-    return styles | {"ok": "warn"} if summary.ok_with_tool_errors else styles
+    if summary.ok_with_tool_errors:
+        styles["ok"] = "warn"
+    if summary.denied:
+        styles["denied tool calls"] = "warn"
+    return styles
 
 
 def _tools_cell(steps: list[dict[str, Any]]) -> str:

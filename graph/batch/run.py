@@ -9,7 +9,7 @@ import uuid
 from collections import deque
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import openai
@@ -49,6 +49,12 @@ class BatchConfig:
     max_steps: int
     timeout: float | None = None
     fail_fast: bool = False
+    approve: Literal["auto", "deny"] = "deny"
+    """Calls whose policy is ask: a batch never waits for a person, so they are denied unless `auto`."""
+    allow: tuple[str, ...] = ()
+    """Tool names or shell-style patterns that run without asking (`--allow`)."""
+    toolbox: Any = None
+    """The tools (`shared_toolbox`); None: the process's default one."""
 
 
 class Progress:
@@ -89,7 +95,7 @@ async def run_batch(cfg: BatchConfig, questions: list[Question], writer: RowWrit
         progress.finished(ok=False)
         if cfg.fail_fast:
             raise AgentError(FAIL_FAST.format(id=q.id, error=q.problem), EXIT_FAILURE)
-    graph = build_graph(settings=cfg.settings)  # no checkpointer: questions are independent
+    graph = build_graph(settings=cfg.settings, toolbox=cfg.toolbox)  # no checkpointer: questions are independent
 
     async def worker() -> None:
         while runnable:
@@ -121,7 +127,13 @@ async def answer(graph: Any, cfg: BatchConfig, q: Question) -> dict[str, Any]:
     token = REQUEST_TALLY.set(tally)  # the httpx hook in graph.failover counts this question's requests
     started, t0 = time.time(), time.perf_counter()
     result: dict[str, Any] = {"answer": None, "stopped": None, "error": None}
-    context = Context(model=cfg.model, stream=False, max_steps=cfg.max_steps)
+    context = Context(
+        model=cfg.model,
+        stream=False,
+        max_steps=cfg.max_steps,
+        approve=cfg.approve,
+        approval=dict.fromkeys(cfg.allow, "auto") or None,
+    )
     try:
         async with asyncio.timeout(cfg.timeout) as deadline:
             async with aclosing(

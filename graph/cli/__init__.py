@@ -23,6 +23,8 @@ def cli() -> None:
       work-agent batch questions.jsonl -o answers.jsonl --concurrency 32
       work-agent report answers.jsonl --html report.html
       work-agent doctor
+      work-agent list-tools --mcp-config mcp.json --tools-module mytools   # every tool, its source and policy
+      work-agent run "记一条笔记：周一开会" --mcp-config mcp.json --approve auto
       work-agent run --demo "北京现在几点？"   # no GPU: scripted demo model
     """
 

@@ -9,15 +9,31 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from configs.settings import Settings
-from graph.cli.common import _count, endpoint, endpoint_options, pick_model
+from graph.cli.common import (
+    ToolWarnings,
+    _count,
+    close_tools,
+    endpoint,
+    endpoint_options,
+    open_toolbox,
+    pick_model,
+    tool_options,
+)
 from graph.errors import EXIT_INTERRUPTED, EXIT_USAGE, AgentError
 
+if TYPE_CHECKING:
+    from tools.toolbox import Toolbox
+
 MAX_LISTED_BAD_ROWS = 10
+DENIED_ROWS = (
+    "work-agent: {calls} needed a person's approval and were refused ({names}; see each row's denied_calls). "
+    "To run them, pass --allow {first} (a name or pattern, repeatable) or --approve auto."
+)
 HTML_NOT_OVER = "--html {path}: that file exists and is not an .html page; pass another path for the report."
 
 
@@ -56,7 +72,23 @@ HTML_NOT_OVER = "--html {path}: that file exists and is not an .html page; pass 
     "(node_exporter's textfile format, for batch jobs that end between scrapes).",
 )
 @click.option("--max-steps", type=int, help="Most tool rounds per question (default AGENT_MAX_STEPS).")
+@click.option(
+    "--approve",
+    type=click.Choice(["deny", "auto"]),
+    default="deny",
+    show_default=True,
+    help="Tool calls whose policy is ask: a batch never waits for a person, so they are refused (deny, listed "
+    "in each row's denied_calls) or run (auto).",
+)
+@click.option(
+    "--allow",
+    multiple=True,
+    metavar="PATTERN",
+    help="Run the tools matching this name or shell-style pattern without asking, e.g. --allow write_note "
+    "--allow 'git_*' (repeatable).",
+)
 @endpoint_options
+@tool_options
 @click.option("--demo", is_flag=True, help="Start a scripted vLLM-compatible demo server in-process and use it.")
 @click.pass_context
 def batch(
@@ -71,8 +103,12 @@ def batch(
     metrics_port: int | None,
     metrics_file: str | None,
     max_steps: int | None,
+    approve: str,
+    allow: tuple[str, ...],
     base_url: str | None,
     model: str | None,
+    mcp_config: Path | None,
+    tools_modules: tuple[str, ...],
     demo: bool,
 ) -> None:
     """Answer every question in INPUT (JSONL, CSV or text; "-" reads stdin), one JSONL row each.
@@ -82,6 +118,10 @@ def batch(
     run again with --resume to skip the ids that already have a row. Exit status: 0 every row ok,
     1 some rows failed, 2 usage error, 3 the model server is unreachable or refuses the requests,
     130 interrupted (Ctrl-C).
+
+    \b
+    Nobody approves tool calls in a batch: a tool whose policy is ask (see list-tools) is refused,
+    and named in the row's denied_calls, unless --allow PATTERN or --approve auto lets it run.
     """
     from graph.batch.inputs import BatchInputError, load_questions
     from graph.batch.outputs import check_old_default, check_output, default_output
@@ -100,6 +140,7 @@ def batch(
     resume_hint = f"Resume with: {_resume_command(ctx, out)}"
     if todo:
         with endpoint(demo, base_url, model, max_steps) as settings, _metrics_server(metrics_port, metrics_file):
+            toolbox = open_toolbox(settings, mcp_config, tools_modules)  # a bad config exits before any row
             try:
                 from graph.model import closing_models
 
@@ -113,6 +154,7 @@ def batch(
                             timeout,
                             fail_fast,
                             resume_hint,
+                            tools=(toolbox, approve, allow),
                         )
                     )
                 )
@@ -193,9 +235,15 @@ def _resume_command(ctx: click.Context, out: Path) -> str:
         ("--timeout", "timeout"),
         ("--max-steps", "max_steps"),
         ("--model", "model"),
+        ("--mcp-config", "mcp_config"),
     ):
         if p.get(key) is not None:
             args += [flag, str(p[key])]
+    if p.get("approve") == "auto":
+        args += ["--approve", "auto"]
+    for flag, key in (("--allow", "allow"), ("--tools-module", "tools_modules")):
+        for value in p.get(key) or ():
+            args += [flag, value]
     for url in (p.get("base_url") or "").split(","):
         args += ["--base-url", url] if url else []
     args += [flag for flag, key in (("--fail-fast", "fail_fast"), ("--demo", "demo")) if p.get(key)]
@@ -211,12 +259,36 @@ async def _batch(
     timeout: float | None,
     fail_fast: bool,
     resume_hint: str,
+    *,
+    tools: tuple[Toolbox, str, tuple[str, ...]],
+) -> None:
+    try:
+        await _batch_rows(settings, todo, out, concurrency, timeout, fail_fast, resume_hint, tools=tools)
+    finally:
+        await close_tools()  # every MCP server started for the rows, also after Ctrl-C or an error
+
+
+async def _batch_rows(
+    settings: Settings,
+    todo: list[Any],
+    out: Path,
+    concurrency: int,
+    timeout: float | None,
+    fail_fast: bool,
+    resume_hint: str,
+    *,
+    tools: tuple[Toolbox, str, tuple[str, ...]],
 ) -> None:
     from graph.batch.inputs import BatchInputError
     from graph.batch.outputs import RowWriter, run_record
     from graph.batch.run import BatchConfig, Progress, run_batch
 
+    toolbox, approve, allow = tools
+    warnings = ToolWarnings()
+    warnings.show(toolbox)
     name = await pick_model(settings)
+    await toolbox.tools()  # start the MCP servers before the first row, so their problems are known up front
+    warnings.show(toolbox)
     cfg = BatchConfig(
         settings=settings,
         model=name,
@@ -224,6 +296,9 @@ async def _batch(
         max_steps=settings.agent_max_steps,
         timeout=timeout,
         fail_fast=fail_fast,
+        approve="auto" if approve == "auto" else "deny",
+        allow=allow,
+        toolbox=toolbox,
     )
     click.secho(
         f"{_count(len(todo), 'question')} · {name} · concurrency {concurrency} · writing {out}", err=True, dim=True
@@ -254,6 +329,7 @@ async def _batch(
         raise AgentError(f"{err} {resume_hint}", EXIT_USAGE) from None
     finally:
         progress.close()
+        warnings.show(toolbox)  # a server that crashed during the rows
     took = time.perf_counter() - started
     click.secho(
         f"{_count(len(todo), 'question')} in {took:.1f}s ({len(todo) / took:.2f}/s) · rows in {out}", err=True, dim=True
@@ -274,6 +350,15 @@ def _print_batch_summary(out: Path, keys: set[str]) -> int:
 
     summary = summarize(_rows_for(out, keys))
     print_summary(summary)
+    if summary.denied:
+        names = list(summary.denied)
+        click.secho(
+            DENIED_ROWS.format(
+                calls=_count(sum(summary.denied.values()), "tool call"), names=", ".join(names), first=names[0]
+            ),
+            err=True,
+            fg="yellow",
+        )
     return 0 if summary.failed == 0 else 1
 
 

@@ -1,15 +1,22 @@
-"""What every command shares: the one-line error, option bundles, settings, the endpoint (or --demo)."""
+"""What every command shares: the one-line error, option bundles, settings, the endpoint (or --demo), the tools."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from configs.settings import ConfigError, Settings, load_settings
 from graph.errors import EXIT_USAGE, AgentError
+
+if TYPE_CHECKING:
+    from tools.toolbox import Toolbox
+
+WARNING = "work-agent: {line}"
+"""How a tools module or MCP server that is unavailable is reported: one line on stderr, the command goes on."""
 
 # Heavy modules (langchain, langgraph, the demo server) are imported inside commands, so that
 # `--help`, `list-tools` and mistakes in the command line answer fast.
@@ -120,3 +127,62 @@ async def pick_model(settings: Settings) -> str:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'s' * (n != 1)}"
+
+
+def tool_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --mcp-config (over AGENT_MCP_CONFIG) and --tools-module (repeatable, added to AGENT_TOOL_MODULES)."""
+    fn = click.option(
+        "--tools-module",
+        "tools_modules",
+        multiple=True,
+        metavar="MODULE",
+        help="Your own tools: a module name or .py file whose typed functions become tools "
+        "(added to AGENT_TOOL_MODULES; repeat it for more).",
+    )(fn)
+    fn = click.option(
+        "--mcp-config",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="MCP servers file (an mcpServers object, as Claude Desktop and Cursor use, plus optional "
+        '"approval" policies; default AGENT_MCP_CONFIG, else ./mcp.json if it exists).',
+    )(fn)
+    return fn
+
+
+def open_toolbox(settings: Settings, mcp_config: Path | None, tools_modules: Sequence[str] = ()) -> Toolbox:
+    """The process's toolbox for these options (MCP servers not started yet); a bad config file exits 2."""
+    from tools.mcp import McpConfigError
+    from tools.toolbox import shared_toolbox
+
+    modules = list(dict.fromkeys([*settings.agent_tool_modules, *tools_modules]))
+    try:
+        return shared_toolbox(settings, mcp_config=mcp_config, tool_modules=modules)
+    except McpConfigError as err:
+        raise AgentError(str(err), EXIT_USAGE) from None
+
+
+async def close_tools() -> None:
+    """Stop every MCP server this process started (the end of every command, also after Ctrl-C or an error)."""
+    from tools.toolbox import close_shared
+
+    await close_shared()
+
+
+class ToolWarnings:
+    """Say each unavailable tools module or MCP server once, as one `work-agent: ...` line on stderr."""
+
+    def __init__(self) -> None:
+        self.shown: set[str] = set()
+
+    def show(self, toolbox: Toolbox) -> None:
+        """Print the problems not printed yet (MCP servers' are known once they were started)."""
+        for line in toolbox.problems():
+            if line not in self.shown:
+                self.shown.add(line)
+                click.secho(WARNING.format(line=redacted(line)), err=True, fg="yellow")
+
+
+def redacted(text: str) -> str:
+    """`text` with the MCP servers' tokens (and anything token-shaped) masked, as the logs have it."""
+    from graph.obs.logs import Redactor
+
+    return Redactor([]).redact(text)

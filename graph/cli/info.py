@@ -1,4 +1,4 @@
-"""`list-tools` and `doctor`: what the agent can call, and whether the endpoint works."""
+"""`list-tools` and `doctor`: what the agent can call (and who approves it), and whether the endpoint works."""
 
 from __future__ import annotations
 
@@ -8,27 +8,67 @@ import re
 import shutil
 import sys
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from graph.cli.common import endpoint, endpoint_options
+from graph.cli.common import (
+    ToolWarnings,
+    close_tools,
+    endpoint,
+    endpoint_options,
+    open_toolbox,
+    redacted,
+    settings_from,
+    tool_options,
+)
 from graph.errors import EXIT_ENDPOINT
+
+if TYPE_CHECKING:
+    from tools.mcp import ServerStatus
+    from tools.toolbox import Toolbox, ToolInfo
 
 TOOL_INDENT, PARAM_INDENT, PARAM_TEXT_INDENT = 2, 4, 6
 MIN_TEXT_WIDTH = 20  # a very narrow terminal still gets readable lines
 
 
 @click.command("list-tools")
-@click.option("--json", "as_json", is_flag=True, help="Print the tools as JSON.")
-def list_tools(as_json: bool) -> None:
-    """List the tools the agent can call, with their whole descriptions and their parameters."""
-    from tools import TOOLS
+@tool_options
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='Print {"tools": [...], "servers": [...]}: each tool\'s name, description, parameters, source, '
+    "server and policy; each MCP server's state, tools and error.",
+)
+def list_tools(as_json: bool, mcp_config: Path | None, tools_modules: tuple[str, ...]) -> None:
+    """List every tool the agent can call: where it comes from, its approval policy, its whole description
+    and its parameters; then each MCP server and whether it is ready.
 
+    \b
+    Sources: built-in, module NAME (--tools-module, AGENT_TOOL_MODULES), entry point NAME, mcp SERVER.
+    Policies: auto (runs), ask (a person approves it first), deny (never runs).
+    The MCP servers are started to list their tools, then stopped.
+    """
+    settings = settings_from()
+    toolbox = open_toolbox(settings, mcp_config, tools_modules)
+    if toolbox.hub:
+        asyncio.run(_start_and_stop(toolbox))
+    ToolWarnings().show(toolbox)
+    rows, servers = toolbox.listing(), toolbox.statuses()
     if as_json:
-        click.echo(json.dumps(tool_specs(TOOLS), ensure_ascii=False, indent=2))
+        listing = {"tools": [tool_json(row) for row in rows], "servers": [server_json(s) for s in servers]}
+        click.echo(json.dumps(listing, ensure_ascii=False, indent=2))
         return
-    show_tools(TOOLS)
+    show_listing(rows, servers)
+
+
+async def _start_and_stop(toolbox: Toolbox) -> None:
+    try:
+        await toolbox.tools()
+    finally:
+        await close_tools()
 
 
 def tool_specs(tools: Sequence[Any]) -> list[dict[str, Any]]:
@@ -38,11 +78,42 @@ def tool_specs(tools: Sequence[Any]) -> list[dict[str, Any]]:
     return [convert_to_openai_tool(t)["function"] for t in tools]
 
 
-def show_tools(tools: Sequence[Any]) -> None:
-    """Print each tool, its whole description and its parameters, wrapped to the terminal (list-tools, /tools)."""
+def tool_json(row: ToolInfo) -> dict[str, Any]:
+    """One tool for `list-tools --json`: its spec, plus where it comes from and its approval policy."""
+    spec = tool_specs([row.tool])[0] if row.tool is not None else {"name": row.name, "description": row.description}
+    return {**spec, "source": row.source, "server": row.server, "policy": row.policy}
+
+
+def server_json(status: ServerStatus) -> dict[str, Any]:
+    """One MCP server for `list-tools --json`."""
+    return {
+        "name": status.name,
+        "state": status.state,
+        "transport": status.transport,
+        "tools": list(status.tools),
+        "error": redacted(status.error) if status.error else None,
+    }
+
+
+def server_line(status: ServerStatus) -> str:
+    """`notes: ready, 8 tools` / `git: unavailable: why` / `github: disabled in the config`."""
+    if status.state == "ready":
+        n = len(status.tools)
+        return f"{status.name}: ready, {n} tool{'s' * (n != 1)}"
+    if status.state == "failed":
+        return f"{status.name}: unavailable: {redacted(status.error or 'unknown error')}"
+    if status.state == "disabled":
+        return f"{status.name}: disabled in the config"
+    return f"{status.name}: {status.state}"
+
+
+def show_listing(rows: Sequence[ToolInfo], servers: Sequence[ServerStatus] = ()) -> None:
+    """Print each tool (source, policy, description, parameters) and each MCP server (list-tools, /tools)."""
     width = shutil.get_terminal_size().columns  # the terminal's, else $COLUMNS, else 80
-    for spec in tool_specs(tools):
+    for row in rows:
+        spec = tool_json(row)
         click.secho(spec["name"], bold=True)
+        click.secho("\n".join(wrapped(f"{row.source} · approval: {row.policy}", TOOL_INDENT, width)), dim=True)
         click.echo("\n".join(wrapped(spec["description"], TOOL_INDENT, width)))
         params = spec.get("parameters", {})
         required = set(params.get("required", []))
@@ -52,6 +123,14 @@ def show_tools(tools: Sequence[Any]) -> None:
             click.echo(f"{' ' * PARAM_INDENT}{name}: {kind}{flag}")
             if prop.get("description"):
                 click.echo("\n".join(wrapped(prop["description"], PARAM_TEXT_INDENT, width)))
+    if servers:
+        click.echo()
+        click.secho("MCP servers", bold=True)
+        for status in servers:
+            colour = {"ready": "green", "failed": "yellow"}.get(status.state)
+            lines = wrapped(server_line(status), PARAM_INDENT, width)  # continued lines hang under the name
+            lines[0] = " " * TOOL_INDENT + lines[0].lstrip()
+            click.secho("\n".join(lines), fg=colour)
 
 
 def wrapped(text: str, indent: int, width: int) -> list[str]:

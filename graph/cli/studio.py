@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from graph.cli.common import endpoint, endpoint_options
+from graph.cli.common import endpoint, endpoint_options, tool_options
 from graph.errors import EXIT_USAGE, AgentError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,13 +45,24 @@ _STOP_TIMEOUT_S = 15.0
 @click.option("--port", default=2024, show_default=True, type=click.IntRange(1, 65535), help="Port to serve on.")
 @click.option("--demo", is_flag=True, help="Run against a scripted demo server started in-process (no GPU, offline).")
 @click.option("--no-reload", is_flag=True, help="Do not restart the server when code changes.")
-def studio(base_url: str | None, model: str | None, port: int, demo: bool, no_reload: bool) -> None:
+@tool_options
+def studio(
+    base_url: str | None,
+    model: str | None,
+    port: int,
+    demo: bool,
+    no_reload: bool,
+    mcp_config: Path | None,
+    tools_modules: tuple[str, ...],
+) -> None:
     """Serve the agent to LangGraph Studio (langgraph dev on 127.0.0.1).
 
     \b
     Examples:
       work-agent studio --demo              # no GPU, no model server: the scripted demo model
       work-agent studio --base-url http://gpu-box:8000/v1 --port 2025
+      work-agent studio --mcp-config mcp.json --tools-module mytools
+    A tool call that needs approval pauses the run; Studio shows it and resumes it with your decision.
     """
     if not (importlib.util.find_spec("langgraph_cli") and importlib.util.find_spec("langgraph_api")):
         raise AgentError(NOT_INSTALLED, EXIT_USAGE)
@@ -67,6 +78,7 @@ def studio(base_url: str | None, model: str | None, port: int, demo: bool, no_re
             env |= {"OPENAI_API_KEY": "EMPTY", "AGENT_ENDPOINTS": "[]"}
         if settings.agent_model and (demo or model):
             env["AGENT_MODEL"] = settings.agent_model
+        env |= _tool_env(settings, mcp_config, tools_modules)
         command = [
             sys.executable,
             "-m",
@@ -83,6 +95,24 @@ def studio(base_url: str | None, model: str | None, port: int, demo: bool, no_re
         ]
         code = _serve(command, env, f"http://{HOST}:{port}", settings.openai_api_base, demo)
     sys.exit(code)
+
+
+def _tool_env(settings: Any, mcp_config: Path | None, tools_modules: tuple[str, ...]) -> dict[str, str]:
+    """--mcp-config and --tools-module for the dev server (which reads them from its environment), checked here:
+    a bad config file exits 2 now rather than failing inside the server."""
+    from tools.mcp import McpConfigError, load_config
+
+    env: dict[str, str] = {}
+    if mcp_config is not None:
+        try:
+            load_config(mcp_config, required=True)
+        except McpConfigError as err:
+            raise AgentError(str(err), EXIT_USAGE) from None
+        env["AGENT_MCP_CONFIG"] = str(mcp_config.expanduser().resolve())
+    if tools_modules:
+        modules = dict.fromkeys([*settings.agent_tool_modules, *tools_modules])
+        env["AGENT_TOOL_MODULES"] = ",".join(str(Path(m).resolve()) if m.endswith(".py") else m for m in modules)
+    return env
 
 
 def child_env(environ: dict[str, str], dotenv: dict[str, str]) -> dict[str, str]:
