@@ -1,4 +1,4 @@
-"""Wire plan → call_tool → observe → answer into one StateGraph (`build_graph`)."""
+"""Wire plan → approve → call_tool → observe → answer into one StateGraph (`build_graph`)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from langgraph.runtime import Runtime
 from configs.settings import Settings, get_settings
 from graph.approval import make_approve, needs_review
 from graph.context import Context
-from graph.obs import metrics
 from graph.nodes import (
     ModelFactory,
     default_model_factory,
@@ -28,6 +27,7 @@ from graph.nodes import (
     observe,
     stop_reason,
 )
+from graph.obs import metrics
 from graph.state import InputState, State
 from tools.toolbox import Toolbox, shared_toolbox
 
