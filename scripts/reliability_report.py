@@ -25,11 +25,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TEST_FILE = "tests/test_faults.py"
 DEFAULT_OUT = ROOT / "docs" / "reliability.md"
-FAMILIES = ["server", "model", "tool", "input"]
-INTERFACES = ["cli", "ui", "batch"]
+FAMILIES = ["server", "model", "tool", "input", "mcp", "approval"]
+INTERFACES = ["cli", "ui", "batch", "agent"]
+"""`agent`: in-process through graph.runner.stream_turn, the turn path the three interfaces share (MCP, approval)."""
 RESULTS = ["pass", "fail", "xfail", "xpass"]
 RESULT_MARK = {"pass": "✅ pass", "fail": "❌ FAIL", "xfail": "🐞 xfail", "xpass": "⚠️ XPASS"}
+AGENT_FAMILIES = ("mcp", "approval")
+"""The families measured through the agent's turn only (interface `agent`)."""
+AGENT_ONLY = "measured once, through the agent's turn (`stream_turn`), which this interface runs"
 WHY_NOT_RUN = [  # (case prefix, interface, why) for the (case, interface) pairs the matrix leaves out
+    ("mcp/", "", AGENT_ONLY),
+    ("approval/", "", AGENT_ONLY),
     ("server/error-event-in-stream", "batch", "batch requests do not stream, so no stream can carry the error"),
     ("input/invalid-utf8", "ui", "the browser sends text: there are no bytes to decode"),
     ("input/bom", "ui", "the browser sends text: there are no bytes to decode"),
@@ -103,7 +109,12 @@ def missing(rows: list[dict]) -> list[tuple[str, str]]:
     """The (case, interface) pairs with no row, in matrix order."""
     seen = {(r["case"], r["interface"]) for r in rows}
     cases = sorted({(order(r)[:2], r["case"]) for r in rows})
-    return [(case, iface) for _, case in cases for iface in INTERFACES if (case, iface) not in seen]
+    return [
+        (case, iface)
+        for _, case in cases
+        for iface in INTERFACES
+        if (case, iface) not in seen and (iface != "agent" or case.split("/")[0] in AGENT_FAMILIES)
+    ]
 
 
 def order(row: dict) -> tuple:
@@ -209,6 +220,12 @@ def render(rows: list[dict], *, summary: str, took: float | None, load: str, cod
         "  outputs under `/sys` (not writable even as root), a full disk as `RLIMIT_FSIZE` in the child (batch",
         "  output, SQLite WAL) or `PRAGMA max_page_count` (UI), another process holding the SQLite write lock for",
         "  2 s, and 64 KiB of noise as the checkpoint file (its bytes and mtime are compared afterwards).",
+        "- MCP and approval faults (interface `agent`): the notes MCP server of the tests",
+        "  (`tests/mcp/notes_server.py`, a real stdio process) with `--fail-start` (exit 2 with a line on stderr),",
+        "  `--hang-start` (never answers the handshake) and its `crash` (exits mid-call), `hang`, `garbage`",
+        "  (writes lines that are not JSON-RPC to stdout) and `fail` tools; every case then asks a next turn that",
+        "  uses the notes server and a built-in tool. Approval: a decision for a call id that is not pending, and",
+        "  an approval that arrives after a new question closed the waiting call.",
         "- Budget: CLI processes (2-4 s of CPU each) run 4 at a time, all started once per module; model and tool",
         "  faults run as rows of one batch file; the UI cases call `Handlers.run` in-process.",
         "",

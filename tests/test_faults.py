@@ -11,7 +11,10 @@ Budget (2 cores): a CLI process costs 4-5 s of CPU, nearly all of it imports, so
   cases run, so `-k` stays cheap);
 - the model-side and per-question faults are rows of ONE batch file (`ROWS`, `_big_batch_job`); faults that end a
   batch (unreachable, 401, 404, no tool parser) and bad input files are small batch runs of their own (`RUNS`);
-- the UI cases call `ui.handlers.Handlers.run` in-process (no browser), each followed by a normal turn.
+- the UI cases call `ui.handlers.Handlers.run` in-process (no browser), each followed by a normal turn;
+- the MCP and approval cases (issue #14, interface `agent`) run through `graph.runner.stream_turn` in-process,
+  the turn every interface runs, with the notes MCP server of tests/mcp as a real process, each followed by a
+  turn that uses the notes server and a built-in tool.
 Three fake vLLM servers serve the module (accepting SECRET; wanting another key; no tool parser); each case asks a
 question carrying its own tag, so `script_for` scripts it and the requests it caused can be counted.
 "No lost turn": the question is in the thread afterwards whenever the turn started; a failure before it starts
@@ -191,6 +194,16 @@ CASES: dict[str, Case] = {
     "input/full-disk": Case("input", "a full disk while writing"),
     "input/sqlite-two-writers": Case("input", "another process writing the same SQLite file", "What is 6*7?"),
     "input/sqlite-corrupted": Case("input", "a corrupted SQLite checkpoint file"),
+    # MCP servers (measured through the agent's turn, `test_agent`)
+    "mcp/fails-to-start": Case("mcp", "an MCP server exits at start (exit 2, one line on stderr)"),
+    "mcp/hangs-at-start": Case("mcp", "an MCP server never answers the handshake (AGENT_MCP_START_TIMEOUT=2s)"),
+    "mcp/crashes-mid-call": Case("mcp", "an MCP server's process exits in the middle of a call"),
+    "mcp/hangs-mid-call": Case("mcp", f"an MCP tool never answers (TOOL_TIMEOUT={TOOL_TIMEOUT}s)"),
+    "mcp/returns-garbage": Case("mcp", "an MCP server writes lines that are not JSON-RPC to stdout during a call"),
+    "mcp/tool-error": Case("mcp", "an MCP tool returns an error result"),
+    # approval
+    "approval/unknown-call-id": Case("approval", "a decision for a call id that is not pending"),
+    "approval/stale-after-moved-on": Case("approval", "an approval that arrives after the thread moved on"),
 }
 
 
@@ -1641,6 +1654,334 @@ async def test_ui(
         if locker is not None:
             locker.kill()
         await backend.close()
+    matrix.verdict(obs)
+
+
+# ------------------------------------------------------------------------------ MCP and approval (agent)
+#
+# Measured in-process through `graph.runner.stream_turn`, the one turn path the CLI, the UI and batch share
+# (what each interface then prints of it is tested with that interface). The toolbox comes from settings and
+# an mcp.json, as in every interface; the notes MCP server (tests/mcp/notes_server.py) is a real process.
+
+
+@dataclass(frozen=True)
+class AgentCase:
+    want: Want
+    xfail: str | None = None
+    broken: tuple[str, ...] | None = None  # flags of a second notes server, "broken" (None: no second server)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+MCP_START_TIMEOUT = "2"  # AGENT_MCP_START_TIMEOUT of the hang-at-start case
+FAIL_START_LINE = "notes: cannot open the notes database (permission denied)"
+
+AGENT: dict[str, AgentCase] = {
+    "mcp/fails-to-start": AgentCase(
+        Want(
+            "one line naming the server and quoting its stderr line; its tools are left out, the other server's and "
+            "the built-in tools work in the same turn",
+            error=("MCP server 'broken' is unavailable: it exited at start", f"saying: {FAIL_START_LINE}"),
+            requests=2,
+        ),
+        broken=("--fail-start",),
+    ),
+    "mcp/hangs-at-start": AgentCase(
+        Want(
+            f"one line after AGENT_MCP_START_TIMEOUT={MCP_START_TIMEOUT}s naming the server and the setting; its "
+            "process is ended; the turn goes on with the other tools",
+            error=("MCP server 'broken' is unavailable", "did not start within 2 s", "AGENT_MCP_START_TIMEOUT"),
+            requests=2,
+        ),
+        broken=("--hang-start",),
+        env={"AGENT_MCP_START_TIMEOUT": MCP_START_TIMEOUT},
+    ),
+    "mcp/crashes-mid-call": AgentCase(
+        Want(
+            "the call is a tool error naming the server, which the model reads and answers from; the next model "
+            "call (the same turn's answer) starts the server again, a new process",
+            error=("the MCP server 'notes' failed while running crash", "Try once more"),
+            requests=2,
+        )
+    ),
+    "mcp/hangs-mid-call": AgentCase(
+        Want(
+            f"the call is stopped after 3 x TOOL_TIMEOUT={TOOL_TIMEOUT}s with a tool error saying so; the same server "
+            "process answers the next call",
+            error=("hang did not answer within 3 seconds", f"TOOL_TIMEOUT={TOOL_TIMEOUT}"),
+            requests=2,
+        ),
+        env={"TOOL_TIMEOUT": TOOL_TIMEOUT},
+    ),
+    "mcp/returns-garbage": AgentCase(
+        Want(
+            "the call still answers; each line that is not JSON-RPC is one warning naming the server (no traceback); "
+            "the same server process answers the next call",
+            shows=("MCP server 'notes': Failed to parse JSONRPC message", "which is not JSON-RPC"),
+            requests=2,
+        )
+    ),
+    "mcp/tool-error": AgentCase(
+        Want(
+            "the server's error result is a failed tool step the model reads; the server stays up",
+            error=("it failed: disk quota exceeded",),
+            requests=2,
+        )
+    ),
+    "approval/unknown-call-id": AgentCase(
+        Want(
+            "the pause is asked again with one line naming the pending call ids; nothing runs; a right decision "
+            "then runs the call",
+            error=("no pending call has id 'call-that-does-not-exist'", "the pending calls are"),
+            requests=2,
+        )
+    ),
+    "approval/stale-after-moved-on": AgentCase(
+        Want(
+            "the late approval is refused with one line (nothing was run); the waiting call was closed as "
+            "superseded when the new question came; both questions stay in the thread",
+            error=("is waiting for approval any more", "nothing was run"),
+            requests=1,
+        )
+    ),
+}
+FOLLOW_UP = "Read note n and work out 6*7"
+
+
+@dataclass
+class AgentRun:
+    """One case's graph, toolbox and thread; `turn` runs a turn and keeps what the user was shown."""
+
+    graph: Any
+    box: Any
+    notes: Path
+    server: DemoServer
+    thread: str
+    shown: list[str] = field(default_factory=list)
+    logs: Any = None
+    """The log lines written so far (an io.StringIO behind the agent's log handler)."""
+
+    async def turn(self, question: str | None, resume: Any = None) -> Any:
+        from graph.context import Context
+        from graph.runner import run_turn
+
+        result = await run_turn(self.graph, question, thread_id=self.thread, context=Context(), resume=resume)
+        self.shown += [s.summary(width=400) for s in result.steps if s.kind == "tool"]
+        self.shown += [result.answer] if result.answer else []
+        if result.pending is not None:
+            self.shown += [c.description for c in result.pending.calls] + [result.pending.error or ""]
+        self.shown += [line for line in self.box.problems() if line not in self.shown]
+        return result
+
+    def tool(self, result: Any, name: str) -> Any:
+        return next((s for s in result.steps if s.kind == "tool" and s.name == name), None)
+
+    async def questions(self) -> list[str]:
+        from langchain_core.messages import HumanMessage
+
+        state = await self.graph.aget_state({"configurable": {"thread_id": self.thread}})
+        return [str(m.content) for m in state.values.get("messages", []) if isinstance(m, HumanMessage)]
+
+
+def _notes_server(name: str, notes: Path, *flags: str) -> dict[str, Any]:
+    return {
+        "command": sys.executable,
+        "args": ["-m", "tests.mcp.notes_server", "--name", name, *flags],
+        "cwd": str(ROOT),
+        "env": {"NOTES_DIR": str(notes)},
+    }
+
+
+async def _mcp_case(case: str, run: AgentRun, obs: Observation, tag: str) -> None:
+    """The faulty turn of one MCP case: sets obs.message, checks what the case promises."""
+    from tests.mcp.helpers import server_pids
+
+    question = question_for(case, "agent")
+    marker = f"fault-{case.replace('/', '-')}"
+    if case in ("mcp/fails-to-start", "mcp/hangs-at-start"):
+        run.server.script_for(
+            tag, tool_call_text("read_note", {"title": "n"}) + "\n" + tool_call_text("calculate", {"expression": "6*7"})
+        )
+        run.server.script_for(tag, "The note says kept; 6*7 = 42.")
+        started = time.perf_counter()
+        result = await run.turn(question)
+        took = time.perf_counter() - started
+        lines = run.box.problems()
+        obs.message = lines[0] if lines else "(no line about the broken server)"
+        check_message(obs, AGENT[case].want, obs.message, len(lines))
+        steps = [(s.name, s.status) for s in result.steps if s.kind == "tool"]
+        obs.check(steps == [("read_note", "ok"), ("calculate", "ok")], f"the other tools did not work: {steps}")
+        obs.check(server_pids(f"{marker}-broken") == [], "the broken server's process is still running")
+        if case == "mcp/hangs-at-start":
+            obs.check(took < float(MCP_START_TIMEOUT) + 5, f"the turn waited {took:.1f}s for the hung server")
+        return
+    if case == "mcp/crashes-mid-call":
+        await run.box.tools()  # started, to know the process that will crash
+        crashing = server_pids(marker)
+        run.server.script_for(tag, tool_call_text("crash", {}), "The notes server crashed; I could not finish.")
+        result = await run.turn(question)
+        step = run.tool(result, "crash")
+        obs.message = step.error if step is not None and step.error else "(no tool error)"
+        check_message(obs, AGENT[case].want, obs.message, int(step is not None and step.status == "error"))
+        obs.check(step is not None and step.server == "notes", "the failed step does not name its server")
+        now = server_pids(marker)
+        obs.check(len(crashing) == 1 and crashing[0] not in now, "the crashed process is still there")
+        obs.check(len(now) == 1, f"the server was not started again for the answer: {now}")
+        obs.check(run.box.problems() == [], f"the restarted server is still reported down: {run.box.problems()}")
+        obs.check(result.answer.startswith("The notes server crashed"), "the model did not answer after the crash")
+        return
+    if case == "mcp/hangs-mid-call":
+        run.server.script_for(tag, tool_call_text("hang", {}), "The notes server did not answer.")
+        started = time.perf_counter()
+        result = await run.turn(question)
+        took = time.perf_counter() - started
+        step = run.tool(result, "hang")
+        obs.message = step.error if step is not None and step.error else "(no tool error)"
+        check_message(obs, AGENT[case].want, obs.message, int(step is not None and step.status == "error"))
+        obs.check(3.0 <= took < 10.0, f"the stuck call was stopped after {took:.1f}s, expected about 3 s")
+        obs.check(run.box.problems() == [], f"a server is reported down: {run.box.problems()}")
+        return
+    if case == "mcp/returns-garbage":
+        run.server.script_for(tag, tool_call_text("garbage", {}), "The notes server answered ok.")
+        result = await run.turn(question)
+        step = run.tool(result, "garbage")
+        warnings = [line for line in run.logs.getvalue().splitlines() if "mcp.client" in line]
+        obs.message = " | ".join([*warnings[:1], step.summary(width=200) if step is not None else "(no step)"])
+        obs.check(len(warnings) == 2, f"expected one warning per line that is not JSON-RPC (2), got {len(warnings)}")
+        obs.check(step is not None and step.status == "ok" and step.result == "ok", "the call did not answer ok")
+        obs.check(result.answer == "The notes server answered ok.", "the model did not answer")
+        return
+    if case == "mcp/tool-error":
+        run.server.script_for(tag, tool_call_text("fail", {"reason": "disk quota exceeded"}), "The note failed.")
+        result = await run.turn(question)
+        step = run.tool(result, "fail")
+        obs.message = step.error if step is not None and step.error else "(no tool error)"
+        check_message(obs, AGENT[case].want, obs.message, int(step is not None and step.status == "error"))
+        obs.check(run.box.problems() == [], "the server is reported down after an error result")
+        return
+    raise AssertionError(f"no scenario for {case}")
+
+
+async def _approval_case(case: str, run: AgentRun, obs: Observation, tag: str) -> None:
+    from graph.runner import StaleApproval
+
+    question = question_for(case, "agent")
+    note = run.notes / "notes" / "draft.txt"
+    run.server.script_for(tag, tool_call_text("write_note", {"title": "draft", "text": "见面吧"}))
+    paused = await run.turn(question)
+    obs.check(paused.pending is not None and paused.answer == "", "the ask call did not pause the turn")
+    if case == "approval/unknown-call-id":
+        again = await run.turn(None, resume={"decisions": {"call-that-does-not-exist": {"type": "approve"}}})
+        error = again.pending.error if again.pending is not None else None
+        obs.message = error or "(not asked again)"
+        check_message(obs, AGENT[case].want, obs.message, int(error is not None))
+        ids = [c.call_id for c in paused.pending.calls] if paused.pending else []
+        obs.check(bool(ids) and all(i in (error or "") for i in ids), "the line does not name the pending call ids")
+        obs.check(not note.exists(), "the call ran on an unknown id")
+        run.server.script_for(tag, "Saved the draft.")
+        done = await run.turn(None, resume={"decisions": [{"type": "approve"}]})
+        step = run.tool(done, "write_note")
+        obs.check(
+            step is not None and step.decision == "approved" and note.exists(),
+            "a right decision after the unknown id did not run the call",
+        )
+        return
+    run.server.script_for(tag_for(case, "agent-new"), "Hello! The draft was not saved.")
+    moved = await run.turn(f"Never mind, just say hello ({tag_for(case, 'agent-new')})")
+    obs.check(moved.pending is None and moved.answer.startswith("Hello"), "the new question was not answered")
+    try:
+        await run.turn(None, resume={"decisions": [{"type": "approve"}]})
+        obs.message = "(the late approval was accepted)"
+        check_message(obs, AGENT[case].want, "", 0)
+    except StaleApproval as exc:
+        obs.message = str(exc)
+        check_message(obs, AGENT[case].want, obs.message, 1)
+    obs.check(not note.exists(), "the late approval ran the call")
+    state = await run.graph.aget_state({"configurable": {"thread_id": run.thread}})
+    decisions = [s.get("decision") for s in state.values.get("steps", []) if s["kind"] == "tool"]
+    obs.check(decisions == ["superseded"], f"the waiting call is not recorded as superseded: {decisions}")
+
+
+@pytest.mark.parametrize("case", _params(AGENT))
+async def test_agent(case: str, servers: Servers, matrix: Recorder, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    import io
+    import logging
+
+    from graph.checkpoint import open_checkpointer
+    from graph.graph import build_graph
+    from graph.obs.logs import setup_logging
+    from tests.mcp.helpers import server_pids, write_note
+    from tools.toolbox import Toolbox
+
+    spec = AGENT[case]
+    want = spec.want
+    begin(matrix, case, "agent", want)
+    notes = tmp_path / "notes"
+    write_note(notes, "n", "kept")
+    marker = f"fault-{case.replace('/', '-')}"
+    mcp = {"notes": _notes_server(marker, notes)}
+    if spec.broken is not None:
+        mcp["broken"] = _notes_server(f"{marker}-broken", tmp_path / "broken", *spec.broken)
+    (tmp_path / "mcp.json").write_text(json.dumps({"mcpServers": mcp}), encoding="utf-8")
+    env = {
+        "OPENAI_API_BASE": servers.main.base_url,
+        "OPENAI_API_KEY": SECRET,
+        "AGENT_CHECKPOINT_DB": str(tmp_path / "threads.sqlite"),
+        "AGENT_MCP_CONFIG": str(tmp_path / "mcp.json"),
+        "AGENT_LOG_LEVEL": "INFO",
+        **spec.env,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr("tools.mcp.LOG_DIR", tmp_path / "mcp-logs")
+    get_settings.cache_clear()
+    settings = get_settings()
+    logs = io.StringIO()
+    handler = setup_logging(settings, stream=logs)
+    box = Toolbox.from_settings(settings)
+    tag = tag_for(case, "agent")
+    obs = Observation()
+    shown: list[str] = []
+    started = time.perf_counter()
+    try:
+        async with open_checkpointer(settings) as saver:
+            graph = build_graph(settings=settings, toolbox=box, checkpointer=saver)
+            run = AgentRun(graph, box, notes, servers.main, tag, shown, logs)
+            if case.startswith("mcp/"):
+                await _mcp_case(case, run, obs, tag)
+            else:
+                await _approval_case(case, run, obs, tag)
+            obs.duration_s = time.perf_counter() - started
+            check_requests(obs, want, servers.main, tag)
+            pid = server_pids(marker)
+            # The agent keeps working: the notes server (restarted after a crash) and a built-in tool, next turn.
+            follow = tag_for(case, "agent-follow")
+            servers.main.script_for(
+                follow,
+                tool_call_text("read_note", {"title": "n"}) + "\n" + tool_call_text("calculate", {"expression": "6*7"}),
+                "The note says kept; 6*7 = 42.",
+            )
+            after = await run.turn(f"{FOLLOW_UP} ({follow})")
+            steps = [(s.name, s.status) for s in after.steps if s.kind == "tool"]
+            obs.check(
+                steps == [("read_note", "ok"), ("calculate", "ok")] and "42" in after.answer,
+                f"the next turn did not work with the other tools: {steps} {after.answer!r}",
+            )
+            restarted = server_pids(marker)
+            if case.startswith("mcp/") and "start" not in case:
+                obs.check(restarted == pid and len(pid) == 1, "the server process changed, it should have stayed up")
+            asked_ = await run.questions()
+            obs.check(
+                question_for(case, "agent") in asked_ and any(follow in q for q in asked_),
+                "a question is missing from the thread (a lost turn)",
+            )
+        await box.aclose()
+        obs.check(server_pids(marker) == [], "a server process is left after aclose()")
+    finally:
+        await box.aclose()
+        logging.getLogger().removeHandler(handler)
+    logged = logs.getvalue()
+    check_shows(obs, want, "\n".join([*shown, logged]))
+    common_checks(obs, *shown, logged)
     matrix.verdict(obs)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -15,8 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from graph.demo.server import tool_call_text
 from graph.errors import UNREACHABLE
 from tests.conftest import ROOT, run_cli
+from tests.mcp.helpers import notes_spec
 
 UNREACHABLE_BASE = "http://127.0.0.1:9/v1"
 
@@ -93,6 +96,17 @@ def studio(vllm, tmp_path):
 
 
 @pytest.fixture
+def studio_with_mcp(vllm, tmp_path):
+    """Studio's server whose settings name an mcp.json with the notes MCP server (write_note: ask)."""
+    notes = tmp_path / "notes"
+    config = {"mcpServers": {"studio-notes": notes_spec("studio-notes", notes)}}
+    (tmp_path / "mcp.json").write_text(json.dumps(config), encoding="utf-8")
+    env = {"AGENT_MODEL": "Qwen/Qwen2.5-7B-Instruct", "AGENT_MCP_CONFIG": str(tmp_path / "mcp.json")}
+    for url in langgraph_dev(env, tmp_path):
+        yield url, notes
+
+
+@pytest.fixture
 def studio_unreachable(tmp_path):
     """Studio's server with no model server behind it (the conftest's OPENAI_API_BASE, port 9)."""
     yield from langgraph_dev({"OPENAI_API_BASE": UNREACHABLE_BASE}, tmp_path)
@@ -124,6 +138,47 @@ async def test_langgraph_dev_runs_a_thread_through_the_sdk(studio, vllm):
     assert len(weather) == 1 and weather[0]["status"] == "ok", weather
     assert "北京" in again["messages"][-1]["content"]
     assert len(vllm.requests) == 4
+
+
+async def test_an_ask_tool_interrupts_the_run_and_a_resume_command_finishes_it(studio_with_mcp, vllm):
+    from langgraph_sdk import get_client
+
+    url, notes = studio_with_mcp
+    client = get_client(url=url)
+    thread = await client.threads.create()
+    call = tool_call_text("write_note", {"title": "plan", "text": "周五发布"})
+    vllm.script(call, "Saved the note 'plan'.")
+    question = {"messages": [{"role": "user", "content": "Save a note called plan: 周五发布"}]}
+    await client.runs.wait(thread["thread_id"], "agent", input=question)
+
+    paused = await client.threads.get(thread["thread_id"])
+    assert paused["status"] == "interrupted"
+    [interrupt] = [i for pending in paused["interrupts"].values() for i in pending]
+    [action] = interrupt["value"]["action_requests"]  # LangChain's HITLRequest, as Studio shows it
+    assert (action["name"], action["args"], action["server"]) == (
+        "write_note",
+        {"title": "plan", "text": "周五发布"},
+        "studio-notes",
+    )
+    assert interrupt["value"]["review_configs"] == [
+        {"action_name": "write_note", "allowed_decisions": ["approve", "edit", "reject"]}
+    ]
+    assert not (notes / "notes" / "plan.txt").exists()  # nothing ran while it waits
+
+    state = await client.runs.wait(
+        thread["thread_id"], "agent", command={"resume": {"decisions": [{"type": "approve"}]}}
+    )
+    assert (notes / "notes" / "plan.txt").read_text(encoding="utf-8") == "周五发布"
+    [step] = [s for s in state["steps"] if s["kind"] == "tool"]
+    assert (step["name"], step["server"], step["decision"], step["status"]) == (
+        "write_note",
+        "studio-notes",
+        "approved",
+        "ok",
+    )
+    assert state["messages"][-1]["content"] == "Saved the note 'plan'."
+    done = await client.threads.get(thread["thread_id"])
+    assert done["status"] == "idle" and not any(done["interrupts"].values())
 
 
 async def test_a_run_against_an_unreachable_endpoint_ends_with_the_cli_line(studio_unreachable):

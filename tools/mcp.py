@@ -14,7 +14,9 @@ call to a dead server is a tool error the model can act on. `aclose()` ends ever
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
+import logging
 import os
 import re
 from collections.abc import Awaitable, Callable
@@ -26,10 +28,12 @@ from typing import Any, Literal
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from configs.secrets import register_secret
-from tools.errors import ToolError
+from configs.secrets import extra_secrets, register_secret
+from tools.errors import REDACTED, ToolError
 
 Policy = Literal["auto", "ask", "deny"]
+_SERVER_NAME: contextvars.ContextVar[str] = contextvars.ContextVar("mcp_server", default="?")
+"""The server a task works for (set in each server's task, inherited by the SDK's reader tasks)."""
 ServerState = Literal["starting", "ready", "failed", "disabled"]
 
 LOG_DIR = Path.home() / ".local" / "state" / "work-agent" / "mcp"
@@ -39,6 +43,12 @@ STOP_TIMEOUT = 5.0
 """Seconds a server gets to exit after its session closes (the SDK then terminates the process tree)."""
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+_CREDENTIAL = re.compile(r"(?i)auth|token|secret|passw|key|cookie|credential|(?<![a-z])pat(?![a-z])")
+"""Names of env variables, headers and flags whose values are secrets even when written in the file."""
+_PLAIN_VARS = frozenset(
+    {"PATH", "HOME", "USER", "LOGNAME", "PWD", "SHELL", "LANG", "LC_ALL", "TERM", "TMPDIR", "TZ", "PYTHONPATH"}
+)
+"""Environment variables whose values are not secrets (`"PATH": "${PATH}"`, `--root ${HOME}/notes`)."""
 MAX_TOOL_NAME = 64  # OpenAI's limit on function names; vLLM passes longer ones, other servers may not
 
 SERVER_DOWN = (
@@ -128,12 +138,18 @@ def load_config(path: Path, *, required: bool) -> McpConfig:
     return config
 
 
-def expand(value: str, server: str) -> str:
-    """`${VAR}` and `${VAR:-default}` from the environment; a variable that is not set is an error."""
+def expand(value: str, server: str, filled: list[tuple[str, str]] | None = None) -> str:
+    """`${VAR}` and `${VAR:-default}` from the environment; a variable that is not set is an error.
+
+    The variables taken from the environment are appended to `filled` as (name, value); a default written in
+    the file is not.
+    """
 
     def sub(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
         if name in os.environ:
+            if filled is not None:
+                filled.append((name, os.environ[name]))
             return os.environ[name]
         if default is not None:
             return default
@@ -142,26 +158,59 @@ def expand(value: str, server: str) -> str:
     return _VAR.sub(sub, value)
 
 
+def _fill(value: str, server: str, *, secret: bool, credential: bool = False) -> str:
+    """`expand`, registering as secrets what a token could be: with `secret`, the values taken from the
+    environment (not PATH, HOME and the like); with `credential` (an Authorization header, a GITHUB_TOKEN
+    variable, an `--api-key` argument), the whole value, even when it is written in the file."""
+    filled: list[tuple[str, str]] = []
+    out = expand(value, server, filled)
+    parts = [v for name, v in filled if name not in _PLAIN_VARS] if secret or credential else []
+    for part in parts:
+        register_secret(part)
+    if parts or credential:
+        register_secret(out)
+        register_secret(out.removeprefix("Bearer ").strip())
+    return out
+
+
+def _args(args: list[str], server: str) -> list[str]:
+    """The arguments filled; one after a credential flag (`--token ${T}`), or naming one, is a secret."""
+    out = []
+    for i, arg in enumerate(args):
+        flag = bool(_CREDENTIAL.search(arg.split("=", 1)[0]) and "=" in arg)
+        after_flag = i > 0 and args[i - 1].startswith("-") and bool(_CREDENTIAL.search(args[i - 1]))
+        out.append(_fill(arg, server, secret=flag or after_flag, credential=after_flag and "${" not in arg))
+    return out
+
+
 def connection(name: str, spec: ServerSpec) -> dict[str, Any]:
     """The langchain-mcp-adapters connection of a server, with `${VAR}`s filled (and registered as secrets)."""
     if spec.kind == "stdio":
-        env = {key: expand(val, name) for key, val in spec.env.items()}
-        for key, val in env.items():
-            if val != spec.env[key]:  # a value from the environment is usually a token: never show it
-                register_secret(val)
+        env = {k: _fill(v, name, secret=True, credential=bool(_CREDENTIAL.search(k))) for k, v in spec.env.items()}
         return {
             "transport": "stdio",
             "command": expand(spec.command or "", name),
-            "args": [expand(a, name) for a in spec.args],
+            "args": _args(spec.args, name),
             "env": env or None,
             "cwd": expand(spec.cwd, name) if spec.cwd else None,
         }
-    headers = {key: expand(val, name) for key, val in spec.headers.items()}
-    for val in headers.values():
-        register_secret(val.removeprefix("Bearer ").strip())
-        register_secret(val)
+    headers = {k: _fill(v, name, secret=True, credential=bool(_CREDENTIAL.search(k))) for k, v in spec.headers.items()}
+    url = _fill(spec.url or "", name, secret=bool(_CREDENTIAL.search(spec.url or "")))  # `?api_key=${KEY}`
     transport = "sse" if spec.kind == "sse" else "streamable_http"
-    return {"transport": transport, "url": expand(spec.url or "", name), "headers": headers or None}
+    return {"transport": transport, "url": url, "headers": headers or None}
+
+
+def redact(value: Any) -> Any:
+    """`value` with every registered secret (the servers' tokens) masked, in strings, lists, dicts and tuples."""
+    if isinstance(value, str):
+        for secret in extra_secrets():
+            value = value.replace(secret, REDACTED)
+        return value
+    if isinstance(value, list | tuple):
+        return type(value)(redact(v) for v in value)
+    if isinstance(value, dict):
+        return {k: redact(v) for k, v in value.items()}
+    return value
 
 
 @dataclass
@@ -193,10 +242,18 @@ def _why(exc: BaseException) -> str:
 
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:  # anyio task groups wrap the real error
         exc = exc.exceptions[0]
+    if isinstance(exc, McpConfigError):
+        return str(exc)
     if isinstance(exc, FileNotFoundError):
         return f"command not found: {exc.filename or exc}; install it or fix `command`"
     text = _one_line(str(exc)).rstrip(".")
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _open_log(log: Path) -> Any:
+    """The file a stdio server's stderr goes to (created with its folder)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    return open(log, "w", encoding="utf-8")  # noqa: SIM115 - the caller's exit stack closes it
 
 
 def _last_line(log: Path | None) -> str:
@@ -219,6 +276,8 @@ class _Server:
         self.session: Any = None
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
+        self._scope: Any = None
+        """The anyio cancel scope around the session (`abandon` cancels it)."""
         self.retry_at = 0.0
         """When a failed server may be started again (loop time)."""
 
@@ -239,34 +298,45 @@ class _Server:
                 await ready.wait()
         except TimeoutError:
             self._fail(f"did not start within {timeout:g} s (AGENT_MCP_START_TIMEOUT); check `command`/`url`")
-            await self.stop()
+            await self.abandon()  # it never answered: no session to close politely, end the process now
 
     async def _run(self, ready: asyncio.Event, wrap: Callable[[_Server, BaseTool], BaseTool]) -> None:
         # The session must be entered and left in the same task (the SDK's anyio cancel scopes require
         # it), hence a task per server that waits for `stop` instead of an exit stack shared by callers.
+        import anyio
         from langchain_mcp_adapters.tools import load_mcp_tools
 
+        _SERVER_NAME.set(self.name)  # the SDK's own log records of this task say which server they are about
         try:
-            async with AsyncExitStack() as stack:
-                self.session = await stack.enter_async_context(self._session())
-                tools = await load_mcp_tools(self.session, server_name=self.name, handle_tool_errors=True)
-                self.tools = [wrap(self, t) for t in tools]
-                self.status = ServerStatus(
-                    self.name, "ready", self.spec.kind, tools=[t.name for t in self.tools], log=self.status.log
-                )
-                ready.set()
-                await self._stop.wait()
+            with anyio.CancelScope() as self._scope:
+                await self._serve(ready, wrap, load_mcp_tools)
         except asyncio.CancelledError:
             if self.status.state == "starting":
                 self._fail("start was cancelled")
         except BaseException as exc:  # noqa: BLE001 - any failure of a server is reported, never raised
+            if self.status.state == "failed":  # `crashed` said why, and made it due for a restart: keep that
+                return
             detail = _why(exc)
-            if tail := _last_line(self.status.log):
-                detail = f"it exited ({detail}), saying: {tail}"
+            # What the server said is the reason, not the SDK's error (a file read: in a thread, see `_open_log`).
+            if tail := await asyncio.to_thread(_last_line, self.status.log):
+                detail = (
+                    f"it exited at start, saying: {tail}" if self.status.state == "starting" else f"{detail}: {tail}"
+                )
             self._fail(detail)
         finally:
             self.session = None
             ready.set()
+
+    async def _serve(self, ready: asyncio.Event, wrap: Callable[[_Server, BaseTool], BaseTool], load: Any) -> None:
+        async with AsyncExitStack() as stack:
+            self.session = await stack.enter_async_context(self._session())
+            tools = await load(self.session, server_name=self.name, handle_tool_errors=True)
+            self.tools = [wrap(self, t) for t in tools]
+            self.status = ServerStatus(
+                self.name, "ready", self.spec.kind, tools=[t.name for t in self.tools], log=self.status.log
+            )
+            ready.set()
+            await self._stop.wait()
 
     def _session(self) -> Any:
         """An initialised MCP session: stdio through the SDK (its stderr to a log file), HTTP via the adapter."""
@@ -280,19 +350,20 @@ class _Server:
         from mcp import ClientSession, StdioServerParameters
         from mcp.client.stdio import stdio_client
 
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
-        self.status.log = LOG_DIR / f"{_NAME_CHARS.sub('_', self.name)}.log"
+        log = self.status.log = LOG_DIR / f"{_NAME_CHARS.sub('_', self.name)}.log"
         params = StdioServerParameters(command=conn["command"], args=conn["args"], env=conn["env"], cwd=conn["cwd"])
 
         async def session() -> Any:
             async with AsyncExitStack() as stack:
-                errlog = stack.enter_context(open(self.status.log or os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
+                # File work in a thread: `langgraph dev` fails blocking calls made on its event loop.
+                errlog = stack.enter_context(await asyncio.to_thread(_open_log, log))
                 read, write = await stack.enter_async_context(stdio_client(params, errlog=errlog))
                 yield await stack.enter_async_context(ClientSession(read, write))
 
         return _initialised(_asynccm(session))
 
     def _fail(self, why: str) -> None:
+        why = redact(why)  # a server's last stderr line may quote its token
         self.status = ServerStatus(self.name, "failed", self.spec.kind, error=why, log=self.status.log)
         self.retry_at = asyncio.get_running_loop().time() + RETRY_AFTER
 
@@ -310,6 +381,22 @@ class _Server:
             return True
         return self.status.state == "failed" and not self.running and asyncio.get_running_loop().time() >= self.retry_at
 
+    async def abandon(self) -> None:
+        """End the session at once, killing its process (a server that never finished starting, or will not stop).
+
+        The anyio cancel scope makes every await of the SDK's shutdown fail at once, so a stdio server is
+        killed rather than given its 2 s to exit after stdin closes (`task.cancel()` is delivered only once).
+        """
+        self._stop.set()
+        task, self._task = self._task, None
+        if task is None or task.done():
+            return
+        if self._scope is not None:
+            self._scope.cancel()
+        else:
+            task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
     async def stop(self) -> None:
         """Close the session (ending a stdio server's process) and wait for the task to finish."""
         self._stop.set()
@@ -320,8 +407,8 @@ class _Server:
             async with asyncio.timeout(STOP_TIMEOUT):
                 await asyncio.shield(task)
         except TimeoutError:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            self._task = task
+            await self.abandon()
 
 
 def _asynccm(gen: Callable[[], Any]) -> Any:
@@ -341,6 +428,47 @@ def _initialised(cm: Any) -> Any:
     return _asynccm(session)
 
 
+SDK_LOGGERS = ("mcp.client.stdio", "mcp.client.streamable_http", "mcp.client.sse", "mcp.shared.session", "client")
+"""The MCP SDK's loggers: they log a server's protocol mistakes with a traceback (`logger.exception`)."""
+
+
+class _OneLineRecords(logging.Filter):
+    """The SDK's records as one warning line naming the server, without the traceback (never shown to users).
+
+    A server that writes a line that is not JSON-RPC to stdout (a print() in a stdio server) makes the SDK
+    log the pydantic error with a traceback for every such line; the call itself goes on.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None and not record.exc_text:
+            return True
+        detail = _protocol_detail(exc) if exc is not None else ""
+        text = f"MCP server '{_SERVER_NAME.get()}': {record.getMessage()}" + (f" ({detail})" if detail else "")
+        record.msg, record.args = redact(text), None
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        if record.levelno > logging.WARNING:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def _protocol_detail(exc: BaseException) -> str:
+    """A short description of what the server sent: the line that is not JSON-RPC, or the error."""
+    if isinstance(exc, ValidationError) and exc.errors():
+        err = exc.errors()[0]
+        sent = str(err.get("input", ""))
+        sent = sent if len(sent) <= 80 else sent[:79] + "…"
+        return f"it wrote {sent!r} to stdout, which is not JSON-RPC; a stdio server must log to stderr"
+    return _why(exc)
+
+
+def _quiet_sdk_tracebacks() -> None:
+    for name in SDK_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _OneLineRecords) for f in logger.filters):
+            logger.addFilter(_OneLineRecords())
+
+
 class McpHub:
     """The configured MCP servers of one process: started once, on first use, and shared by every turn."""
 
@@ -348,6 +476,8 @@ class McpHub:
         self.config = config
         self.start_timeout = start_timeout
         self._servers = {name: _Server(name, spec) for name, spec in config.servers.items()}
+        if self._servers:
+            _quiet_sdk_tracebacks()
         self._lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
@@ -402,11 +532,12 @@ class McpHub:
                 why = server.status.error or "stopped"
                 raise ToolError(SERVER_DOWN.format(server=server.name, tool=tool.name, why=why))
             try:
-                return await call(*args, **kwargs)
+                return redact(await call(*args, **kwargs))  # a server's own token never reaches the model
             except ToolError:
                 raise
             except Exception as exc:
                 if _is_execution_error(exc):
+                    _redact_execution_error(exc)
                     raise  # the server ran the tool and said it failed: the adapter makes that the result
                 why = _why(exc)
                 if _is_disconnect(exc):
@@ -420,6 +551,13 @@ class McpHub:
         """Stop every server (ending the processes this hub started)."""
         await asyncio.gather(*(s.stop() for s in self._servers.values()), return_exceptions=True)
         self._started = False
+
+
+def _redact_execution_error(exc: BaseException) -> None:
+    """Mask the secrets in an error result the adapter will turn into the tool's message (its content blocks)."""
+    if hasattr(exc, "tool_content"):
+        exc.tool_content = redact(exc.tool_content)
+    exc.args = tuple(redact(a) for a in exc.args)
 
 
 def _is_execution_error(exc: BaseException) -> bool:

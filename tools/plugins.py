@@ -3,13 +3,19 @@
 A module gives its tools either as a `TOOLS` list (functions or LangChain tools) or, without one, as every
 public function defined in it (not imported into it) plus every LangChain tool object. A function's
 docstring is its description and its type hints are its schema, as for the built-in tools. Mark a tool
-that only reads with `readOnlyHint` (MCP's name for it) so it runs without asking::
+that only reads with `readOnlyHint` (MCP's name for it) so it runs without asking: an attribute of a plain
+function, or the metadata of a LangChain tool (`@tool` takes no `metadata=`)::
 
-    from langchain_core.tools import tool
-
-    @tool(parse_docstring=True, metadata={"readOnlyHint": True})
     def word_count(text: str) -> int:
         ...
+
+    word_count.readOnlyHint = True
+
+    @tool(parse_docstring=True)
+    def char_count(text: str) -> int:
+        ...
+
+    char_count.metadata = {"readOnlyHint": True}
 
 An entry point (group `work_agent.tools`, as simonw/llm's plugins use one) names a module, a list of
 tools, or a function returning one.
@@ -31,6 +37,8 @@ from typing import Any
 from langchain_core.tools import BaseTool, tool
 
 ENTRY_POINT_GROUP = "work_agent.tools"
+HINTS = ("readOnlyHint", "destructiveHint")
+"""MCP's tool annotations a plain function may carry as attributes; they give its approval policy."""
 
 
 @dataclass
@@ -109,9 +117,13 @@ def as_tool(fn: Callable[..., Any]) -> BaseTool:
     if not (fn.__doc__ or "").strip():
         raise TypeError(f"{fn.__name__} has no docstring: the docstring is what tells the model when to use it")
     try:
-        return tool(fn, parse_docstring=True)
+        made = tool(fn, parse_docstring=True)
     except ValueError:  # not Google style (no `Args:` section): the whole docstring is the description
-        return tool(fn)
+        made = tool(fn)
+    hints = {h: bool(getattr(fn, h)) for h in HINTS if hasattr(fn, h)}  # `word_count.readOnlyHint = True`
+    if hints:
+        made.metadata = {**(made.metadata or {}), **hints}
+    return made
 
 
 def _tag(tools: list[BaseTool], origin: str) -> list[BaseTool]:

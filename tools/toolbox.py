@@ -59,7 +59,7 @@ class Toolbox:
         problems: Sequence[str] = (),
     ) -> None:
         self.static = list(tools)
-        self.hub = hub or McpHub(McpConfig())
+        self.hub = hub if hub is not None else McpHub(McpConfig())  # a hub with no servers is falsy
         self.config = config or self.hub.config
         self._problems = list(problems)
         self._by_name: dict[str, BaseTool] = {t.name: t for t in self.static}
@@ -87,14 +87,17 @@ class Toolbox:
         named = "agent_mcp_config" in settings.model_fields_set and path != DEFAULT_MCP_CONFIG
         config = load_config(path, required=mcp_config is not None or named)
         loaded = load_user_tools(settings.agent_tool_modules if tool_modules is None else tool_modules)
-        taken = {t.name for t in (builtins if builtins is not None else TOOLS)}
-        user = [t for t in loaded.tools if t.name not in taken]
-        problems = list(loaded.problems) + [
-            f"tool '{t.name}' from {(t.metadata or {}).get('origin')} has the name of a built-in tool and was skipped; "
-            "rename it"
-            for t in loaded.tools
-            if t.name in taken
-        ]
+        taken = {t.name: "a built-in tool" for t in (builtins if builtins is not None else TOOLS)}
+        user, problems = [], list(loaded.problems)
+        for t in loaded.tools:  # the first tool of a name wins: the model must never see one name twice
+            origin = (t.metadata or {}).get("origin")
+            if t.name in taken:
+                problems.append(
+                    f"tool '{t.name}' from {origin} has the name of {taken[t.name]} and was skipped; rename it"
+                )
+                continue
+            taken[t.name] = f"a tool from {origin}"
+            user.append(t)
         hub = McpHub(config, start_timeout=settings.agent_mcp_start_timeout)
         return cls([*(builtins if builtins is not None else TOOLS), *user], hub=hub, config=config, problems=problems)
 

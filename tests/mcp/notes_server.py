@@ -2,7 +2,9 @@
 
 Tools: read_note (read-only), write_note (no hints: ask), delete_note (destructive), and faults: fail
 (an MCP error result), crash (the process exits mid-call), hang (never answers), garbage (writes bytes that
-are not JSON-RPC to stdout), and echo_env (the value of an environment variable, to test `${VAR}`).
+are not JSON-RPC to stdout), echo_env (the value of an environment variable, to test `${VAR}`) and
+echo_header (a request header, over HTTP). `--reject-token` exits at start saying the token (NOTES_TOKEN) was
+refused, the way a server with a bad credential often does: its stderr line carries the secret.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from mcp.server.fastmcp import FastMCP
+from mcp.server.fastmcp import Context, FastMCP
 from mcp.types import ToolAnnotations
 
 NOTES = Path(os.environ.get("NOTES_DIR", ".")) / "notes"
@@ -72,6 +74,13 @@ def build(name: str = "notes", port: int = 0) -> FastMCP:
         """The value of an environment variable of the server process."""
         return os.environ.get(name, "<unset>")
 
+    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True))
+    def echo_header(name: str, ctx: Context) -> str:
+        """The value of a header of this HTTP request."""
+        request = ctx.request_context.request
+        headers = getattr(request, "headers", None)
+        return headers.get(name, "<unset>") if headers is not None else "<not http>"
+
     return mcp
 
 
@@ -81,7 +90,11 @@ def main() -> None:
     parser.add_argument("--name", default="notes")
     parser.add_argument("--fail-start", action="store_true", help="exit before the handshake, saying why")
     parser.add_argument("--hang-start", action="store_true", help="never answer the handshake")
+    parser.add_argument("--reject-token", action="store_true", help="exit at start, quoting NOTES_TOKEN")
     args = parser.parse_args()
+    if args.reject_token:
+        print(f"notes: the token {os.environ.get('NOTES_TOKEN', '')} was refused (401)", file=sys.stderr)
+        raise SystemExit(2)
     if args.fail_start:
         print("notes: cannot open the notes database (permission denied)", file=sys.stderr)
         raise SystemExit(2)
