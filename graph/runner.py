@@ -196,29 +196,20 @@ async def supersede_pending(graph: Any, config: dict[str, Any]) -> list[Step]:
     if not snapshot.interrupts:
         return []
     messages = snapshot.values.get("messages", [])
-    answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
-    last = messages[-1] if messages else None
-    dangling = [tc for tc in last.tool_calls if tc["id"] not in answered] if isinstance(last, AIMessage) else []
-    turn, now = turn_number(messages), time.time()
+    dangling, turn, now = _dangling(messages), turn_number(messages), time.time()
     patch = [ToolMessage(SUPERSEDED, tool_call_id=tc["id"], name=tc["name"], status="error") for tc in dangling]
     steps = [
-        Step(
-            kind="tool",
-            node="call_tool",
-            turn=turn,
-            name=tc["name"],
-            call_id=tc["id"],
-            arguments=tc["args"],
-            status="error",
-            error=SUPERSEDED,
-            started_at=now,
-            duration_ms=0.0,
-            decision="superseded",
-        )
-        for tc in dangling
+        _closed_call(tc, turn, now, now, status="error", error=SUPERSEDED, decision="superseded") for tc in dangling
     ]
     await graph.aupdate_state(config, {"messages": patch, "steps": [s.model_dump() for s in steps]}, as_node="answer")
     return steps
+
+
+def _dangling(messages: list[Any]) -> list[Any]:
+    """The calls of the last model message that have no tool result yet."""
+    answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
+    last = messages[-1] if messages else None
+    return [tc for tc in last.tool_calls if tc["id"] not in answered] if isinstance(last, AIMessage) else []
 
 
 async def save_stopped(graph: Any, config: dict[str, Any], progress: _Progress, context: Context) -> list[Step]:
@@ -231,10 +222,7 @@ async def save_stopped(graph: Any, config: dict[str, Any], progress: _Progress, 
         return []
     snapshot = await graph.aget_state(config)
     messages = snapshot.values.get("messages", [])
-    answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
-    last = messages[-1] if messages else None
-    dangling = [tc for tc in last.tool_calls if tc["id"] not in answered] if isinstance(last, AIMessage) else []
-    turn, now = turn_number(messages), time.time()
+    dangling, turn, now = _dangling(messages), turn_number(messages), time.time()
     patch: list[Any] = [
         ToolMessage(CANCELLED_TOOL, tool_call_id=tc["id"], name=tc["name"], status="error") for tc in dangling
     ]
@@ -263,6 +251,11 @@ async def save_stopped(graph: Any, config: dict[str, Any], progress: _Progress, 
 def _cancelled_tool(call: Any, started: tuple[ToolStarted, float] | None, turn: int, now: float) -> Step:
     """The trace record of a tool call the user's Stop cut short."""
     began = started[1] if started else now
+    return _closed_call(call, turn, began, now, status="cancelled", error=CANCELLED_TOOL, stopped="user")
+
+
+def _closed_call(call: Any, turn: int, began: float, now: float, **outcome: Any) -> Step:
+    """The trace record of a tool call closed without running to its end (stopped, or superseded)."""
     return Step(
         kind="tool",
         node="call_tool",
@@ -270,9 +263,7 @@ def _cancelled_tool(call: Any, started: tuple[ToolStarted, float] | None, turn: 
         name=call["name"],
         call_id=call["id"],
         arguments=call["args"],
-        status="cancelled",
-        error=CANCELLED_TOOL,
         started_at=began,
         duration_ms=(now - began) * 1000,
-        stopped="user",
+        **outcome,
     )
