@@ -173,7 +173,8 @@ def shared_toolbox(
 ) -> Toolbox:
     """The process's toolbox for these settings: UI sessions, batch runs and Studio share its MCP servers."""
     key = (
-        str(mcp_config or settings.agent_mcp_config),
+        str((mcp_config or settings.agent_mcp_config).expanduser().absolute()),  # ./mcp.json of which directory
+        str(Path.cwd()),  # module names are found from the working directory too
         tuple(settings.agent_tool_modules if tool_modules is None else tool_modules),
         "agent_mcp_config" in settings.model_fields_set or mcp_config is not None,
     )

@@ -32,6 +32,9 @@ EXAMPLES = [
 CSS = """
 #status {min-height: 2.5em}
 #demo-label {background: #fff3cd; border-radius: 6px; padding: 4px 10px}
+#tool-status p {color: #8a4b00; margin: 2px 0}
+#approval {border: 2px solid #f0ad4e; border-radius: 8px}
+#approval-error p {color: #b00020; font-weight: 600}
 """
 
 
@@ -41,15 +44,18 @@ def build_app(backend: Backend) -> gr.Blocks:
 
     from tools import TOOLS
     from ui.api import register_api
+    from ui.approval import Kind
     from ui.backend import Session
     from ui.handlers import Handlers
+    from ui.tool_settings import POLICIES
     from ui.trace_view import steps_table, timeline_figure
 
     h = Handlers(backend)
     settings = backend.settings
     with gr.Blocks(title="Work Agent") as app:
-        session = gr.State(Session())  # deep-copied for each browser tab
+        session = gr.State(Session(shown_tools=[t.name for t in TOOLS]))  # deep-copied for each browser tab
         owner = gr.BrowserState("", storage_key="work-agent-owner")
+        last_thread = gr.BrowserState("", storage_key="work-agent-thread")  # reopened if it waits for approval
         thread_box = gr.State("")
 
         with gr.Sidebar(open=True):
@@ -69,6 +75,7 @@ def build_app(backend: Backend) -> gr.Blocks:
         with gr.Row():
             status = gr.Markdown("Checking the endpoint…", elem_id="status")
             status_btn = gr.Button("↻ Check endpoint", size="sm", scale=0)
+        tool_status = gr.Markdown("", elem_id="tool-status")  # a tools module or MCP server that is unavailable
         with gr.Row():
             with gr.Column(scale=3):
                 chatbot = gr.Chatbot(
@@ -79,6 +86,30 @@ def build_app(backend: Backend) -> gr.Blocks:
                     placeholder="Ask about the time, the weather, or some arithmetic — in English or 中文.",
                     elem_id="chatbot",
                 )
+                with gr.Column(visible=False, elem_id="approval", variant="panel") as approval_box:
+                    approval_md = gr.Markdown(elem_id="approval-text")
+                    call_pick = gr.Dropdown(label="Call", choices=[], visible=False, elem_id="approval-call")
+                    args_code = gr.Code(
+                        label="Arguments (JSON): change them, then press Edit & run",
+                        language="json",
+                        interactive=True,
+                        lines=3,
+                        max_lines=16,
+                        elem_id="approval-args",
+                    )
+                    reason_box = gr.Textbox(
+                        label="Reason (optional): the model reads it with a Reject",
+                        max_lines=2,
+                        elem_id="approval-reason",
+                    )
+                    allow_box = gr.Checkbox(
+                        label="Allow this tool for the rest of this conversation (Approve)", elem_id="approval-allow"
+                    )
+                    approval_err = gr.Markdown(elem_id="approval-error")
+                    with gr.Row():
+                        approve_btn = gr.Button("✅ Approve", variant="primary", elem_id="approve")
+                        edit_btn = gr.Button("✏️ Edit & run", elem_id="edit-call")
+                        reject_btn = gr.Button("🚫 Reject", variant="stop", elem_id="reject")
                 with gr.Row():
                     textbox = gr.Textbox(
                         placeholder="Ask a question…", show_label=False, scale=6, submit_btn=True, elem_id="question"
@@ -96,9 +127,20 @@ def build_app(backend: Backend) -> gr.Blocks:
                     max_steps = gr.Number(
                         settings.agent_max_steps, label="Max steps", precision=0, minimum=1, maximum=100
                     )
-                    tools = gr.CheckboxGroup(
-                        [t.name for t in TOOLS], value=[t.name for t in TOOLS], label="Enabled tools"
+                    servers = gr.CheckboxGroup(
+                        [], label="MCP servers (untick one to leave its tools out)", visible=False, elem_id="servers"
                     )
+                    tools = gr.CheckboxGroup(
+                        [t.name for t in TOOLS], value=[t.name for t in TOOLS], label="Enabled tools", elem_id="tools"
+                    )
+                    with gr.Row():
+                        policy_tool = gr.Dropdown(
+                            label="Approval for tool", choices=[t.name for t in TOOLS], scale=3, elem_id="policy-tool"
+                        )
+                        policy_pick = gr.Radio(
+                            POLICIES, value="default", label="Policy", scale=4, elem_id="policy-pick"
+                        )
+                    tools_table = gr.Markdown(elem_id="tools-table")
                 with gr.Accordion("Trace", open=True):
                     turn_pick = gr.Dropdown(label="Turn", choices=[], interactive=True)
                     plot = gr.Plot(timeline_figure([]), label="Timeline")
@@ -108,35 +150,74 @@ def build_app(backend: Backend) -> gr.Blocks:
 
         knobs = [base_url, model, temperature, max_tokens, max_steps, tools]
         trace = [turn_pick, plot, table, totals, download]
-        run_outputs = [chatbot, textbox, conversations, thread_box, *trace]
+        panel = [approval_box, approval_md, call_pick, args_code, reason_box, allow_box, approval_err]
+        run_outputs = [chatbot, textbox, conversations, thread_box, *trace, *panel]
+        tool_outputs = [tools, servers, tool_status, policy_tool, tools_table]
+        refresh_tools: dict[str, Any] = {
+            "fn": h.tool_settings,
+            "inputs": [session, tools],
+            "outputs": tool_outputs,
+            "show_progress": "hidden",
+            "api_visibility": "private",
+        }
 
-        app.load(h.on_load, [owner], [owner, conversations, status, model], api_visibility="private")
-        textbox.submit(h.run, [textbox, session, owner, *knobs], run_outputs, api_visibility="private")
-        chatbot.retry(h.retry, [session, owner, *knobs], run_outputs, api_visibility="private")
-        chatbot.edit(h.edit, [session, owner, *knobs], run_outputs, api_visibility="private")
+        app.load(
+            h.on_load,
+            [owner, last_thread, session],
+            [owner, conversations, status, model, chatbot, thread_box, *trace, *panel],
+            api_visibility="private",
+        )
+        app.load(**refresh_tools)  # starts the MCP servers in the background of the page's first load
+        thread_box.change(lambda t: t, [thread_box], [last_thread], api_visibility="private", show_progress="hidden")
+        textbox.submit(h.run, [textbox, session, owner, *knobs], run_outputs, api_visibility="private").then(
+            **refresh_tools
+        )
+        chatbot.retry(h.retry, [session, owner, *knobs], run_outputs, api_visibility="private").then(**refresh_tools)
+        chatbot.edit(h.edit, [session, owner, *knobs], run_outputs, api_visibility="private").then(**refresh_tools)
+        decision_inputs = [call_pick, args_code, reason_box, allow_box, session, owner, *knobs]
+        buttons: list[tuple[gr.Button, Kind]] = [(approve_btn, "approve"), (edit_btn, "edit"), (reject_btn, "reject")]
+        for button, kind in buttons:
+            button.click(h.decision_handler(kind), decision_inputs, run_outputs, api_visibility="private").then(
+                **refresh_tools
+            )
+        call_pick.input(
+            h.pick_call,
+            [call_pick, session],
+            [args_code, reason_box, allow_box, approval_err],
+            api_visibility="private",
+        )
+        servers.input(h.set_servers, [servers, session, tools], [tools_table], api_visibility="private")
+        tools.input(h.tool_table, [session, tools], [tools_table], api_visibility="private")
+        policy_tool.input(h.policy_of, [policy_tool, session], [policy_pick], api_visibility="private")
+        policy_pick.input(
+            h.set_policy, [policy_tool, policy_pick, session, tools], [tools_table], api_visibility="private"
+        )
         # Stop cancels the running turn itself, whose event then ends on its own (no `cancels=`: h.stop says why).
         stop_btn.click(h.stop, [session], None, api_visibility="private", concurrency_limit=None)
-        chatbot.undo(h.undo, [session, base_url], [chatbot, textbox, *trace], api_visibility="private")
+        chatbot.undo(h.undo, [session, base_url], [chatbot, textbox, *trace, *panel], api_visibility="private")
         status_btn.click(h.refresh_status, [base_url], [status, model], api_visibility="private")
         models_btn.click(h.model_choices, [base_url], [model], api_visibility="private")
         new_btn.click(
-            h.new_conversation, [session], [chatbot, thread_box, conversations, *trace], api_visibility="private"
+            h.new_conversation,
+            [session],
+            [chatbot, thread_box, conversations, *trace, *panel],
+            api_visibility="private",
         )
         conversations.input(
             h.open_thread,
             [conversations, session, base_url, max_steps],
-            [chatbot, thread_box, *trace],
+            [chatbot, thread_box, *trace, *panel],
             api_visibility="private",
         )
         open_btn.click(
             h.claim_thread,
             [open_box, owner, session, base_url, max_steps],
-            [conversations, chatbot, thread_box, *trace],
+            [conversations, chatbot, thread_box, *trace, *panel],
             api_visibility="private",
         )
         rename_btn.click(h.rename, [title_box, owner, session], [conversations], api_visibility="private")
         delete_btn.click(
-            h.delete, [owner, session], [conversations, chatbot, thread_box, *trace], api_visibility="private"
+            h.delete, [owner, session], [conversations, chatbot, thread_box, *trace, *panel], api_visibility="private"
         )
         turn_pick.input(_select_turn(h), [turn_pick, session, base_url], trace, api_visibility="private")
         register_api(backend)
@@ -253,6 +334,14 @@ def main(
         except AgentError as err:
             click.secho(f"Error: {err}", err=True, fg="red")
             sys.exit(err.exit_code)
+        from tools.mcp import McpConfigError
+        from tools.toolbox import shared_toolbox
+
+        try:  # so is an MCP config file that is missing or invalid (its servers start with the first page)
+            shared_toolbox(serve_settings)
+        except McpConfigError as err:
+            click.secho(f"Error: {err}", err=True, fg="red")
+            sys.exit(2)
         backend = Backend(serve_settings, demo_label=label)
         app = build_app(backend)
         app.queue(default_concurrency_limit=settings.ui_concurrency_limit)

@@ -10,6 +10,7 @@ from typing import Any
 from configs.settings import Settings
 from graph.checkpoint import open_checkpointer
 from graph.graph import build_graph
+from tools.toolbox import Toolbox
 from ui.store import ConversationList, ConversationStore, PostgresConversationStore
 
 
@@ -27,11 +28,26 @@ class Session:
     """The running turn's task (Stop cancels it); it clears itself when the turn's messages join `history`."""
     stop_requested: bool = False
     """Stop was pressed while no turn was running (one that is about to start is then not asked)."""
+    decisions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Decisions made so far on the paused turn's calls, by call id (sent once every call has one)."""
+    approval: dict[str, str] = field(default_factory=dict)
+    """This tab's policy per tool name (auto, ask, deny), over the config file's (`Context.approval`)."""
+    disabled_servers: list[str] = field(default_factory=list)
+    """MCP servers whose tools this tab does not use."""
+    resuming: bool = False
+    """Decisions are on their way to the paused turn (its task is not started yet)."""
+    shown_tools: list[str] | None = None
+    """The tools the Enabled tools list offers (None: the `tools` a caller passes are the whole list)."""
 
     @property
     def running(self) -> bool:
         """Whether a turn is running in this tab."""
         return self.task is not None
+
+    @property
+    def pending(self) -> tuple[Any, ...]:
+        """The `PendingCall`s the open conversation's paused turn waits on."""
+        return self.view.pending if self.view is not None and not self.running else ()
 
     def display(self) -> list[Any]:
         """Everything the chat shows."""
@@ -72,9 +88,13 @@ class Backend:
     async def graph(self) -> Any:
         """The agent graph, compiled once with the shared checkpointer (a session's endpoint is a run's context)."""
         await self.ready()
-        if self._graph is None:
+        if self._graph is None:  # its tools: the process's shared toolbox (MCP servers shared by every tab)
             self._graph = build_graph(settings=self.settings, checkpointer=self._saver)
         return self._graph
+
+    async def toolbox(self) -> Toolbox:
+        """The graph's tools: built-in, your modules' and the MCP servers' (started on first use)."""
+        return (await self.graph()).toolbox  # type: ignore[no-any-return]
 
     async def delete_thread(self, thread_id: str) -> None:
         """Remove a thread's checkpoints."""
@@ -82,8 +102,10 @@ class Backend:
         await self._saver.adelete_thread(thread_id)
 
     async def close(self) -> None:
-        """Close the checkpointer (the SQLite file, or the Postgres pool) and the models' connection pools."""
+        """Close the checkpointer, the MCP servers and the models' connection pools."""
         from graph.model import aclose_models
 
         await self._stack.aclose()
+        if self._graph is not None:
+            await self._graph.toolbox.aclose()  # the MCP server processes; started again if used again
         await aclose_models()

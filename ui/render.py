@@ -8,7 +8,17 @@ from typing import Any, Literal
 
 import gradio as gr
 
-from graph.events import Event, StepRecorded, Token, ToolFinished, ToolStarted, TurnEnded
+from graph.approval import REJECTED_WITH_REASON, SUPERSEDED
+from graph.events import (
+    ApprovalRequested,
+    Event,
+    PendingCall,
+    StepRecorded,
+    Token,
+    ToolFinished,
+    ToolStarted,
+    TurnEnded,
+)
 from graph.recovery import strip_tool_markup
 from graph.trace import STOP_NOTES, Step, stop_note
 
@@ -20,8 +30,20 @@ RUNNING_NOTE = "*running…*"
 CANCELLED_NOTE = "*Cancelled: the turn was stopped before this tool finished.*"
 EMPTY_ANSWER_NOTE = "*(no answer: the model returned an empty reply)*"
 STOPPED_NOTE = f"*({STOP_NOTES['user']})*"
+WAITING_NOTE = "*Waiting for your decision: approve, edit or reject it in the approval panel below the chat.*"
+SUPERSEDED_NOTE = "*(the waiting tool calls were not run: a new question came before a decision)*"
+NOT_RUN = ("rejected", "denied", "superseded")
+"""Decisions that leave a call unrun (its result is the message the model read instead)."""
+DECISION_WORDS = {
+    "approved": "approved",
+    "allowed": "allowed for this conversation",
+    "edited": "edited",
+    "rejected": "rejected",
+    "denied": "denied",
+    "superseded": "not run: a new question came first",
+}
 
-ToolStatus = Literal["pending", "ok", "error", "cancelled"]
+ToolStatus = Literal["waiting", "pending", "ok", "error", "cancelled"]
 
 
 @dataclass
@@ -35,6 +57,24 @@ class _Tool:
     output: str | None = None
     duration_ms: float | None = None
     recovered: bool = False
+    server: str | None = None
+    decision: str | None = None
+    """How approval went (approved, edited, rejected, ...); None: it ran by policy."""
+    description: str = ""
+
+
+def rejection_reason(name: str, message: str) -> str:
+    """The reason a person gave when rejecting a call, read back from the message the model got ("" if none)."""
+    prefix = REJECTED_WITH_REASON.split("{reason}")[0].format(name=name)
+    return message[len(prefix) :].strip() if message.startswith(prefix) else ""
+
+
+def decision_words(tool: _Tool) -> str:
+    """The decision as a tool bubble's title says it, e.g. "approved" or "rejected: not that file"."""
+    words = DECISION_WORDS.get(tool.decision or "", tool.decision or "")
+    if tool.decision == "rejected" and (reason := rejection_reason(tool.name, tool.output or "")):
+        words = f"rejected: {reason}"
+    return words
 
 
 def _fence(text: str, lang: str = "") -> str:
@@ -65,27 +105,39 @@ def _output_block(label: str, text: str) -> str:
     return block
 
 
-def _tool_message(tool: _Tool, parent: str) -> gr.ChatMessage:
+def _tool_title(tool: _Tool) -> str:
+    """🛠️ name · server · decision; a failure, a stop, a wait or a call not run says so."""
     suffix = RECOVERED_SUFFIX if tool.recovered else ""
+    name = f"{tool.name} · {tool.server}" if tool.server else tool.name
+    decided = f" · {decision_words(tool)}" if tool.decision else ""
+    if tool.status == "waiting":
+        return f"⏸️ {name} · waiting for approval"
+    if tool.decision in NOT_RUN:
+        return f"🚫 {name}{decided}"
     if tool.status == "error":
-        title = f"💥 {tool.name} failed{suffix}"
-    elif tool.status == "cancelled":
-        title = f"⏹️ {tool.name} cancelled{suffix}"
-    else:
-        title = f"🛠️ {tool.name}{suffix}"
+        return f"💥 {name} failed{suffix}{decided}"
+    if tool.status == "cancelled":
+        return f"⏹️ {name} cancelled{suffix}{decided}"
+    return f"🛠️ {name}{suffix}{decided}"
+
+
+def _tool_message(tool: _Tool, parent: str) -> gr.ChatMessage:
     parts = [_fence(json.dumps(tool.args, ensure_ascii=False, indent=2), "json")]
-    if tool.status == "pending":
+    if tool.status == "waiting":
+        if tool.description:
+            parts.insert(0, tool.description)
+        parts.append(WAITING_NOTE)
+    elif tool.status == "pending":
         parts.append(RUNNING_NOTE)
     elif tool.status == "cancelled":
         parts.append(CANCELLED_NOTE)
+    elif tool.decision in NOT_RUN:
+        parts.append(_output_block("Not run", tool.output or ""))
     else:
         parts.append(_output_block("Error" if tool.status == "error" else "Result", tool.output or ""))
-    metadata: dict[str, Any] = {
-        "title": title,
-        "id": tool.call_id,
-        "parent_id": parent,
-        "status": "pending" if tool.status == "pending" else "done",
-    }
+    metadata: dict[str, Any] = {"title": _tool_title(tool), "id": tool.call_id, "parent_id": parent}
+    if tool.status != "waiting":  # no status: Gradio shows it open, without a spinner
+        metadata["status"] = "pending" if tool.status == "pending" else "done"
     if tool.duration_ms is not None and tool.status != "pending":
         metadata["duration"] = round(tool.duration_ms / 1000, 3)
     return gr.ChatMessage(role="assistant", content="\n\n".join(parts), metadata=metadata)  # type: ignore[arg-type]
@@ -139,6 +191,9 @@ class TurnView:
         self._notes: list[str] = []
         self._error: str | None = None
         self._done = False
+        self._pending: tuple[PendingCall, ...] = ()  # the calls the paused turn waits on
+        self._approval_error: str | None = None
+        self._paused = False
 
     # --- events -------------------------------------------------------------------------------
     def apply(self, event: Event) -> None:
@@ -152,6 +207,10 @@ class TurnView:
                 self._tool_end(event)
             case StepRecorded(step=step):
                 self._step(step)
+            case ApprovalRequested():
+                self._wait(event)
+            case TurnEnded(result=result) if result.pending is not None:
+                self._paused = True  # the turn goes on after a decision (`resume`)
             case TurnEnded(result=result):
                 self.finish(result.answer, result.stopped)
             case _:
@@ -171,9 +230,23 @@ class TurnView:
     def _tool_start(self, event: ToolStarted) -> None:
         self._move_stream_to_plan()  # text streamed before a tool call is thinking, not the answer
         call_id = event.call_id or f"turn{self.turn}-tool{len(self._tools) + 1}"
+        known = self._tools.get(call_id)
+        if known is not None and known.status == "waiting":  # decided: it runs now (an edit, with new args)
+            known.status, known.args = "pending", dict(event.args or {})
+            return
         self._tools[call_id] = _Tool(
             call_id=call_id, name=event.name, args=dict(event.args or {}), recovered=self._recovering
         )
+
+    def _wait(self, event: ApprovalRequested) -> None:
+        self._move_stream_to_plan()
+        for call in event.calls:
+            tool = self._tools.get(call.call_id)
+            if tool is None:
+                tool = self._tools[call.call_id] = _Tool(call_id=call.call_id, name=call.name, args={})
+            tool.status, tool.args = "waiting", dict(call.args)
+            tool.server, tool.description = call.server, call.description
+        self._pending, self._approval_error = event.calls, event.error
 
     def _tool_end(self, event: ToolFinished) -> None:
         tool = self._tools.get(event.call_id)
@@ -204,6 +277,41 @@ class TurnView:
         tool.output = (step.result if step.status == "ok" else step.error) or ""
         tool.duration_ms = step.duration_ms
         tool.recovered = step.recovered
+        tool.server = step.server or tool.server
+        tool.decision = step.decision
+
+    # --- approval -----------------------------------------------------------------------------
+    @property
+    def paused(self) -> bool:
+        """The turn waits for a person's decision on `pending`."""
+        return self._paused and not self._done
+
+    @property
+    def pending(self) -> tuple[PendingCall, ...]:
+        """The calls the paused turn waits on (none once it goes on or ends)."""
+        return self._pending if self.paused else ()
+
+    @property
+    def approval_error(self) -> str | None:
+        """Why the graph could not use the last answer to this pause (it asks again)."""
+        return self._approval_error if self.paused else None
+
+    def resume(self) -> None:
+        """Decisions were sent: the turn goes on (its calls run, or are answered as not run)."""
+        self._paused, self._pending, self._approval_error = False, (), None
+        for tool in self._tools.values():
+            if tool.status == "waiting":
+                tool.status = "pending"
+
+    def supersede(self) -> None:
+        """A new question came while calls waited: they are not run, and the turn ends without an answer."""
+        for tool in self._tools.values():
+            if tool.status == "waiting":
+                tool.status, tool.decision, tool.output = "error", "superseded", SUPERSEDED
+        self._paused, self._pending = False, ()
+        if self._final is None:
+            self._final = strip_tool_markup("".join(self._stream))
+        self._end()
 
     # --- endings ------------------------------------------------------------------------------
     def finish(self, answer: str, stopped: str | None = None) -> None:
@@ -233,8 +341,9 @@ class TurnView:
 
     def _end(self) -> None:
         for tool in self._tools.values():
-            if tool.status == "pending":
+            if tool.status in ("pending", "waiting"):
                 tool.status = "cancelled"
+        self._paused = False
         self._done = True
 
     # --- view ---------------------------------------------------------------------------------
@@ -259,11 +368,9 @@ class TurnView:
 
     def _plan_message(self) -> gr.ChatMessage:
         content = "\n\n".join(([self.note] if self.note else []) + self._plan) or RUNNING_NOTE
-        metadata: dict[str, Any] = {
-            "title": PLAN_TITLE,
-            "id": self.plan_id,
-            "status": "done" if self._done else "pending",
-        }
+        metadata: dict[str, Any] = {"title": PLAN_TITLE, "id": self.plan_id}
+        if not self.paused:  # waiting on a person: open (no status), without a spinner
+            metadata["status"] = "done" if self._done else "pending"
         if (duration := self.duration_s) is not None:
             metadata["duration"] = duration
         return gr.ChatMessage(role="assistant", content=content, metadata=metadata)  # type: ignore[arg-type]
@@ -271,7 +378,8 @@ class TurnView:
     def _answer_text(self) -> str:
         text = self.answer
         if self._done and not text and not self._notes and self._error is None:
-            text = EMPTY_ANSWER_NOTE
+            superseded = any(t.decision == "superseded" for t in self._tools.values())
+            text = SUPERSEDED_NOTE if superseded else EMPTY_ANSWER_NOTE
         return "\n\n".join(part for part in [text, *self._notes] if part)
 
     def messages(self) -> list[gr.ChatMessage]:
@@ -293,6 +401,29 @@ class TurnView:
         return out
 
 
+def replay_view(
+    question: str,
+    answer: str,
+    steps: list[Step],
+    *,
+    turn: int,
+    stopped: str | None = None,
+    note: str = "",
+    max_steps: int | None = None,
+    pending: ApprovalRequested | None = None,
+) -> TurnView:
+    """A turn rebuilt from stored trace records: finished, or paused on `pending` (read from the checkpoint)."""
+    view = TurnView(question, turn=turn, note=note, max_steps=max_steps)
+    for step in steps:
+        view.apply(StepRecorded(step))
+    if pending is not None:
+        view.apply(pending)
+        view._paused = True
+    else:
+        view.finish(answer, stopped)
+    return view
+
+
 def replay_turn(
     question: str,
     answer: str,
@@ -304,8 +435,4 @@ def replay_turn(
     max_steps: int | None = None,
 ) -> list[gr.ChatMessage]:
     """A finished turn from stored trace records (conversation reload)."""
-    view = TurnView(question, turn=turn, note=note, max_steps=max_steps)
-    for step in steps:
-        view.apply(StepRecorded(step))
-    view.finish(answer, stopped)
-    return view.messages()
+    return replay_view(question, answer, steps, turn=turn, stopped=stopped, note=note, max_steps=max_steps).messages()

@@ -23,6 +23,8 @@ TABLE_HEADERS = [
     "TTFT (ms)",
     "status",
 ]
+APPROVAL_HEADERS = ["server", "decision"]
+"""Added to the table when a step of the turn comes from an MCP server or went through approval."""
 
 
 def step_labels(steps: list[Step]) -> list[str]:
@@ -94,10 +96,15 @@ def timeline_figure(steps: list[Step]) -> go.Figure:
 
 
 def steps_table(steps: list[Step]) -> tuple[list[str], list[list]]:
-    """Headers and one row per step; missing numbers are empty strings."""
+    """Headers and one row per step; missing numbers are empty strings.
+
+    A turn with MCP or approved tool calls gets two more columns: the step's server and its decision
+    (`auto` for a tool call that ran by policy).
+    """
     if not steps:
         return list(TABLE_HEADERS), []
     t0, _ = _span(steps)
+    wide = any(s.server or s.decision for s in steps)
     rows: list[list] = []
     for i, s in enumerate(steps, 1):
         if s.kind == "model":
@@ -117,7 +124,9 @@ def steps_table(steps: list[Step]) -> tuple[list[str], list[list]]:
                 s.status,
             ]
         )
-    return list(TABLE_HEADERS), rows
+        if wide:
+            rows[-1] += [s.server or "", s.decision or ("auto" if s.kind == "tool" else "")]
+    return [*TABLE_HEADERS, *APPROVAL_HEADERS] if wide else list(TABLE_HEADERS), rows
 
 
 def _plural(n: int, word: str) -> str:
