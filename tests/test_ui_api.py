@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -107,3 +108,66 @@ def test_endpoint_failure_is_one_line_without_the_key(client, vllm, ui_app, fail
     # The app keeps serving.
     vllm.config.api_key = None
     assert ask(client, "What time is it in Tokyo?")["answer"].startswith("Here's what I found")
+
+
+NOTE_TOOLS = '''"""Tools of the /approve tests: one that writes (asked about), one that only reads."""
+
+from pathlib import Path
+
+
+def save_note(title: str, text: str) -> str:
+    """Save a note.
+
+    Args:
+        title: The note's title.
+        text: What the note says.
+    """
+    Path(f"{title}.note").write_text(text, encoding="utf-8")
+    return f"saved {title}"
+'''
+
+
+@pytest.fixture(scope="module")
+def approval_client(demo_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path]]:
+    """An app whose tools include `save_note` (a user's tool: asked about before it runs)."""
+    workdir = tmp_path_factory.mktemp("ui-api-approve")
+    (workdir / "note_tools.py").write_text(NOTE_TOOLS, encoding="utf-8")
+    app = start_app(app_env(demo_server, workdir, AGENT_TOOL_MODULES="note_tools"), workdir)
+    try:
+        yield gradio_client.Client(app.url, verbose=False, analytics_enabled=False), workdir
+    finally:
+        app.stop()
+
+
+def test_approve_endpoint_resumes_a_paused_turn_with_edit_and_reject(approval_client, vllm) -> None:
+    from graph.demo.server import tool_call_text
+
+    client, workdir = approval_client
+    vllm.script(tool_call_text("save_note", {"title": "plan", "text": "买牛奶"}), "Saved your note.")
+    paused = ask(client, "记一条笔记：买牛奶")
+    assert paused["answer"] == "" and [c["name"] for c in paused["pending"]] == ["save_note"]
+    assert not (workdir / "plan.note").exists()  # nothing runs before the decision
+    call_id = paused["pending"][0]["tool_call_id"]
+    edit = {"type": "edit", "edited_action": {"name": "save_note", "args": {"title": "plan", "text": "买面包"}}}
+    done = client.predict(paused["thread_id"], json.dumps({"decisions": {call_id: edit}}), api_name="/approve")
+    assert done["answer"] == "Saved your note." and done["pending"] == []
+    assert (workdir / "plan.note").read_text(encoding="utf-8") == "买面包"
+    assert [(s["name"], s["decision"]) for s in tool_steps(done)] == [("save_note", "edited")]
+
+    vllm.script(tool_call_text("save_note", {"title": "other", "text": "x"}), "I did not save it.")
+    paused = ask(client, "save another", paused["thread_id"])
+    reject = json.dumps({"decisions": [{"type": "reject", "message": "not now"}]})
+    done = client.predict(paused["thread_id"], reject, api_name="/approve")
+    assert done["answer"] == "I did not save it." and not (workdir / "other.note").exists()
+    (step,) = tool_steps(done)
+    assert step["decision"] == "rejected" and "not now" in step["error"]
+
+
+def test_approve_endpoint_refuses_stale_and_malformed_decisions(approval_client, vllm) -> None:
+    client, _ = approval_client
+    vllm.script("Hello!")
+    result = ask(client, "hi")
+    with pytest.raises(AppError, match="nothing on conversation .* is waiting for approval"):
+        client.predict(result["thread_id"], '{"decisions": [{"type": "approve"}]}', api_name="/approve")
+    with pytest.raises(AppError, match="decisions must be JSON"):
+        client.predict(result["thread_id"], "{approve", api_name="/approve")
