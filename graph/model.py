@@ -6,6 +6,7 @@ import asyncio
 import weakref
 from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 from langchain_core.runnables import Runnable
@@ -18,6 +19,9 @@ from graph.failover import FAILOVER_ERRORS, HEALTH, TrackedTransport, ordered_en
 _MODELS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], Any]] = weakref.WeakKeyDictionary()
 _RESOLVED: dict[tuple[str, str], str] = {}
 T = TypeVar("T")
+_BOTH_LIMITS_REFUSED = ("api.openai.com", ".openai.azure.com")
+"""Hosts that answer 400 to `max_tokens` and `max_completion_tokens` in one request ("Setting 'max_tokens' and
+'max_completion_tokens' at the same time is not supported", langchain-ai/langgraph#5943)."""
 
 
 class VllmChat(ChatOpenAI):
@@ -27,11 +31,30 @@ class VllmChat(ChatOpenAI):
     chat payload from LangChain has none of those, and the walk over the conversation and the tool
     schemas was 13 % of a batch's CPU (py-spy, bench/README.md). `extra_body` is sent untouched, and the
     SDK merges it over the (now empty) transformed fields.
+
+    The body is also shaped for OpenAI-compatible servers that are not vLLM (llama.cpp's, Ollama, LM Studio),
+    none of which changes what vLLM 0.33 does: `tool_choice: "auto"` whenever tools go out (llama.cpp reads a
+    missing one as "none" and leaves the tools out of the prompt; vLLM's default is "auto"), `content: ""`
+    instead of `null` on an assistant turn with tool calls (llama.cpp answers 500 to null; vLLM's template
+    skips empty content either way), and `max_tokens` beside `max_completion_tokens` (llama.cpp ignores the
+    latter; vLLM takes `max_completion_tokens` when both are sent, `ChatCompletionRequest.build_tok_params`).
     """
+
+    mirror_max_tokens: bool = True
+    """Send `max_tokens` too; off for OpenAI's own API, which refuses both in one request."""
 
     def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict:
         payload = super()._get_request_payload(input_, stop=stop, **kwargs)
+        if payload.get("tools") and payload.get("tool_choice") is None:
+            # Not bind_tools(tool_choice="auto"): langchain-openai turns it into a named choice when a tool
+            # is called "auto".
+            payload["tool_choice"] = "auto"
+        for message in payload.get("messages") or ():
+            if message.get("role") == "assistant" and message.get("content") is None:
+                message["content"] = ""  # langchain-openai sends null beside tool calls
         shaped = {k: payload.pop(k) for k in ("messages", "tools") if k in payload}
+        if self.mirror_max_tokens and payload.get("max_completion_tokens") is not None:
+            shaped["max_tokens"] = payload["max_completion_tokens"]
         payload["messages"] = []
         payload["extra_body"] = {**(payload.get("extra_body") or {}), **shaped}
         return payload
@@ -71,12 +94,14 @@ def _endpoint_model(
     client = httpx.AsyncClient(
         timeout=settings.agent_request_timeout, transport=TrackedTransport(ep), event_hooks={"request": [tally_request]}
     )
+    host = urlsplit(ep.base_url).hostname or ""
     return VllmChat(
+        mirror_max_tokens=not host.endswith(_BOTH_LIMITS_REFUSED),
         model=ep.model or model,
         base_url=ep.base_url,
         api_key=ep.api_key,  # only ever sent to its own endpoint
         temperature=temperature,
-        max_tokens=max_tokens,  # sent as max_completion_tokens, which vLLM 0.33 honours
+        max_tokens=max_tokens,  # sent as max_completion_tokens, and as max_tokens by VllmChat
         timeout=settings.agent_request_timeout,
         max_retries=settings.agent_max_retries,  # the openai client retries connect errors, 429, 5xx
         stream_usage=True,  # vLLM sends a final usage chunk; only added to streaming requests

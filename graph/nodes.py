@@ -18,6 +18,7 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
+from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langgraph.prebuilt import ToolNode
@@ -148,6 +149,28 @@ def repeated_failure(messages: list[AnyMessage]) -> str | None:
     return next((call for (call, _), n in failures.items() if n >= 2 and call), None)
 
 
+def _first_headers_only(chunk: AIMessageChunk, named: set[int], with_id: set[int]) -> AIMessageChunk:
+    """`chunk` less the name and id of each tool call whose index already has them (`named`, `with_id`).
+
+    llama.cpp's server repeats a call's id and name in every delta of it, and LangChain's `+` joins names
+    (`get_current_timeget_current_time`): the first name and id per index stay, only arguments are appended.
+    """
+    parts = []
+    for part in chunk.tool_call_chunks:
+        index = part.get("index")
+        if index is not None:
+            name = None if index in named else part.get("name")
+            call_id = None if index in with_id else part.get("id")
+            if name:
+                named.add(index)
+            if call_id:
+                with_id.add(index)
+            if (name, call_id) != (part.get("name"), part.get("id")):
+                part = tool_call_chunk(name=name, args=part.get("args"), id=call_id, index=index)
+        parts.append(part)
+    return chunk if parts == chunk.tool_call_chunks else chunk.model_copy(update={"tool_call_chunks": parts})
+
+
 async def stream_model(
     model: Runnable, messages: list[AnyMessage], *, stream: bool, writer: Writer, node: str
 ) -> tuple[AIMessage, float | None]:
@@ -158,10 +181,12 @@ async def stream_model(
     guard = MarkupGuard()
     full = AIMessageChunk(content="")  # starting from an empty chunk merges same-index tool deltas
     ttft: float | None = None
+    named: set[int] = set()
+    with_id: set[int] = set()
     async for chunk in model.astream(messages):
         if ttft is None:
             ttft = (time.perf_counter() - started) * 1000
-        full = full + chunk
+        full = full + _first_headers_only(chunk, named, with_id)
         if isinstance(chunk.content, str) and chunk.content and (text := guard.feed(chunk.content)):
             writer(Token(text, node))
     if tail := guard.flush():

@@ -25,7 +25,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from graph.demo import openmeteo
 from graph.demo.admin import load, tokenize_route
 from graph.demo.choices import ChoiceStream, Parsing, keeps_tool_calls, parse_choice, resolve_finish_reason
-from graph.demo.hermes import TOOL_CALL_END, engine_outputs, new_tool_call_id, random_hex16, tokenize
+from graph.demo.hermes import (
+    TOOL_CALL_END,
+    engine_outputs,
+    new_tool_call_id,
+    random_hex16,
+    repeat_tool_headers,
+    tokenize,
+)
 from graph.demo.metrics import DemoMetrics
 from graph.demo.model import default_reply, text_of
 from graph.demo.protocol import (
@@ -99,6 +106,7 @@ class Reply:
     headers: dict[str, str] | None = None  # extra response headers of a `status` reply (e.g. Retry-After)
     drop_after_tokens: int | None = None  # send N tokens (non-streaming: part of the body), then close
     stall_after_tokens: int | None = None  # stream N tokens, then send nothing more (like `hang`)
+    repeat_tool_header: bool = False  # not vLLM: each streamed tool-call delta repeats id, type, name (llama.cpp)
 
 
 @dataclass
@@ -497,6 +505,7 @@ class FakeVllm:
                 await asyncio.sleep(0.02)
             return
         choices = [ChoiceStream(gen.parsing) for _ in range(gen.n)]
+        headers: list[dict[int, dict[str, Any]]] = [{} for _ in range(gen.n)]  # repeat_tool_header's
         # One piece per engine output; the last one finishes the request (with the EOS step on a "stop").
         pieces = engine_outputs(gen.text, reply.chunking, gen.stream_interval, eos=gen.finish == "stop")
         last_deltas: list[dict[str, Any] | None] = [None] * gen.n
@@ -518,6 +527,8 @@ class FakeVllm:
             if count_reasoning:
                 writer.reasoning_tokens = reasoning_tokens("".join(pieces[: i + 1]))
             deltas = [choice.step(piece) for choice in choices]
+            if reply.repeat_tool_header:
+                deltas = [repeat_tool_headers(delta, headers[k]) for k, delta in enumerate(deltas)]
             if i == len(pieces) - 1:
                 last_deltas = deltas  # the finishing output's text rides on the finish chunk
                 continue

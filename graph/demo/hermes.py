@@ -233,3 +233,26 @@ class HermesStreamParser:
                 deltas.append({"index": index, "function": {"arguments": args[len(call.args_sent) :]}})
                 call.args_sent = args
         return deltas
+
+
+def repeat_tool_headers(delta: dict[str, Any] | None, headers: dict[int, dict[str, Any]]) -> dict[str, Any] | None:
+    """`delta` with each tool call's id, type and name in every entry of it, as llama.cpp's server streams them.
+
+    Not vLLM (which sends them once, then index-only argument deltas): for tests of servers that are not
+    vLLM. `headers` keeps each index's first header across the deltas of one choice.
+    """
+    calls = (delta or {}).get("tool_calls")
+    if not delta or not calls:
+        return delta
+    repeated = []
+    for call in calls:
+        index = call["index"]
+        if "id" in call:
+            headers.setdefault(index, {"id": call["id"], "type": call["type"], "name": call["function"]["name"]})
+        header = headers.get(index)
+        if header is None:
+            repeated.append(call)
+            continue
+        function = {"name": header["name"], **{k: v for k, v in call["function"].items() if k != "name"}}
+        repeated.append({"id": header["id"], "type": header["type"], "index": index, "function": function})
+    return {**delta, "tool_calls": repeated}
