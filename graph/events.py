@@ -18,6 +18,14 @@ class Token:
 
 
 @dataclass(frozen=True, slots=True)
+class Thinking:
+    """A piece of a thinking model's reasoning: shown apart from the answer, never sent back to the model."""
+
+    text: str
+    node: str
+
+
+@dataclass(frozen=True, slots=True)
 class ToolStarted:
     """A tool call began (several of one round run at once)."""
 
@@ -128,5 +136,5 @@ class TurnEnded:
     result: TurnResult
 
 
-Event = Token | ToolStarted | ToolFinished | StepRecorded | ApprovalRequested | TurnEnded
-"""Everything a turn reports. Reasoning tokens will join this union."""
+Event = Token | Thinking | ToolStarted | ToolFinished | StepRecorded | ApprovalRequested | TurnEnded
+"""Everything a turn reports."""

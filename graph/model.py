@@ -24,6 +24,15 @@ _BOTH_LIMITS_REFUSED = ("api.openai.com", ".openai.azure.com")
 'max_completion_tokens' at the same time is not supported", langchain-ai/langgraph#5943)."""
 
 
+REASONING_KEY = "reasoning_content"
+
+
+def reasoning_of(message: dict[str, Any]) -> str:
+    """The reasoning text of a response message or delta: vLLM's `reasoning`, or `reasoning_content`."""
+    value = message.get("reasoning") or message.get("reasoning_content")
+    return value if isinstance(value, str) else ""
+
+
 class VllmChat(ChatOpenAI):
     """ChatOpenAI that hands the openai SDK its messages and tools already shaped as JSON.
 
@@ -42,6 +51,29 @@ class VllmChat(ChatOpenAI):
 
     mirror_max_tokens: bool = True
     """Send `max_tokens` too; off for OpenAI's own API, which refuses both in one request."""
+
+    # Reasoning: vLLM 0.33 sends a thinking model's reasoning as `reasoning` (deltas and message; other servers
+    # say `reasoning_content`), which langchain-openai drops. Both converters keep it in the message's
+    # `additional_kwargs["reasoning_content"]` (LangChain's key for it, as ChatDeepSeek uses), which the
+    # request builder never sends back to the model.
+
+    def _convert_chunk_to_generation_chunk(
+        self, chunk: dict, default_chunk_class: type, base_generation_info: dict | None
+    ) -> Any:
+        generation = super()._convert_chunk_to_generation_chunk(chunk, default_chunk_class, base_generation_info)
+        choices = chunk.get("choices") or []
+        delta = (choices[0].get("delta") or {}) if choices else {}
+        if generation is not None and (thinking := reasoning_of(delta)):
+            generation.message.additional_kwargs[REASONING_KEY] = thinking
+        return generation
+
+    def _create_chat_result(self, response: Any, generation_info: dict | None = None) -> Any:
+        result = super()._create_chat_result(response, generation_info)
+        body = response if isinstance(response, dict) else response.model_dump(warnings=False)
+        for generation, choice in zip(result.generations, body.get("choices") or []):
+            if thinking := reasoning_of(choice.get("message") or {}):
+                generation.message.additional_kwargs[REASONING_KEY] = thinking
+        return result
 
     def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict:
         payload = super()._get_request_payload(input_, stop=stop, **kwargs)

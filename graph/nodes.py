@@ -35,11 +35,12 @@ from configs.prompts import (
 from configs.settings import Settings
 from graph.approval import EDIT_NOTICE
 from graph.context import Context
-from graph.events import Token, ToolFinished, ToolStarted
+from graph.events import Thinking, Token, ToolFinished, ToolStarted
 from graph.failover import CallRecord, track_call
-from graph.model import bind_tools, cached_chat_model, make_chat_model, resolve_model_name
+from graph.model import REASONING_KEY, bind_tools, cached_chat_model, make_chat_model, resolve_model_name
 from graph.recovery import MarkupGuard, has_tool_markup, recover_tool_calls, strip_tool_markup
 from graph.state import State, current_turn, tool_rounds, turn_number
+from graph.thinking import ThinkSplitter, split_think_tags
 from graph.trace import Step, StopReason
 from tools.errors import handle_tool_error
 from tools.toolbox import Toolbox
@@ -178,34 +179,108 @@ async def stream_model(
     started = time.perf_counter()
     if not stream:
         return await model.ainvoke(messages), None
-    guard = MarkupGuard()
+    guard, splitter, clock = MarkupGuard(), ThinkSplitter(), _ThinkingClock()
     full = AIMessageChunk(content="")  # starting from an empty chunk merges same-index tool deltas
     ttft: float | None = None
     named: set[int] = set()
     with_id: set[int] = set()
+
+    def show(thought: str, text: str) -> None:
+        if thought:
+            clock.think()
+            writer(Thinking(thought, node))
+        if text and (safe := guard.feed(text)):
+            clock.answer(safe)
+            writer(Token(safe, node))
+
     async for chunk in model.astream(messages):
         if ttft is None:
             ttft = (time.perf_counter() - started) * 1000
         full = full + _first_headers_only(chunk, named, with_id)
-        if isinstance(chunk.content, str) and chunk.content and (text := guard.feed(chunk.content)):
-            writer(Token(text, node))
+        if chunk.tool_call_chunks:
+            clock.answer("call")
+        show(chunk.additional_kwargs.get(REASONING_KEY) or "", "")
+        if isinstance(chunk.content, str) and chunk.content:
+            show(*splitter.feed(chunk.content))
+    show(*splitter.flush())
     if tail := guard.flush():
         writer(Token(tail, node))
+    meta = dict(full.response_metadata)
+    if clock.elapsed_ms is not None:
+        meta["thinking_ms"] = clock.elapsed_ms
+    reasoning = full.additional_kwargs.get(REASONING_KEY)
     msg = AIMessage(
         content=full.content,
         tool_calls=full.tool_calls,
         invalid_tool_calls=full.invalid_tool_calls,
         usage_metadata=full.usage_metadata,
-        response_metadata=full.response_metadata,
+        response_metadata=meta,
+        additional_kwargs={REASONING_KEY: reasoning} if reasoning else {},
         id=full.id,
     )
     return msg, ttft
 
 
+class _ThinkingClock:
+    """When thinking started and when the answer (text or a tool call) took over."""
+
+    def __init__(self) -> None:
+        self.started: float | None = None
+        self.ended: float | None = None
+
+    def think(self) -> None:
+        if self.started is None:
+            self.started = time.perf_counter()
+
+    def answer(self, text: str) -> None:
+        if self.started is not None and self.ended is None and text.strip():
+            self.ended = time.perf_counter()
+
+    @property
+    def elapsed_ms(self) -> float | None:
+        if self.started is None:
+            return None
+        return ((self.ended or time.perf_counter()) - self.started) * 1000
+
+
 def is_empty(ai: AIMessage) -> bool:
-    """The reply has no text and no tool calls at all."""
+    """The reply has no text, no reasoning and no tool calls at all."""
     text = ai.content if isinstance(ai.content, str) else ""
-    return not text.strip() and not ai.tool_calls and not ai.invalid_tool_calls
+    reasoning = ai.additional_kwargs.get(REASONING_KEY) or ""
+    return not text.strip() and not reasoning.strip() and not ai.tool_calls and not ai.invalid_tool_calls
+
+
+def separate_thinking(ai: AIMessage) -> AIMessage:
+    """The reply with its reasoning apart from its answer (the known ways thinking models go wrong behind vLLM).
+
+    `<think>` tags left in the content (no reasoning parser) move to the reasoning; tool calls written inside
+    the reasoning are recovered as calls; a reply that is only reasoning (no answer, no call) is answered by
+    its reasoning, marked `answer_from_reasoning`.
+    """
+    content = ai.content if isinstance(ai.content, str) else ""
+    reasoning = ai.additional_kwargs.get(REASONING_KEY) or ""
+    tagged, rest = split_think_tags(content)
+    if tagged or rest != content:
+        reasoning, content = "\n".join(p for p in (reasoning, tagged) if p).strip(), rest
+    if not reasoning:
+        return ai
+    content = content.lstrip()  # vLLM's reasoning parser leaves the blank line after </think> in the content
+    meta, calls = dict(ai.response_metadata), list[Any](ai.tool_calls)
+    if not calls and not ai.invalid_tool_calls and has_tool_markup(reasoning) and not has_tool_markup(content):
+        found = recover_tool_calls(reasoning)
+        if found.tool_calls:
+            calls, reasoning, meta["recovered_tool_calls"] = found.tool_calls, found.text, True
+    if not calls and not ai.invalid_tool_calls and not content.strip():
+        content, meta["answer_from_reasoning"] = reasoning, True
+    return AIMessage(
+        content=content,
+        tool_calls=calls,
+        invalid_tool_calls=ai.invalid_tool_calls,
+        usage_metadata=ai.usage_metadata,
+        response_metadata=meta,
+        additional_kwargs={REASONING_KEY: reasoning} if reasoning else {},
+        id=ai.id,
+    )
 
 
 def repair_calls(ai: AIMessage) -> tuple[AIMessage, bool]:
@@ -243,7 +318,12 @@ def repair_calls(ai: AIMessage) -> tuple[AIMessage, bool]:
     if invalid:
         meta["invalid_arguments"] = invalid
     fixed_msg = AIMessage(
-        content=content, tool_calls=calls, usage_metadata=ai.usage_metadata, response_metadata=meta, id=ai.id
+        content=content,
+        tool_calls=calls,
+        usage_metadata=ai.usage_metadata,
+        response_metadata=meta,
+        additional_kwargs=ai.additional_kwargs,
+        id=ai.id,
     )
     return fixed_msg, recovered
 
@@ -288,6 +368,10 @@ def model_step(
         tokens_out=usage.get("output_tokens"),
         finish_reason=ai.response_metadata.get("finish_reason"),
         tool_calls=[tc["name"] for tc in ai.tool_calls],
+        reasoning=ai.additional_kwargs.get(REASONING_KEY) or None,
+        reasoning_tokens=(usage.get("output_token_details") or {}).get("reasoning"),
+        thinking_ms=ai.response_metadata.get("thinking_ms"),
+        answer_from_reasoning=bool(ai.response_metadata.get("answer_from_reasoning")),
         recovered=recovered,
         stopped=stopped,
     ).model_dump()
@@ -312,7 +396,9 @@ def make_plan(settings: Settings, toolbox: Toolbox, factory: ModelFactory):
                 # response carries the same output as text, which repair_calls can recover.
                 plain, _ = await factory(ctx, False)
                 ai = await bind_tools(plain, usable).ainvoke(messages)
+        ai = separate_thinking(ai)
         ai, recovered = repair_calls(ai)
+        recovered = recovered or bool(ai.response_metadata.get("recovered_tool_calls"))
         if ai.tool_calls and hit_token_limit(ai, ctx.max_tokens):
             # The token limit cut the reply inside a tool call: its arguments are incomplete, so running it
             # would fail as if the model had erred. End the turn and say why instead.
@@ -321,6 +407,7 @@ def make_plan(settings: Settings, toolbox: Toolbox, factory: ModelFactory):
                 content=f"{text.strip()}\n\n{CUT_CALL_FALLBACK}".strip(),
                 usage_metadata=ai.usage_metadata,
                 response_metadata={**ai.response_metadata, "finish_reason": "length"},
+                additional_kwargs=ai.additional_kwargs,
                 id=ai.id,
             )
             recovered = False
@@ -494,11 +581,13 @@ def make_answer(settings: Settings, factory: ModelFactory):
                 writer=runtime.stream_writer,
                 node="answer",
             )
+        ai = separate_thinking(AIMessage(**{**ai.model_dump(), "tool_calls": []}))  # no tools here: prose only
         text = strip_tool_markup(ai.content if isinstance(ai.content, str) else "").strip()
         final = AIMessage(
             content=text or OUT_OF_STEPS_FALLBACK.format(max_steps=ctx.max_steps),
             usage_metadata=ai.usage_metadata,
             response_metadata=ai.response_metadata,
+            additional_kwargs=ai.additional_kwargs,
             id=ai.id,
         )
         step = model_step(

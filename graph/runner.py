@@ -21,6 +21,7 @@ from graph.events import (
     ApprovalRequested,
     Event,
     StepRecorded,
+    Thinking,
     Token,
     ToolFinished,
     ToolStarted,
@@ -145,7 +146,7 @@ async def stream_turn(
 def _events(mode: str, data: Any, result: TurnResult) -> list[Event]:
     """The typed events of one item of LangGraph's stream; records steps and the answer in `result`."""
     if mode == "custom":
-        return [data] if isinstance(data, Token | ToolStarted | ToolFinished) else []
+        return [data] if isinstance(data, Token | Thinking | ToolStarted | ToolFinished) else []
     events: list[Event] = []
     for node, update in data.items():
         if node == "__interrupt__":

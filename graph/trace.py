@@ -65,6 +65,12 @@ class Step(BaseModel):
     tokens_out: int | None = None
     finish_reason: str | None = None
     tool_calls: list[str] = Field(default_factory=list, description="names of the tools it asked for")
+    reasoning: str | None = Field(None, description="a thinking model's reasoning (never sent back to it)")
+    reasoning_tokens: int | None = Field(None, description="usage.completion_tokens_details.reasoning_tokens")
+    thinking_ms: float | None = Field(None, description="time from the first reasoning token to the first answer token")
+    answer_from_reasoning: bool = Field(
+        False, description="the reply came only as reasoning and was used as the answer"
+    )
     endpoint: str | None = Field(None, description="host:port of the endpoint that answered")
     skipped: list[Skip] = Field(default_factory=list, description="endpoints passed over before it")
     # tool calls
@@ -93,6 +99,9 @@ class Step(BaseModel):
                 parts.append(f"ttft {self.ttft_ms:.0f}ms")
             if self.tokens_in is not None:
                 parts.append(f"{self.tokens_in}→{self.tokens_out} tok")
+            if self.thinking_ms is not None or self.reasoning_tokens:
+                thought = f"thought {self.thinking_ms / 1000:.1f}s" if self.thinking_ms is not None else "thought"
+                parts.append(f"{thought} ({self.reasoning_tokens} tok)" if self.reasoning_tokens else thought)
             if self.tool_calls:
                 parts.append("calls " + ", ".join(self.tool_calls))
             if self.recovered:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from graph.demo.server import Reply
+from graph.demo.server import DemoConfig, Reply, tool_call_text
 from tests.ui_fixtures import (  # noqa: F401 - fixtures are used by name
     UiApp,
     app_env,
@@ -174,6 +174,30 @@ def test_chinese_weather_question_shows_tool_step_answer_and_trace(ui_page: Page
     expect(timeline(ui_page)).to_contain_text("Turn timeline")
     expect(timeline(ui_page)).to_contain_text("tool · get_city_weather")
     expect(ui_page.get_by_text(re.compile(r"3 steps"))).to_be_visible()
+    no_traceback(ui_page)
+
+
+def test_thinking_model_shows_a_thinking_step_apart_from_the_answer(ui_page: Page, vllm) -> None:
+    # vLLM with --reasoning-parser qwen3: the thinking arrives as `reasoning`, the answer as content.
+    vllm.config = DemoConfig(reasoning_parser="qwen3")
+    vllm.script(
+        "<think>用户想知道北京的时间，我应该调用时钟。</think>\n\n"
+        + tool_call_text("get_current_time", {"timezone": "Asia/Shanghai"}),
+        "<think>The clock answered; now reply briefly.</think>\n\n北京现在是晚上八点。",
+    )
+    ask(ui_page, "北京现在几点？")
+    wait_turn(ui_page, 1)
+    expect(chat(ui_page)).to_contain_text("北京现在是晚上八点。")
+    expand(ui_page, "🧠 Plan")
+    thinking = thought(ui_page, "💭 Thinking")
+    expect(thinking).to_have_count(2)  # one per model call, nested in the plan beside the tool step
+    expect(thought(ui_page, "🛠️ get_current_time")).to_be_visible()
+    expect(chat(ui_page)).not_to_contain_text("我应该调用时钟")  # collapsed until opened
+    thinking.first.click()
+    expect(chat(ui_page)).to_contain_text("我应该调用时钟")
+    answer = chat(ui_page).locator(".message-row").last
+    expect(answer).to_contain_text("北京现在是晚上八点")
+    expect(answer).not_to_contain_text("now reply briefly")  # never part of the answer
     no_traceback(ui_page)
 
 

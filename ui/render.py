@@ -14,6 +14,7 @@ from graph.events import (
     Event,
     PendingCall,
     StepRecorded,
+    Thinking,
     Token,
     ToolFinished,
     ToolStarted,
@@ -32,6 +33,8 @@ EMPTY_ANSWER_NOTE = "*(no answer: the model returned an empty reply)*"
 STOPPED_NOTE = f"*({STOP_NOTES['user']})*"
 WAITING_NOTE = "*Waiting for your decision: approve, edit or reject it in the approval panel below the chat.*"
 SUPERSEDED_NOTE = "*(the waiting tool calls were not run: a new question came before a decision)*"
+THINKING_TITLE = "💭 Thinking"
+FROM_REASONING_NOTE = "*(the model answered only in its thinking; shown here as the answer)*"
 NOT_RUN = ("rejected", "denied", "superseded")
 """Decisions that leave a call unrun (its result is the message the model read instead)."""
 DECISION_WORDS = {
@@ -61,6 +64,39 @@ class _Tool:
     decision: str | None = None
     """How approval went (approved, edited, rejected, ...); None: it ran by policy."""
     description: str = ""
+
+
+@dataclass
+class _Thought:
+    """A thinking model's reasoning during one model call."""
+
+    id: str
+    text: str = ""
+    done: bool = False
+    duration_ms: float | None = None
+    tokens: int | None = None
+
+
+class _Children(dict[str, Any]):
+    """The plan bubble's tool calls by id, remembering where each came among the thoughts (`order`)."""
+
+    def __init__(self, order: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.order = order
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key not in self:
+            self.order.append(("tool", key))
+        super().__setitem__(key, value)
+
+
+def _thought_message(thought: _Thought, parent: str) -> gr.ChatMessage:
+    title = THINKING_TITLE + (f" · {thought.tokens} tokens" if thought.tokens else "")
+    metadata: dict[str, Any] = {"title": title, "id": thought.id, "parent_id": parent}
+    metadata["status"] = "done" if thought.done else "pending"
+    if thought.duration_ms is not None:
+        metadata["duration"] = round(thought.duration_ms / 1000, 3)
+    return gr.ChatMessage(role="assistant", content=thought.text.strip() or RUNNING_NOTE, metadata=metadata)  # type: ignore[arg-type]
 
 
 def rejection_reason(name: str, message: str) -> str:
@@ -183,7 +219,9 @@ class TurnView:
         self._plan: list[str] = []  # entries of the plan bubble: model call lines and moved thinking
         self._model_calls: dict[str, int] = {}  # node -> model calls so far (for "plan #2")
         self._steps: list[Step] = []
-        self._tools: dict[str, _Tool] = {}  # call_id -> tool, in start order
+        self._order: list[tuple[str, str]] = []  # the plan bubble's children: ("tool", call_id) / ("thought", id)
+        self._tools: dict[str, _Tool] = _Children(self._order)  # call_id -> tool, in start order
+        self._thoughts: dict[str, _Thought] = {}
         self._stream: list[str] = []  # text of the current model call (the answer unless it asks for tools)
         self._closed = False  # the current model call finished without tool calls
         self._recovering = False  # the last plan call's tool calls were recovered from text
@@ -201,6 +239,8 @@ class TurnView:
         match event:
             case Token(text=text):
                 self._token(text)
+            case Thinking(text=text):
+                self._think(text)
             case ToolStarted():
                 self._tool_start(event)
             case ToolFinished():
@@ -215,6 +255,18 @@ class TurnView:
                 self.finish(result.answer, result.stopped)
             case _:
                 pass
+
+    def _open_thought(self) -> _Thought | None:
+        last = self._thoughts[self._order[-1][1]] if self._order and self._order[-1][0] == "thought" else None
+        return last if last is not None and not last.done else None
+
+    def _think(self, text: str) -> None:
+        thought = self._open_thought()
+        if thought is None:
+            thought = _Thought(id=f"turn{self.turn}-think{len(self._thoughts) + 1}")
+            self._thoughts[thought.id] = thought
+            self._order.append(("thought", thought.id))
+        thought.text += text
 
     def _token(self, text: str) -> None:
         if self._closed:
@@ -258,6 +310,15 @@ class TurnView:
 
     def _step(self, step: Step) -> None:
         self._steps.append(step)
+        if step.kind == "model" and (step.reasoning or self._open_thought()):
+            if self._open_thought() is None:  # not streamed (or a replay): the trace record has it all
+                self._think("")
+            thought = self._open_thought()
+            assert thought is not None
+            thought.text = step.reasoning or thought.text
+            thought.done, thought.duration_ms, thought.tokens = True, step.thinking_ms, step.reasoning_tokens
+            if step.answer_from_reasoning and FROM_REASONING_NOTE not in self._notes:
+                self._notes.append(FROM_REASONING_NOTE)
         if step.kind == "model":
             n = self._model_calls[step.node] = self._model_calls.get(step.node, 0) + 1
             self._plan.append(_model_line(step, f"{step.node} #{n}"))
@@ -340,6 +401,8 @@ class TurnView:
         self._end()
 
     def _end(self) -> None:
+        for thought in self._thoughts.values():
+            thought.done = True
         for tool in self._tools.values():
             if tool.status in ("pending", "waiting"):
                 tool.status = "cancelled"
@@ -385,9 +448,13 @@ class TurnView:
     def messages(self) -> list[gr.ChatMessage]:
         """The turn's messages: question, plan bubble, nested tool bubbles, answer, error."""
         out = [gr.ChatMessage(role="user", content=self.question)]
-        if self._steps or self._tools:
+        if self._steps or self._tools or self._thoughts:
             out.append(self._plan_message())
-            out += [_tool_message(t, self.plan_id) for t in self._tools.values()]
+            for kind, key in self._order:
+                if kind == "thought":
+                    out.append(_thought_message(self._thoughts[key], self.plan_id))
+                else:
+                    out.append(_tool_message(self._tools[key], self.plan_id))
         if text := self._answer_text():
             out.append(gr.ChatMessage(role="assistant", content=text))
         if self._error is not None:

@@ -80,6 +80,9 @@ def output_row(q: Question, **result: Any) -> dict[str, Any]:
     if "steps" in result:
         row["tool_errors"] = count_tool_errors(result["steps"])
         row["denied_calls"] = denied_calls(result["steps"])
+        row["reasoning_tokens"] = sum(
+            s.get("reasoning_tokens") or 0 for s in result["steps"] if s.get("kind") == "model"
+        )
     for name, value in q.fields.items():
         row[f"input_{name}" if name in RESULT_FIELDS else name] = value
     return row

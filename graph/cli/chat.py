@@ -33,13 +33,24 @@ class TurnPrinter:
         self.stream_answer = stream_answer
         self.verbose = verbose
         self.printed = ""
+        self.thinking = False
+        """A thinking model's reasoning is being printed (dimmed, on stderr, with -v)."""
 
     def show(self, event: Any) -> None:
         """Print one `graph.events` event (the rest are shown by `finish`; a pause by the approval prompt)."""
         from graph.cli.approval import DECISION_COLOURS
-        from graph.events import ApprovalRequested, StepRecorded, Token, ToolStarted
+        from graph.events import ApprovalRequested, StepRecorded, Thinking, Token, ToolStarted
 
+        if self.thinking and not isinstance(event, Thinking):
+            click.echo(err=True)  # the end of the dimmed thinking on stderr
+            self.thinking = False
         match event:
+            case Thinking(text=text) if self.verbose:
+                if not self.thinking:
+                    self.break_line()
+                    click.secho("thinking: ", err=True, dim=True, nl=False)
+                click.secho(text, err=True, dim=True, nl=False)
+                self.thinking = True
             case Token(text=text) if self.stream_answer:
                 click.echo(text, nl=False)
                 self.printed += text
