@@ -439,7 +439,9 @@ async def test_ui_chat_function_answers_with_a_trace(serve, outcome):
     assert not [c for _, t, c in chat if t.startswith("💥")], chat
     answer = [c for role, title, c in chat if role == "assistant" and not title][-1]
     assert "Tokyo" in answer and "<tool_call>" not in answer
-    trace = json.loads(Path(outputs[-1][-1]["value"]).read_text(encoding="utf-8"))  # the trace download
+    # the trace download: the one output that is a .json file (the approval panel's outputs come after it)
+    download = next(o for o in outputs[-1] if isinstance(o, dict) and str(o.get("value", "")).endswith(".json"))
+    trace = json.loads(Path(download["value"]).read_text(encoding="utf-8"))
     tools = [(s["name"], s["status"]) for s in trace["steps"] if s["kind"] == "tool"]
     assert sorted(tools) == [("get_city_weather", "ok"), ("get_current_time", "ok")]
     result.passed()
