@@ -24,6 +24,7 @@ WRONG_KEY = "sk-wrong-conformance-key-9d1e"
 FLAGS = {
     "tools": ("--enable-auto-tool-choice", "--tool-call-parser", "hermes", "--served-model-name", MODEL),
     "plain": ("--api-key", KEY, "--max-model-len", "2048"),  # no tool flags, a key, a short context
+    "reasoning": ("--reasoning-parser", "qwen3", "--enable-auto-tool-choice", "--tool-call-parser", "hermes"),
     "short": (
         "--enable-auto-tool-choice",
         "--tool-call-parser",
@@ -44,6 +45,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "served_model_names": ["/root/.cache/work-agent-conformance/qwen2.5"],
     },  # served by its path
     "short": {"max_model_len": 2048},
+    "reasoning": {"reasoning_parser": "qwen3"},
 }
 SERVERS = ("real", "scripted")
 TIME_Q = "What time is it in Tokyo?"
@@ -211,6 +213,28 @@ def test_run_answers_and_shows_the_tool_step(serve, outcome, mode):
     assert "✓ get_current_time" in proc.stderr
     assert "Tokyo" in proc.stdout and "<tool_call>" not in proc.stdout
     assert user_texts(target.conversations()[-1]) == [TIME_Q]
+    result.passed()
+
+
+def test_run_keeps_a_thinking_models_reasoning_apart_and_never_sends_it_back(serve, outcome):
+    from graph.demo.server import tool_call_text
+
+    result = outcome("run --json: Qwen3 thinking (--reasoning-parser qwen3), then a tool call")
+    target = serve("reasoning")
+    target.script(
+        "<think>\nThe user wants the time: call the clock.\n</think>\n\n"
+        + tool_call_text("get_current_time", {"timezone": "Asia/Tokyo"})
+    )
+    target.script("<think>\nThe clock answered.\n</think>\n\nIt is evening in Tokyo.")
+    proc = cli("run", TIME_Q, "--json")
+    assert proc.returncode == 0, proc.stderr
+    no_traceback(proc)
+    out = json.loads(proc.stdout)
+    assert out["answer"] == "It is evening in Tokyo."
+    plan = out["steps"][0]
+    assert plan["reasoning"].strip() == "The user wants the time: call the clock." and plan["reasoning_tokens"] > 0
+    assert [s["name"] for s in out["steps"] if s["kind"] == "tool"] == ["get_current_time"]
+    assert "call the clock" not in json.dumps(target.conversations()[-1])  # never sent back
     result.passed()
 
 
