@@ -156,6 +156,11 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds a tool's HTTP calls may take; a whole tool call is stopped after three times that.",
     )
+    agent_thinking: bool | None = Field(
+        None,
+        description="Thinking models (Qwen3): false turns thinking off, true asks for it (vLLM's "
+        "chat_template_kwargs.enable_thinking); empty leaves the model's default.",
+    )
     agent_mcp_config: Path = Field(
         DEFAULT_MCP_CONFIG,
         description="JSON file with an `mcpServers` object (Claude Desktop / Cursor format) and optional "
@@ -182,6 +187,11 @@ class Settings(BaseSettings):
         "https://api.openweathermap.org/data/2.5/weather",
         description="OpenWeatherMap current-weather endpoint (used when WEATHER_API_KEY is set).",
     )
+
+    @field_validator("agent_thinking", mode="before")
+    @classmethod
+    def _blank_is_default(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("agent_tool_modules", mode="before")
     @classmethod

@@ -58,3 +58,7 @@ class Context:
         default=None,
         metadata={"description": "Policy per tool name or pattern (auto, ask, deny), over the config file's."},
     )
+    thinking: bool | None = field(
+        default=None,
+        metadata={"description": "Thinking models: false turns thinking off, true asks for it. Unset: AGENT_THINKING."},
+    )

@@ -14,6 +14,7 @@ from configs.profiles import parser_for
 from configs.settings import Endpoint, Settings
 from graph.model import auth_headers
 from graph.recovery import has_tool_markup
+from graph.thinking import THINK_END, THINK_START
 
 Status = Literal["ok", "warn", "fail", "skip"]
 
@@ -169,9 +170,28 @@ async def _check_chat(client: httpx.AsyncClient, model: str, report: Report) -> 
     if resp.status_code != 200:
         report.add("chat", "fail", f"HTTP {resp.status_code}: {_error_text(resp)}", "check the vLLM log")
         return False
-    text = (resp.json()["choices"][0]["message"].get("content") or "").strip()
+    message = resp.json()["choices"][0]["message"]
+    text = (message.get("content") or "").strip()
     report.add("chat", "ok", f"replied {text[:40]!r}")
+    _check_thinking(message, report)
     return True
+
+
+def _check_thinking(message: dict[str, Any], report: Report) -> None:
+    """Does the model think, and does the server split its thinking out (a reasoning parser)?"""
+    content = message.get("content") or ""
+    if message.get("reasoning") or message.get("reasoning_content"):
+        report.add("thinking", "ok", "the model thinks; the server's reasoning parser keeps it apart (on)")
+    elif THINK_START in content or THINK_END in content:
+        report.add(
+            "thinking",
+            "warn",
+            "the model thinks, but the server has no reasoning parser: its thinking comes in the reply "
+            "(the agent splits it out)",
+            "start vLLM with --reasoning-parser qwen3 (run_vllm.sh picks it from the model's profile)",
+        )
+    else:
+        report.add("thinking", "ok", "no thinking in the reply (not a thinking model, or thinking is off)")
 
 
 async def _check_tools(client: httpx.AsyncClient, model: str, report: Report) -> None:

@@ -80,7 +80,18 @@ def knobs(ctx: Context | None, settings: Settings) -> Context:
         base_url=ctx.base_url,
         approve=ctx.approve,
         approval=ctx.approval,
+        thinking=settings.agent_thinking if ctx.thinking is None else ctx.thinking,
     )
+
+
+def with_thinking(model: Runnable, ctx: Context) -> Runnable:
+    """The model, asked to think or not when the run says so (vLLM: `chat_template_kwargs.enable_thinking`).
+
+    Sent only when set: a server without chat templates (a hosted API) may refuse the field.
+    """
+    if ctx.thinking is None:
+        return model
+    return model.bind(extra_body={"chat_template_kwargs": {"enable_thinking": ctx.thinking}})
 
 
 def run_settings(settings: Settings, ctx: Context) -> Settings:
@@ -388,14 +399,18 @@ def make_plan(settings: Settings, toolbox: Toolbox, factory: ModelFactory):
         started, t0 = time.time(), time.perf_counter()
         with track_call(run_settings(settings, ctx)) as call:
             ai, ttft = await stream_model(
-                bind_tools(model, usable), messages, stream=ctx.stream, writer=runtime.stream_writer, node="plan"
+                with_thinking(bind_tools(model, usable), ctx),
+                messages,
+                stream=ctx.stream,
+                writer=runtime.stream_writer,
+                node="plan",
             )
             if ctx.stream and is_empty(ai):
                 # vLLM's hermes parser never streams text after "<tool_call>", so a call it cannot parse
                 # (e.g. Qwen3-Coder's <function=...> format) arrives as an empty reply. The non-streaming
                 # response carries the same output as text, which repair_calls can recover.
                 plain, _ = await factory(ctx, False)
-                ai = await bind_tools(plain, usable).ainvoke(messages)
+                ai = await with_thinking(bind_tools(plain, usable), ctx).ainvoke(messages)
         ai = separate_thinking(ai)
         ai, recovered = repair_calls(ai)
         recovered = recovered or bool(ai.response_metadata.get("recovered_tool_calls"))
@@ -575,7 +590,7 @@ def make_answer(settings: Settings, factory: ModelFactory):
         started, t0 = time.time(), time.perf_counter()
         with track_call(run_settings(settings, ctx)) as call:
             ai, ttft = await stream_model(
-                model,
+                with_thinking(model, ctx),
                 [SystemMessage(ctx.system_prompt), *state.messages, HumanMessage(instruction)],
                 stream=ctx.stream,
                 writer=runtime.stream_writer,

@@ -155,3 +155,53 @@ def test_ui_view_nests_a_thinking_step_with_its_duration_and_replays_it():
         "想一想。"
     ]
     assert replayed[-1].content == "answer"
+
+
+@pytest.mark.parametrize(
+    ("parser", "status", "says"),
+    [("qwen3", "ok", "reasoning parser keeps it apart"), (None, "warn", "no reasoning parser")],
+)
+async def test_doctor_says_whether_the_model_thinks_and_the_server_splits_it(vllm, parser, status, says):
+    from graph.doctor import run_checks
+
+    vllm.config = DemoConfig(reasoning_parser=parser)
+    vllm.script("<think>A greeting.</think>OK")
+    report = await run_checks(get_settings(), quick=True)
+    (row,) = [c for c in report.checks if c.name == "thinking"]
+    assert row.status == status and says in row.detail
+    if parser is None:
+        assert "--reasoning-parser qwen3" in row.fix
+
+
+async def test_doctor_sees_no_thinking_from_a_model_that_does_not_think(vllm):
+    from graph.doctor import run_checks
+
+    vllm.script("OK")
+    report = await run_checks(get_settings(), quick=True)
+    (row,) = [c for c in report.checks if c.name == "thinking"]
+    assert row.status == "ok" and "no thinking" in row.detail
+
+
+@pytest.mark.parametrize(("thinking", "sent"), [(None, None), (False, False), (True, True)])
+async def test_thinking_switch_is_sent_only_when_set(vllm, thinking, sent):
+    qwen3(vllm)
+    vllm.script("<think>hm</think>Hi." if thinking is not False else "Hi.")
+    settings = get_settings()
+    graph = build_graph(settings=settings, tools=TOOLS)
+    async for event in stream_turn(graph, "hi", thread_id="t", context=Context(thinking=thinking)):
+        if isinstance(event, TurnEnded):
+            assert event.result.answer == "Hi."
+    (request,) = vllm.requests
+    kwargs = request.get("chat_template_kwargs")
+    assert (kwargs or {}).get("enable_thinking") == sent if sent is not None else kwargs is None
+
+
+def test_no_think_flag_and_agent_thinking_reach_the_server(vllm):
+    from tests.conftest import run_cli
+
+    vllm.script("Hi.", "Hi again.")
+    assert run_cli("run", "hi", "--no-think").returncode == 0
+    assert run_cli("run", "hi", env={"AGENT_THINKING": "true"}).returncode == 0
+    first, second = vllm.requests
+    assert first["chat_template_kwargs"] == {"enable_thinking": False}
+    assert second["chat_template_kwargs"] == {"enable_thinking": True}

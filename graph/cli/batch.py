@@ -22,6 +22,7 @@ from graph.cli.common import (
     endpoint_options,
     open_toolbox,
     pick_model,
+    thinking_option,
     tool_options,
 )
 from graph.errors import EXIT_INTERRUPTED, EXIT_USAGE, AgentError
@@ -88,6 +89,7 @@ HTML_NOT_OVER = "--html {path}: that file exists and is not an .html page; pass 
     "--allow 'git_*' (repeatable).",
 )
 @endpoint_options
+@thinking_option
 @tool_options
 @click.option("--demo", is_flag=True, help="Start a scripted vLLM-compatible demo server in-process and use it.")
 @click.pass_context

@@ -49,7 +49,30 @@ def agent_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         is_flag=True,
         help="Start a scripted vLLM-compatible demo server in-process (no GPU needed) and use it.",
     )(fn)
-    return fn
+    return thinking_option(fn)
+
+
+def thinking_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --think/--no-think (over AGENT_THINKING); `endpoint()` reads it from the click context."""
+    return click.option(
+        "--think/--no-think",
+        default=None,
+        expose_value=False,
+        callback=_remember_thinking,
+        help="Thinking models (Qwen3): think before answering, or not (default AGENT_THINKING, else the model's).",
+    )(fn)
+
+
+def _remember_thinking(ctx: click.Context, param: click.Parameter, value: bool | None) -> None:
+    if value is not None:
+        ctx.meta["agent_thinking"] = value
+
+
+def _thinking_override() -> dict[str, bool]:
+    """`--think` / `--no-think` of the running command, as a settings override (none when not given)."""
+    ctx = click.get_current_context(silent=True)
+    value = ctx.meta.get("agent_thinking") if ctx is not None else None
+    return {} if value is None else {"agent_thinking": value}
 
 
 def settings_from(**overrides: Any) -> Settings:
@@ -70,7 +93,9 @@ def endpoint(demo: bool, base_url: str | None, model: str | None, max_steps: int
     if max_steps is not None and max_steps < 1:
         raise AgentError(f"--max-steps must be at least 1 (got {max_steps}).", EXIT_USAGE)
     if not demo:
-        yield settings_from(openai_api_base=base_url, agent_model=model, agent_max_steps=max_steps)
+        yield settings_from(
+            openai_api_base=base_url, agent_model=model, agent_max_steps=max_steps, **_thinking_override()
+        )
         return
     from unittest import mock
 
@@ -93,6 +118,7 @@ def endpoint(demo: bool, base_url: str | None, model: str | None, max_steps: int
                     agent_endpoints=[],
                     agent_model=model or served,
                     agent_max_steps=max_steps,
+                    **_thinking_override(),
                     weather_geocoding_url=server.geocoding_url,
                     weather_forecast_url=server.forecast_url,
                     weather_api_key="",
