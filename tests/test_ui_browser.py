@@ -201,6 +201,23 @@ def test_thinking_model_shows_a_thinking_step_apart_from_the_answer(ui_page: Pag
     no_traceback(ui_page)
 
 
+def test_thinking_switch_in_the_settings_reaches_the_server(ui_page: Page, vllm) -> None:
+    vllm.config = DemoConfig(reasoning_parser="qwen3")
+    vllm.script("No thinking this time.", "<think>Now I think.</think>\n\nThinking again.")
+    ui_page.get_by_role("button", name="Settings (apply to the next turn)").click()
+    ui_page.locator("#thinking").get_by_label("off", exact=True).check()
+    ask(ui_page, "hi")
+    wait_turn(ui_page, 1)
+    expect(chat(ui_page)).to_contain_text("No thinking this time.")
+    ui_page.locator("#thinking").get_by_label("on", exact=True).check()
+    ask(ui_page, "hi again")
+    wait_turn(ui_page, 2)
+    expect(chat(ui_page)).to_contain_text("Thinking again.")
+    asked = [r for r in vllm.requests if any(m.get("content") in ("hi", "hi again") for m in r.get("messages", []))]
+    sent = [r.get("chat_template_kwargs") for r in asked]  # (the status badge's own checks are left out)
+    assert sent == [{"enable_thinking": False}, {"enable_thinking": True}]
+
+
 def test_parallel_question_shows_two_tool_steps_under_the_plan_and_screenshot(ui_page: Page, vllm, tmp_path) -> None:
     ask(ui_page, "What time is it in Tokyo, and what's the weather there?")
     wait_turn(ui_page, 1)

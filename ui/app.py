@@ -127,6 +127,12 @@ def build_app(backend: Backend) -> gr.Blocks:
                     max_steps = gr.Number(
                         settings.agent_max_steps, label="Max steps", precision=0, minimum=1, maximum=100
                     )
+                    thinking = gr.Radio(
+                        ["default", "on", "off"],
+                        value={None: "default", True: "on", False: "off"}[settings.agent_thinking],
+                        label="Thinking (thinking models such as Qwen3; default: AGENT_THINKING, else the model's)",
+                        elem_id="thinking",
+                    )
                     servers = gr.CheckboxGroup(
                         [], label="MCP servers (untick one to leave its tools out)", visible=False, elem_id="servers"
                     )
@@ -186,6 +192,7 @@ def build_app(backend: Backend) -> gr.Blocks:
             [args_code, reason_box, allow_box, approval_err],
             api_visibility="private",
         )
+        thinking.input(h.set_thinking, [thinking, session], [], api_visibility="private")
         servers.input(h.set_servers, [servers, session, tools], [tools_table], api_visibility="private")
         tools.input(h.tool_table, [session, tools], [tools_table], api_visibility="private")
         policy_tool.input(h.policy_of, [policy_tool, session], [policy_pick], api_visibility="private")

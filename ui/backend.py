@@ -32,6 +32,8 @@ class Session:
     """Decisions made so far on the paused turn's calls, by call id (sent once every call has one)."""
     approval: dict[str, str] = field(default_factory=dict)
     """This tab's policy per tool name (auto, ask, deny), over the config file's (`Context.approval`)."""
+    thinking: bool | None = None
+    """This tab's thinking switch (Settings → Thinking); None: AGENT_THINKING, else the model's default."""
     disabled_servers: list[str] = field(default_factory=list)
     """MCP servers whose tools this tab does not use."""
     resuming: bool = False

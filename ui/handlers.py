@@ -27,6 +27,8 @@ from ui.status import status_markdown
 from ui.tool_settings import enabled_tools, policy_table, problems_markdown, server_choices, tool_choices
 from ui.trace_view import steps_table, timeline_figure, totals_markdown, trace_json
 
+THINKING_CHOICES: dict[str, bool | None] = {"default": None, "on": True, "off": False}
+"""The Settings → Thinking radio: what each choice sends (`Context.thinking`)."""
 TRACE_DIR = Path(tempfile.gettempdir()) / "work-agent-traces"
 SKIP_TRACE = (gr.skip(),) * 5
 PANEL_SIZE = 7
@@ -323,6 +325,7 @@ class Handlers:
             stream=True,
             base_url="" if settings is self.backend.settings else settings.openai_api_base,
             approval=dict(session.approval) or None,
+            thinking=session.thinking,
         )
 
         def describe(exc: Exception) -> str:
@@ -539,6 +542,10 @@ class Handlers:
             gr.update(choices=names),
             policy_table(listing, session.approval, enabled),
         )
+
+    def set_thinking(self, choice: str, session: Session) -> None:
+        """The Thinking switch: on, off, or the default (AGENT_THINKING, else the model's)."""
+        session.thinking = THINKING_CHOICES.get(choice)
 
     async def set_servers(self, checked: list[str] | None, session: Session, tools: list[str] | None) -> str:
         """Servers ticked off or on: their tools leave (or rejoin) the next turns."""
